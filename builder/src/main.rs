@@ -1,0 +1,2 @@
+//! The `vmseal` command line: wires arguments to the library.
+fn main() {}

@@ -1,0 +1,35 @@
+//! # policies — the measurement facts of vmseal, stated once
+//!
+//! A `no_std` + `alloc` crate shared by the UEFI stub (`stub-hypervisor`, which *measures* by
+//! iterating these tables) and the host builder (`vmseal`, which *predicts* by iterating the same
+//! tables). Nothing about PCR numbers, event types, section names or measurement order is
+//! written anywhere else.
+//!
+//! Modules:
+//! - [`sections`]: PE section names of an appliance and the canonical measurement scheme
+//!   (which section goes to which PCR, in which order, with which event). Follows the UAPI PCR
+//!   registry and systemd-stub's `.linux`/`.osrel`/`.cmdline`/`.initrd` order for PCR 11.
+//! - [`tcg`]: TCG PC Client constants (event types, hash algorithm ids, PCR indices).
+//! - [`bootinfo`]: the boot-information block the stub hands a `.guest` ELF unikernel.
+//! - [`record`]: the line format the stub writes on its record channel (the second serial
+//!   port), and its parser.
+//!
+//! What it does not do: talk to hardware or firmware, read files, or allocate beyond `alloc`.
+//! Every parser here returns an error on bad input and never panics.
+#![no_std]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+extern crate alloc;
+
+pub mod bootinfo;
+pub mod record;
+pub mod sections;
+pub mod tcg;

@@ -1,0 +1,1 @@
+//! Shared helpers for vmseal's end-to-end tests (QEMU + OVMF + swtpm).
