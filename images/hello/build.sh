@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Build the hello guest (x86_64-unknown-none, release) and put the ELF where vmseal.toml
+# expects it: images/hello/out/hello.elf (out/ is gitignored).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$here"
+echo "+ cargo build --release --locked (images/hello)" >&2
+cargo build --release --locked
+mkdir -p out
+install -m 0644 target/x86_64-unknown-none/release/hello out/hello.elf.tmp
+mv -f out/hello.elf.tmp out/hello.elf
+echo "images/hello/out/hello.elf: $(sha256sum out/hello.elf | cut -d' ' -f1)" >&2
