@@ -588,7 +588,8 @@ fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), BootE
 }
 
 /// Print the console's new complete lines (after byte `from`) to stderr; returns the new
-/// offset. The initrd's base64 event-log lines are not echoed.
+/// offset. The initrd's PCR and base64 event-log lines are not echoed (they go to
+/// `pcrs.json` and `eventlog.bin`).
 fn stream_console(console: &str, from: usize) -> usize {
     let Some(new) = console.get(from..) else {
         return from;
@@ -598,7 +599,7 @@ fn stream_console(console: &str, from: usize) -> usize {
     };
     for line in new[..last_nl].lines() {
         let line = line.trim_end_matches('\r');
-        if !line.starts_with(LINUX_EVENTLOG_PREFIX) {
+        if !line.starts_with(LINUX_EVENTLOG_PREFIX) && !line.starts_with(LINUX_PCR_PREFIX) {
             eprintln!("console| {line}");
         }
     }
@@ -617,7 +618,7 @@ fn record_has_end(record: &str) -> bool {
 /// and deferred).
 pub fn firmware_rejection(console: &str) -> Option<&str> {
     console.lines().map(|l| l.trim_end_matches('\r')).find(|l| {
-        l.contains("BdsDxe: failed to load")
+        (l.contains("BdsDxe: failed to load") || l.contains("BdsDxe: failed to start"))
             && (l.contains("Access Denied") || l.contains("Security Violation"))
     })
 }
