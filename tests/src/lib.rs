@@ -1,1 +1,361 @@
 //! Shared helpers for vmseal's end-to-end tests (QEMU + OVMF + swtpm).
+//!
+//! The tests build the example appliances of `images/` with the real `vmseal` binary, boot
+//! them through [`vmseal::boot::run`], and check what the stub reported on its record channel
+//! against digests computed here, independently of vmseal: the section bytes are cut out of
+//! the built `.efi` by `objcopy -O binary --only-section` (GNU binutils), their `VirtualSize`
+//! is read from the PE section table by the small reader in this file, and the digests are
+//! plain SHA-256 over those bytes. Which section goes to which PCR comes from
+//! [`policies::sections`], the one place that states it.
+//!
+//! At most one VM runs at a time from these tests ([`vm_lock`]): the CI machine has two cores
+//! and boots with TCG.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use policies::record::Line;
+use policies::sections::{self, MEASURED};
+use sha2::{Digest, Sha256};
+
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Serialises VM boots across the tests of one process: hold the guard while a VM runs.
+pub fn vm_lock() -> MutexGuard<'static, ()> {
+    static VM: Mutex<()> = Mutex::new(());
+    // A test that panicked while holding the lock has already stopped its VM (drop guards).
+    VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Run a command, echoing it; panic with its output when it fails. Returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    eprintln!("+ {cmd:?}");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    eprint!("{stderr}");
+    stdout
+}
+
+/// The `vmseal` CLI binary of this workspace, built once per test process with the same
+/// cargo and target directory as the tests (`cargo build -p vmseal --bin vmseal`).
+pub fn vmseal_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        run(Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["build", "-p", "vmseal", "--bin", "vmseal"]));
+        // The test binary is target/<profile>/deps/e2e-…; the CLI is target/<profile>/vmseal.
+        let exe = std::env::current_exe().expect("path of the test binary");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let candidates = [
+            profile_dir.join("vmseal"),
+            repo_root().join("target/debug/vmseal"),
+        ];
+        candidates
+            .into_iter()
+            .find(|p| p.is_file())
+            .expect("target/<profile>/vmseal after cargo build -p vmseal")
+    })
+}
+
+/// `images/hello/out/hello.elf`, built once per test process by `images/hello/build.sh`.
+pub fn hello_elf() -> &'static Path {
+    static ELF: OnceLock<PathBuf> = OnceLock::new();
+    ELF.get_or_init(|| {
+        run(Command::new("bash").arg(repo_root().join("images/hello/build.sh")));
+        repo_root().join("images/hello/out/hello.elf")
+    })
+}
+
+/// `images/linux/out/{vmlinuz,initrd.img}`, built once per test process by
+/// `images/linux/build.sh` (downloads Debian packages into `images/linux/cache/`).
+pub fn linux_inputs() -> &'static Path {
+    static OUT: OnceLock<PathBuf> = OnceLock::new();
+    OUT.get_or_init(|| {
+        run(Command::new("bash").arg(repo_root().join("images/linux/build.sh")));
+        repo_root().join("images/linux/out")
+    })
+}
+
+/// Outputs of one `vmseal build`.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// `NAME.img`, the raw disk.
+    pub image: PathBuf,
+    /// `NAME.efi`, the appliance PE.
+    pub efi: PathBuf,
+}
+
+/// Run `vmseal build MANIFEST --out OUT` and return the image and PE it wrote.
+pub fn vmseal_build(manifest: &Path, out: &Path, name: &str) -> Built {
+    run(Command::new(vmseal_bin())
+        .arg("build")
+        .arg(manifest)
+        .arg("--out")
+        .arg(out));
+    let built = Built {
+        image: out.join(format!("{name}.img")),
+        efi: out.join(format!("{name}.efi")),
+    };
+    assert!(
+        built.image.is_file(),
+        "vmseal build wrote no {}",
+        built.image.display()
+    );
+    assert!(
+        built.efi.is_file(),
+        "vmseal build wrote no {}",
+        built.efi.display()
+    );
+    built
+}
+
+/// One PE section header, as far as the tests need it (PE/COFF spec, "Section Table").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeSection {
+    /// The name (NUL padding removed).
+    pub name: String,
+    /// `VirtualSize`: how many bytes the loaded section has (and the stub measures).
+    pub virtual_size: u32,
+}
+
+fn le_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The section table of a PE image: `e_lfanew` at 0x3C, "PE\0\0", the COFF header
+/// (NumberOfSections at +6, SizeOfOptionalHeader at +20), then 40-byte section headers.
+pub fn pe_sections(pe: &[u8]) -> Option<Vec<PeSection>> {
+    let nt = le_u32(pe, 0x3C)? as usize;
+    if pe.get(nt..nt + 4)? != b"PE\0\0" {
+        return None;
+    }
+    let coff = nt + 4;
+    let count = le_u16(pe, coff + 2)? as usize;
+    let opt_size = le_u16(pe, coff + 16)? as usize;
+    let table = coff + 20 + opt_size;
+    (0..count)
+        .map(|i| {
+            let h = table + i * 40;
+            let raw_name = pe.get(h..h + 8)?;
+            let name = String::from_utf8_lossy(raw_name)
+                .trim_end_matches('\0')
+                .to_string();
+            Some(PeSection {
+                name,
+                virtual_size: le_u32(pe, h + 8)?,
+            })
+        })
+        .collect()
+}
+
+/// The bytes of section `name` as loaded: extracted with `objcopy -O binary --only-section`,
+/// then zero-filled or cut to `virtual_size`.
+pub fn section_bytes(efi: &Path, name: &str, virtual_size: u32, scratch: &Path) -> Vec<u8> {
+    let out = scratch.join(format!("section{name}.bin"));
+    run(Command::new("objcopy")
+        .arg("-O")
+        .arg("binary")
+        .arg(format!("--only-section={name}"))
+        .arg(efi)
+        .arg(&out));
+    let mut bytes = std::fs::read(&out).expect("objcopy output");
+    bytes.resize(virtual_size as usize, 0);
+    bytes
+}
+
+/// One measurement the stub must report: `measure pcr=P type=T section=S part=… sha256=…`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    /// The section.
+    pub section: String,
+    /// `name` or `data`.
+    pub part: &'static str,
+    /// The PCR.
+    pub pcr: u32,
+    /// The event type.
+    pub event_type: u32,
+    /// The SHA-256 digest.
+    pub sha256: [u8; 32],
+}
+
+/// The measurements the stub must make for `efi`, in order, computed independently: for every
+/// section of [`MEASURED`] (then `.svcN` in index order) present in the PE, H(name + NUL) and
+/// H(contents).
+pub fn expected_measurements(efi: &Path, scratch: &Path) -> Vec<Expected> {
+    let pe = std::fs::read(efi).expect("read the appliance PE");
+    let table = pe_sections(&pe).expect("a PE section table");
+    let mut rules: Vec<(String, u32, u32)> = MEASURED
+        .iter()
+        .map(|r| (r.name.to_string(), r.pcr, r.event_type.0))
+        .collect();
+    let mut services: Vec<(usize, String)> = table
+        .iter()
+        .filter_map(|s| sections::service_index(&s.name).map(|i| (i, s.name.clone())))
+        .collect();
+    services.sort();
+    let (svc_pcr, svc_type) = sections::service_rule();
+    rules.extend(services.into_iter().map(|(_, n)| (n, svc_pcr, svc_type.0)));
+
+    let mut out = Vec::new();
+    for (name, pcr, event_type) in rules {
+        let Some(sec) = table.iter().find(|s| s.name == name) else {
+            continue;
+        };
+        if sec.virtual_size == 0 {
+            continue; // systemd-stub skips empty sections
+        }
+        let contents = section_bytes(efi, &name, sec.virtual_size, scratch);
+        let name_input = sections::name_digest_input(&name);
+        for (part, bytes) in [("name", &name_input[..]), ("data", &contents[..])] {
+            out.push(Expected {
+                section: name.clone(),
+                part,
+                pcr,
+                event_type,
+                sha256: Sha256::digest(bytes).into(),
+            });
+        }
+    }
+    out
+}
+
+/// Compare the record's `measure` lines with `expected` (same order, same PCR, type and
+/// sha256). Returns every difference, one per line.
+pub fn check_measurements(record: &[Line], expected: &[Expected]) -> Result<(), String> {
+    let measured: Vec<&Line> = record.iter().filter(|l| l.verb == "measure").collect();
+    let mut errors = String::new();
+    if measured.len() != expected.len() {
+        let _ = writeln!(
+            errors,
+            "the stub reported {} measurements, expected {}",
+            measured.len(),
+            expected.len()
+        );
+    }
+    for (i, e) in expected.iter().enumerate() {
+        let Some(l) = measured.get(i) else {
+            let _ = writeln!(errors, "missing: {} {} (PCR {})", e.section, e.part, e.pcr);
+            continue;
+        };
+        let want = [
+            ("section", e.section.clone()),
+            ("part", e.part.to_string()),
+            ("pcr", e.pcr.to_string()),
+            ("type", format!("0x{:08x}", e.event_type)),
+            ("sha256", hex(&e.sha256)),
+        ];
+        for (key, value) in want {
+            let got = l.get(key);
+            if got.map(str::to_ascii_lowercase) != Some(value.to_ascii_lowercase()) {
+                let _ = writeln!(
+                    errors,
+                    "measurement {i} ({l}): {key}={got:?}, expected {value}"
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The SHA-256 bank value of a PCR that starts at zero and is extended with `digests`.
+pub fn replay_sha256<'a>(digests: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
+    digests.into_iter().fold([0u8; 32], |pcr, d| {
+        let mut h = Sha256::new();
+        h.update(pcr);
+        h.update(d);
+        h.finalize().into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_pe_section_table() {
+        // e_lfanew = 0x40; COFF: 1 section, no optional header; one ".cmdline" header with
+        // VirtualSize 28.
+        let mut pe = vec![0u8; 0x40];
+        pe[0x3C] = 0x40;
+        pe.extend_from_slice(b"PE\0\0");
+        pe.extend_from_slice(&[0x64, 0x86, 1, 0]); // Machine x86-64, NumberOfSections 1
+        pe.extend_from_slice(&[0; 12]); // TimeDateStamp, PointerToSymbolTable, NumberOfSymbols
+        pe.extend_from_slice(&[0, 0, 0x22, 0]); // SizeOfOptionalHeader 0, Characteristics
+        pe.extend_from_slice(b".cmdline");
+        pe.extend_from_slice(&28u32.to_le_bytes());
+        pe.extend_from_slice(&[0; 28]);
+        assert_eq!(
+            pe_sections(&pe),
+            Some(vec![PeSection {
+                name: ".cmdline".into(),
+                virtual_size: 28
+            }])
+        );
+        assert_eq!(pe_sections(&pe[..0x50]), None, "truncated");
+    }
+
+    #[test]
+    fn replay_matches_a_hand_computed_extend() {
+        let d = [1u8; 32];
+        let mut h = Sha256::new();
+        h.update([0u8; 32]);
+        h.update(d);
+        let want: [u8; 32] = h.finalize().into();
+        assert_eq!(replay_sha256([&d]), want);
+    }
+
+    #[test]
+    fn record_comparison_names_the_difference() {
+        let e = Expected {
+            section: ".guest".into(),
+            part: "name",
+            pcr: 11,
+            event_type: 0xd,
+            sha256: [0xab; 32],
+        };
+        let good = format!(
+            "VMSEAL1 measure pcr=11 type=0x0000000d section=.guest part=name size=7 sha256={}",
+            hex(&[0xab; 32])
+        );
+        let lines = Line::parse_all(&good).unwrap();
+        assert_eq!(check_measurements(&lines, std::slice::from_ref(&e)), Ok(()));
+        let bad = Line::parse_all(&good.replace("pcr=11", "pcr=12")).unwrap();
+        let err = check_measurements(&bad, &[e]).unwrap_err();
+        assert!(err.contains("pcr=Some(\"12\"), expected 11"), "{err}");
+    }
+}

@@ -1,0 +1,149 @@
+//! End-to-end: build each example appliance with the real `vmseal` CLI, boot it in QEMU + OVMF
+//! (Secure Boot off, pristine variables) + swtpm through `vmseal::boot::run`, and check what
+//! the stub measured against digests computed here without vmseal (see `vmseal_tests`).
+//!
+//! The two boots are serialised by `vm_lock` (one VM at a time: two cores, TCG).
+
+use std::path::Path;
+
+use policies::record::Line;
+use policies::sections;
+use vmseal::boot::{self, BootOptions, Verdict};
+use vmseal_tests::{
+    Expected, check_measurements, expected_measurements, hello_elf, hex, linux_inputs,
+    replay_sha256, repo_root, vm_lock, vmseal_build,
+};
+
+fn boot_image(image: &Path, record_dir: &Path) -> boot::BootOutcome {
+    let _vm = vm_lock();
+    let opts = BootOptions {
+        timeout_secs: 240,
+        ..BootOptions::new(image, record_dir)
+    };
+    let outcome = boot::run(&opts).expect("the boot runner ran");
+    eprintln!(
+        "{}: {} ({}) in {:.1} s",
+        image.display(),
+        outcome.verdict(),
+        outcome.decision.reason,
+        outcome.elapsed.as_secs_f64()
+    );
+    outcome
+}
+
+fn find<'a>(record: &'a [Line], verb: &str) -> Option<&'a Line> {
+    record.iter().find(|l| l.verb == verb)
+}
+
+fn record_text(record: &[Line]) -> String {
+    record.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn hello_guest_boots_and_its_measurements_match() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    assert!(hello_elf().is_file());
+    let built = vmseal_build(
+        &repo_root().join("images/hello/vmseal.toml"),
+        &scratch.path().join("out"),
+        "hello",
+    );
+    let expected = expected_measurements(&built.efi, scratch.path());
+    assert!(
+        expected.iter().any(|e| e.section == sections::GUEST),
+        "the appliance PE has no {} section",
+        sections::GUEST
+    );
+
+    let outcome = boot_image(&built.image, &scratch.path().join("run"));
+    let record = &outcome.record;
+    let text = record_text(record);
+    assert!(
+        outcome.console.contains("hello from vmseal guest"),
+        "the guest's greeting is not on the console:\n{}",
+        outcome.console
+    );
+    assert_eq!(
+        outcome.verdict(),
+        Verdict::Booted,
+        "{}\nrecord:\n{text}",
+        outcome.decision.reason
+    );
+    if let Err(diff) = check_measurements(record, &expected) {
+        panic!("the stub's measurements differ:\n{diff}\nrecord:\n{text}");
+    }
+    let launch = find(record, "launch").unwrap_or_else(|| panic!("no launch line:\n{text}"));
+    assert_eq!(launch.get("kind"), Some("guest"), "{launch}");
+    assert_eq!(launch.get("section"), Some(sections::GUEST), "{launch}");
+    let exit = find(record, "exit").unwrap_or_else(|| panic!("no exit line:\n{text}"));
+    assert_eq!(exit.get("status"), Some("0"), "{exit}");
+    assert!(find(record, "end").is_some(), "no end line:\n{text}");
+}
+
+#[test]
+fn linux_appliance_boots_and_its_pcrs_match_the_record() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let inputs = linux_inputs();
+    assert!(inputs.join("vmlinuz").is_file() && inputs.join("initrd.img").is_file());
+    let built = vmseal_build(
+        &repo_root().join("images/linux/vmseal.toml"),
+        &scratch.path().join("out"),
+        "linux",
+    );
+    let expected = expected_measurements(&built.efi, scratch.path());
+    for s in [
+        sections::LINUX,
+        sections::OSREL,
+        sections::CMDLINE,
+        sections::INITRD,
+    ] {
+        assert!(
+            expected.iter().any(|e| e.section == s),
+            "the appliance PE has no {s} section"
+        );
+    }
+
+    let outcome = boot_image(&built.image, &scratch.path().join("run"));
+    let record = &outcome.record;
+    let text = record_text(record);
+    assert_eq!(
+        outcome.verdict(),
+        Verdict::Booted,
+        "{}\nrecord:\n{text}",
+        outcome.decision.reason
+    );
+    assert!(outcome.console.contains(boot::LINUX_MARKER));
+    if let Err(diff) = check_measurements(record, &expected) {
+        panic!("the stub's measurements differ:\n{diff}\nrecord:\n{text}");
+    }
+    let launch = find(record, "launch").unwrap_or_else(|| panic!("no launch line:\n{text}"));
+    assert_eq!(launch.get("kind"), Some("linux"), "{launch}");
+    assert_eq!(launch.get("section"), Some(sections::LINUX), "{launch}");
+
+    // The guest read the TPM itself: the PCRs the stub extends must hold exactly the replay of
+    // the digests computed here (nothing else extends PCR 11 or 12 in this appliance).
+    for pcr in [11u32, 12] {
+        let digests: Vec<&[u8; 32]> = expected
+            .iter()
+            .filter(|e: &&Expected| e.pcr == pcr)
+            .map(|e| &e.sha256)
+            .collect();
+        if digests.is_empty() {
+            continue;
+        }
+        let want = hex(&replay_sha256(digests));
+        let got = outcome
+            .pcrs
+            .iter()
+            .find(|p| p.bank == "sha256" && p.index == pcr)
+            .unwrap_or_else(|| panic!("the guest printed no sha256 PCR {pcr}"));
+        assert_eq!(
+            got.value, want,
+            "sha256 PCR {pcr} as read by the guest vs the replay"
+        );
+    }
+    assert!(
+        outcome.console.contains("vmseal-secureboot disabled"),
+        "Secure Boot should be off with the pristine variable store"
+    );
+}
