@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install what vmseal's build, tests and demo need on a fresh Debian 12 machine (as root).
+# Idempotent: installs only what is missing; `apt-get update` runs at most once per machine
+# (marker in /var/lib/vmseal) unless a package is missing from the lists.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+toolchain=1.95.0
+run() { echo "+ $*" >&2; "$@"; }
+
+packages=(
+    qemu-system-x86 ovmf swtpm swtpm-tools tpm2-tools sbsigntool osslsigncode
+    dosfstools mtools gdisk binutils cpio kmod xz-utils python3-pip python3-venv
+    ca-certificates
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+marker=/var/lib/vmseal/apt-updated
+if [ ! -e "$marker" ]; then
+    run apt-get update -q >/dev/null
+    mkdir -p "$(dirname "$marker")" && touch "$marker"
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    if ! run apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; then
+        run apt-get update -q >/dev/null
+        run apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+    installed=$(rustup target list --installed --toolchain "$toolchain" 2>/dev/null || true)
+    for t in x86_64-unknown-uefi x86_64-unknown-none; do
+        grep -qx "$t" <<<"$installed" || run rustup target add --toolchain "$toolchain" "$t"
+    done
+    components=$(rustup component list --installed --toolchain "$toolchain" 2>/dev/null || true)
+    for c in rustfmt clippy; do
+        grep -q "^$c" <<<"$components" || run rustup component add --toolchain "$toolchain" "$c"
+    done
+else
+    echo "setup: rustup not found; install Rust $toolchain with rustup first" >&2
+    exit 2
+fi
+
+# virt-firmware (virt-fw-vars): an independent reader of OVMF variable stores.
+if ! command -v virt-fw-vars >/dev/null 2>&1; then
+    run pip install -q --break-system-packages --root-user-action=ignore virt-firmware >/dev/null \
+        || run pip install -q virt-firmware >/dev/null
+fi
+command -v virt-fw-vars >/dev/null 2>&1 || { echo "setup: virt-fw-vars missing after pip install virt-firmware" >&2; exit 1; }
+echo "setup: ok" >&2

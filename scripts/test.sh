@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run every test of vmseal: format, lints (host, UEFI stub, guest), docs, unit, integration
+# and end-to-end boot tests (QEMU + OVMF + swtpm). Installs prerequisites first.
+# Usage: bash scripts/test.sh
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+started=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
+run() { echo "+ $*" >&2; "$@"; }
+
+step "setup"
+run bash scripts/setup.sh
+
+step "format"
+run cargo fmt --all --check
+for dir in stub-hypervisor images/hello; do
+    [ -f "$dir/Cargo.toml" ] && (cd "$dir" && run cargo fmt --check)
+done
+
+step "clippy: host workspace"
+run cargo clippy --workspace --all-targets -- -D warnings
+if [ -f stub-hypervisor/Cargo.toml ]; then
+    step "clippy: UEFI stub (x86_64-unknown-uefi)"
+    (cd stub-hypervisor && run cargo clippy --release -- -D warnings)
+fi
+step "clippy: hello guest (x86_64-unknown-none)"
+(cd images/hello && run cargo clippy --release -- -D warnings)
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps
+
+if [ -f stub-hypervisor/Cargo.toml ] && grep -q '^\[lib\]' stub-hypervisor/Cargo.toml; then
+    step "stub: host unit tests"
+    (cd stub-hypervisor && run cargo test --target x86_64-unknown-linux-gnu --lib)
+fi
+
+step "tests: unit, integration, end-to-end boots"
+run cargo test --workspace
+
+step "all passed"
