@@ -11,6 +11,7 @@
 //!   registry and systemd-stub's `.linux`/`.osrel`/`.cmdline`/`.initrd` order for PCR 11.
 //! - [`tcg`]: TCG PC Client constants (event types, hash algorithm ids, PCR indices).
 //! - [`bootinfo`]: the boot-information block the stub hands a `.guest` ELF unikernel.
+//! - [`launch`]: the sealed launch policy (`.vmseal`), its canonical encoding and rules.
 //! - [`record`]: the line format the stub writes on its record channel (the second serial
 //!   port), and its parser.
 //!
@@ -19,17 +20,14 @@
 #![no_std]
 #![cfg_attr(
     not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
 extern crate alloc;
 
 pub mod bootinfo;
+pub mod launch;
+mod reader;
 pub mod record;
 pub mod sections;
 pub mod tcg;

@@ -124,10 +124,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_fields() {
-        assert_eq!(
-            Line::parse("VMSEAL1 measure pcr"),
-            Err(RecordError::BadField("pcr".into()))
-        );
+        assert_eq!(Line::parse("VMSEAL1 measure pcr"), Err(RecordError::BadField("pcr".into())));
         assert_eq!(Line::parse("VMSEAL1 "), Err(RecordError::MissingVerb));
     }
 }

@@ -84,10 +84,7 @@ pub const MAX_NAME_LEN: usize = 8;
 /// The first event's data for a measured section: the name as UTF-16LE with a NUL, as
 /// systemd-stub logs it (`tpm_log_ipl_event_ascii`). Both events of a section carry it.
 pub fn event_data(name: &str) -> alloc::vec::Vec<u8> {
-    name.encode_utf16()
-        .chain(core::iter::once(0))
-        .flat_map(u16::to_le_bytes)
-        .collect()
+    name.encode_utf16().chain(core::iter::once(0)).flat_map(u16::to_le_bytes).collect()
 }
 
 /// The bytes hashed for the first event: the ASCII name with its trailing NUL.

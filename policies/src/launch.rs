@@ -1,0 +1,718 @@
+//! The sealed launch policy: the contents of the `.vmseal` section.
+//!
+//! The builder encodes the manifest's partitions, memory grants, device capabilities and console
+//! policy into this canonical byte string; the stub measures it into PCR 12
+//! ([`crate::sections::VMSEAL`]) and decodes it to know what to enforce. Because it is measured,
+//! the encoding is **canonical**: one policy has exactly one encoding, and
+//! `encode(decode(b)) == b` for every `b` that decodes.
+//!
+//! # Encoding, version 1
+//!
+//! All integers little-endian, no padding, no alignment; fields in this fixed order:
+//!
+//! | field | encoding |
+//! | --- | --- |
+//! | magic | 8 bytes `b"VMSEALPL"` ([`MAGIC`]) |
+//! | version | u32 = 1 ([`VERSION`]) |
+//! | name | string |
+//! | version string | string |
+//! | guest | partition |
+//! | service count | u32, at most [`MAX_SERVICES`] |
+//! | services | partition × count, `.svc0` first |
+//! | console | u32: 0 = off, 1 = on ([`Console`]) |
+//!
+//! A *string* is a u32 byte length (at most [`MAX_STRING_LEN`]) followed by that many bytes of
+//! UTF-8 (no NUL). A *partition* is: name (string), kind (u32, [`PayloadKind`]: 1 = ELF,
+//! 2 = Linux; 0 is never valid so zeroed memory does not decode), section (string),
+//! memory (u64, bytes), devices (u32, [`Devices`] bits; unknown bits are rejected).
+//!
+//! Nothing may follow the last field. Channels (hypercall channels between partitions) will
+//! be added as version 2 by appending a channel list after `console`; a version-1 decoder
+//! rejects version 2 instead of ignoring what it cannot enforce.
+//!
+//! Decoding untrusted bytes returns a [`PolicyError`] and never panics. Decoding checks the
+//! *format*; [`LaunchPolicy::validate`] checks the *rules* (memory sizes, names, section
+//! names); the builder calls it before encoding and the stub after decoding.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::reader::Reader;
+use crate::sections;
+
+/// `b"VMSEALPL"`, the first eight bytes of every encoded policy.
+pub const MAGIC: [u8; 8] = *b"VMSEALPL";
+/// The encoding version this module writes and reads.
+pub const VERSION: u32 = 1;
+/// Longest string field accepted by the decoder, in bytes.
+pub const MAX_STRING_LEN: u32 = 4096;
+/// At most this many services (one PE section each, see [`sections::MAX_SERVICES`]).
+pub const MAX_SERVICES: usize = sections::MAX_SERVICES;
+/// Smallest memory grant of a partition: 4 MiB.
+pub const MIN_MEMORY: u64 = 4 << 20;
+/// Largest memory grant of a partition: 64 GiB.
+pub const MAX_MEMORY: u64 = 64 << 30;
+/// Memory grants are whole 4 KiB pages (the nested page size).
+pub const PAGE_SIZE: u64 = 4096;
+
+/// What a partition runs. vmseal's own encoding (u32 on disk), so a closed enum: the decoder
+/// rejects values it does not know with [`PolicyError::UnknownKind`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum PayloadKind {
+    /// An ELF64 x86_64 executable (`.guest` or `.svcN`). Encoded as 1.
+    Elf,
+    /// An EFI-stub Linux kernel (`.linux`). Encoded as 2.
+    Linux,
+}
+
+impl PayloadKind {
+    /// The on-disk value.
+    pub const fn to_u32(self) -> u32 {
+        match self {
+            Self::Elf => 1,
+            Self::Linux => 2,
+        }
+    }
+
+    /// The kind for an on-disk value, `None` if unknown.
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Elf),
+            2 => Some(Self::Linux),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the guest's console reaches the serial port. Encoded as u32 0 (off) / 1 (on).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Console {
+    /// The guest's console output is dropped.
+    Off,
+    /// The guest's console output reaches COM1.
+    On,
+}
+
+impl Console {
+    /// The on-disk value.
+    pub const fn to_u32(self) -> u32 {
+        match self {
+            Self::Off => 0,
+            Self::On => 1,
+        }
+    }
+
+    /// The console policy for an on-disk value, `None` if unknown.
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::Off),
+            1 => Some(Self::On),
+            _ => None,
+        }
+    }
+}
+
+/// Device capabilities granted to a partition: a bit set (u32 on disk).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+pub struct Devices(pub u32);
+
+impl Devices {
+    /// No devices.
+    pub const NONE: Self = Self(0);
+    /// The TPM (TIS MMIO at 0xFED4_0000).
+    pub const TPM: Self = Self(1);
+    /// The serial port.
+    pub const SERIAL: Self = Self(2);
+    /// Every bit this version knows.
+    pub const KNOWN: Self = Self(Self::TPM.0 | Self::SERIAL.0);
+
+    /// Whether every bit of `other` is set in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Bits set that this version does not know.
+    pub const fn unknown_bits(self) -> u32 {
+        self.0 & !Self::KNOWN.0
+    }
+}
+
+impl core::ops::BitOr for Devices {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+/// One partition: the guest or a root-partition service.
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub struct Partition {
+    /// The manifest's name (the image name for the guest, the service name for a service).
+    pub name: String,
+    /// What it runs.
+    pub kind: PayloadKind,
+    /// The PE section holding its payload: `.guest`, `.linux`, `.svc0`, …
+    pub section: String,
+    /// Memory grant in bytes.
+    pub memory: u64,
+    /// Device capabilities.
+    pub devices: Devices,
+}
+
+/// The sealed launch policy (the `.vmseal` section).
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub struct LaunchPolicy {
+    /// The image name.
+    pub name: String,
+    /// The image version (free text without whitespace).
+    pub version: String,
+    /// The guest partition.
+    pub guest: Partition,
+    /// Root-partition services, `.svc0` first.
+    pub services: Vec<Partition>,
+    /// Console policy of the guest.
+    pub console: Console,
+}
+
+/// Why bytes are not a version-1 launch policy. Offsets are from the start of the input.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum PolicyError {
+    /// The input ends inside a field.
+    Truncated {
+        /// Offset of the field.
+        offset: usize,
+        /// What was being read.
+        field: &'static str,
+    },
+    /// The first eight bytes are not [`MAGIC`].
+    BadMagic([u8; 8]),
+    /// A version this decoder does not read.
+    UnsupportedVersion(u32),
+    /// A string length over [`MAX_STRING_LEN`].
+    StringTooLong {
+        /// Offset of the length field.
+        offset: usize,
+        /// The length found.
+        len: u32,
+    },
+    /// A string that is not UTF-8.
+    NotUtf8 {
+        /// Offset of the string bytes.
+        offset: usize,
+    },
+    /// A payload kind that is not 1 or 2.
+    UnknownKind {
+        /// Offset of the field.
+        offset: usize,
+        /// The value found.
+        value: u32,
+    },
+    /// Device bits this version does not know.
+    UnknownDevices {
+        /// Offset of the field.
+        offset: usize,
+        /// The full bit set found.
+        bits: u32,
+    },
+    /// A console value that is not 0 or 1.
+    UnknownConsole {
+        /// Offset of the field.
+        offset: usize,
+        /// The value found.
+        value: u32,
+    },
+    /// More than [`MAX_SERVICES`] services.
+    TooManyServices {
+        /// Offset of the count.
+        offset: usize,
+        /// The count found.
+        count: u32,
+    },
+    /// Bytes after the last field.
+    TrailingBytes {
+        /// Offset of the first extra byte.
+        offset: usize,
+        /// How many extra bytes.
+        count: usize,
+    },
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated { offset, field } => {
+                write!(f, "launch policy ends inside {field} at offset {offset}")
+            }
+            Self::BadMagic(m) => {
+                write!(f, "launch policy magic is {m:02x?}, expected \"VMSEALPL\"")
+            }
+            Self::UnsupportedVersion(v) => write!(
+                f,
+                "launch policy version {v} is not supported (this build reads version {VERSION}); rebuild the image with a matching vmseal"
+            ),
+            Self::StringTooLong { offset, len } => write!(
+                f,
+                "launch policy string at offset {offset} is {len} bytes, more than {MAX_STRING_LEN}"
+            ),
+            Self::NotUtf8 { offset } => {
+                write!(f, "launch policy string at offset {offset} is not UTF-8")
+            }
+            Self::UnknownKind { offset, value } => write!(
+                f,
+                "launch policy payload kind {value} at offset {offset} is unknown (1 = elf, 2 = linux)"
+            ),
+            Self::UnknownDevices { offset, bits } => write!(
+                f,
+                "launch policy device bits {bits:#x} at offset {offset} include unknown bits {:#x}",
+                Devices(*bits).unknown_bits()
+            ),
+            Self::UnknownConsole { offset, value } => write!(
+                f,
+                "launch policy console value {value} at offset {offset} is unknown (0 = off, 1 = on)"
+            ),
+            Self::TooManyServices { offset, count } => write!(
+                f,
+                "launch policy lists {count} services at offset {offset}, more than {MAX_SERVICES}"
+            ),
+            Self::TrailingBytes { offset, count } => write!(
+                f,
+                "launch policy has {count} unexpected bytes after its end at offset {offset}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PolicyError {}
+
+/// Which partition a validation error is about.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Which {
+    /// The policy itself (image name / version).
+    Image,
+    /// The guest partition.
+    Guest,
+    /// Service number `n` (section `.svc<n>`).
+    Service(usize),
+}
+
+impl fmt::Display for Which {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Image => f.write_str("image"),
+            Self::Guest => f.write_str("guest"),
+            Self::Service(i) => write!(f, "service {i}"),
+        }
+    }
+}
+
+/// Why a decoded (or about-to-be-encoded) policy breaks vmseal's rules.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum InvalidPolicy {
+    /// A name or version string is empty.
+    EmptyName(Which),
+    /// A string is longer than [`MAX_STRING_LEN`] (it could not be decoded again).
+    StringTooLong(Which, usize),
+    /// Memory not a multiple of [`PAGE_SIZE`].
+    MemoryNotPageAligned(Which, u64),
+    /// Memory outside [`MIN_MEMORY`]`..=`[`MAX_MEMORY`].
+    MemoryOutOfRange(Which, u64),
+    /// More than [`MAX_SERVICES`] services.
+    TooManyServices(usize),
+    /// Two services share a name.
+    DuplicateService(String),
+    /// A partition's section does not match its kind / position.
+    WrongSection {
+        /// The partition.
+        which: Which,
+        /// The section named in the policy.
+        found: String,
+        /// The section it must be.
+        expected: String,
+    },
+    /// A service that is not an ELF.
+    ServiceNotElf(usize),
+    /// Device bits this version does not know.
+    UnknownDevices(Which, u32),
+}
+
+impl fmt::Display for InvalidPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EmptyName(w) => write!(f, "{w}: name is empty"),
+            Self::StringTooLong(w, n) => {
+                write!(f, "{w}: a string is {n} bytes, more than {MAX_STRING_LEN}")
+            }
+            Self::MemoryNotPageAligned(w, m) => {
+                write!(f, "{w}: memory {m:#x} is not a multiple of 4 KiB")
+            }
+            Self::MemoryOutOfRange(w, m) => {
+                write!(f, "{w}: memory {m:#x} is outside 4 MiB ..= 64 GiB")
+            }
+            Self::TooManyServices(n) => write!(f, "{n} services, at most {MAX_SERVICES} allowed"),
+            Self::DuplicateService(n) => write!(f, "two services are named {n:?}"),
+            Self::WrongSection { which, found, expected } => {
+                write!(f, "{which}: section is {found:?}, expected {expected:?}")
+            }
+            Self::ServiceNotElf(i) => write!(f, "service {i}: must be an ELF payload"),
+            Self::UnknownDevices(w, b) => write!(f, "{w}: unknown device bits {b:#x}"),
+        }
+    }
+}
+
+impl core::error::Error for InvalidPolicy {}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Lengths over u32::MAX cannot be produced by a valid policy; saturate so encode never
+    // panics (validate rejects such strings, and decode would reject the result).
+    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+impl Partition {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.name);
+        out.extend_from_slice(&self.kind.to_u32().to_le_bytes());
+        put_str(out, &self.section);
+        out.extend_from_slice(&self.memory.to_le_bytes());
+        out.extend_from_slice(&self.devices.0.to_le_bytes());
+    }
+
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, PolicyError> {
+        let name = read_str(r, "partition name")?;
+        let offset = r.offset();
+        let kind = r.u32().ok_or(PolicyError::Truncated { offset, field: "payload kind" })?;
+        let kind =
+            PayloadKind::from_u32(kind).ok_or(PolicyError::UnknownKind { offset, value: kind })?;
+        let section = read_str(r, "section name")?;
+        let offset = r.offset();
+        let memory = r.u64().ok_or(PolicyError::Truncated { offset, field: "memory" })?;
+        let offset = r.offset();
+        let bits = r.u32().ok_or(PolicyError::Truncated { offset, field: "devices" })?;
+        if Devices(bits).unknown_bits() != 0 {
+            return Err(PolicyError::UnknownDevices { offset, bits });
+        }
+        Ok(Self { name, kind, section, memory, devices: Devices(bits) })
+    }
+
+    fn validate(&self, which: Which) -> Result<(), InvalidPolicy> {
+        if self.name.is_empty() {
+            return Err(InvalidPolicy::EmptyName(which));
+        }
+        for s in [&self.name, &self.section] {
+            if s.len() > MAX_STRING_LEN as usize {
+                return Err(InvalidPolicy::StringTooLong(which, s.len()));
+            }
+        }
+        if !self.memory.is_multiple_of(PAGE_SIZE) {
+            return Err(InvalidPolicy::MemoryNotPageAligned(which, self.memory));
+        }
+        if !(MIN_MEMORY..=MAX_MEMORY).contains(&self.memory) {
+            return Err(InvalidPolicy::MemoryOutOfRange(which, self.memory));
+        }
+        if self.devices.unknown_bits() != 0 {
+            return Err(InvalidPolicy::UnknownDevices(which, self.devices.0));
+        }
+        Ok(())
+    }
+}
+
+fn read_str(r: &mut Reader<'_>, field: &'static str) -> Result<String, PolicyError> {
+    let offset = r.offset();
+    let len = r.u32().ok_or(PolicyError::Truncated { offset, field })?;
+    if len > MAX_STRING_LEN {
+        return Err(PolicyError::StringTooLong { offset, len });
+    }
+    let at = r.offset();
+    let bytes = r.bytes(len as usize).ok_or(PolicyError::Truncated { offset: at, field })?;
+    let s = core::str::from_utf8(bytes).map_err(|_| PolicyError::NotUtf8 { offset: at })?;
+    Ok(s.into())
+}
+
+impl LaunchPolicy {
+    /// The canonical version-1 encoding (the exact bytes of the `.vmseal` section).
+    ///
+    /// Call [`LaunchPolicy::validate`] first: an invalid policy still encodes, but may not
+    /// decode.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        put_str(&mut out, &self.name);
+        put_str(&mut out, &self.version);
+        self.guest.encode_into(&mut out);
+        let count = u32::try_from(self.services.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&count.to_le_bytes());
+        for s in &self.services {
+            s.encode_into(&mut out);
+        }
+        out.extend_from_slice(&self.console.to_u32().to_le_bytes());
+        out
+    }
+
+    /// Decode a version-1 policy. Rejects bad magic, other versions, over-long or non-UTF-8
+    /// strings, unknown kinds / devices / console values, too many services and trailing
+    /// bytes. Never panics. Does not apply [`LaunchPolicy::validate`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, PolicyError> {
+        let mut r = Reader::new(bytes);
+        let magic: [u8; 8] =
+            r.array().ok_or(PolicyError::Truncated { offset: 0, field: "magic" })?;
+        if magic != MAGIC {
+            return Err(PolicyError::BadMagic(magic));
+        }
+        let version = r.u32().ok_or(PolicyError::Truncated { offset: 8, field: "version" })?;
+        if version != VERSION {
+            return Err(PolicyError::UnsupportedVersion(version));
+        }
+        let name = read_str(&mut r, "image name")?;
+        let version = read_str(&mut r, "image version")?;
+        let guest = Partition::decode_from(&mut r)?;
+        let offset = r.offset();
+        let count = r.u32().ok_or(PolicyError::Truncated { offset, field: "service count" })?;
+        if count as usize > MAX_SERVICES {
+            return Err(PolicyError::TooManyServices { offset, count });
+        }
+        let mut services = Vec::new();
+        for _ in 0..count {
+            services.push(Partition::decode_from(&mut r)?);
+        }
+        let offset = r.offset();
+        let value = r.u32().ok_or(PolicyError::Truncated { offset, field: "console" })?;
+        let console =
+            Console::from_u32(value).ok_or(PolicyError::UnknownConsole { offset, value })?;
+        if r.remaining() != 0 {
+            return Err(PolicyError::TrailingBytes { offset: r.offset(), count: r.remaining() });
+        }
+        Ok(Self { name, version, guest, services, console })
+    }
+
+    /// Check vmseal's rules: non-empty names and version; every memory grant a multiple of
+    /// 4 KiB within 4 MiB ..= 64 GiB; the guest's section is `.guest` for an ELF and `.linux`
+    /// for Linux; at most [`MAX_SERVICES`] services, each an ELF in section `.svc<index>`, with
+    /// unique names; no unknown device bits.
+    pub fn validate(&self) -> Result<(), InvalidPolicy> {
+        if self.name.is_empty() || self.version.is_empty() {
+            return Err(InvalidPolicy::EmptyName(Which::Image));
+        }
+        for s in [&self.name, &self.version] {
+            if s.len() > MAX_STRING_LEN as usize {
+                return Err(InvalidPolicy::StringTooLong(Which::Image, s.len()));
+            }
+        }
+        self.guest.validate(Which::Guest)?;
+        let expected = match self.guest.kind {
+            PayloadKind::Elf => sections::GUEST,
+            PayloadKind::Linux => sections::LINUX,
+        };
+        if self.guest.section != expected {
+            return Err(InvalidPolicy::WrongSection {
+                which: Which::Guest,
+                found: self.guest.section.clone(),
+                expected: expected.into(),
+            });
+        }
+        if self.services.len() > MAX_SERVICES {
+            return Err(InvalidPolicy::TooManyServices(self.services.len()));
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            s.validate(Which::Service(i))?;
+            if s.kind != PayloadKind::Elf {
+                return Err(InvalidPolicy::ServiceNotElf(i));
+            }
+            if sections::service_index(&s.section) != Some(i) {
+                return Err(InvalidPolicy::WrongSection {
+                    which: Which::Service(i),
+                    found: s.section.clone(),
+                    expected: alloc::format!("{}{i}", sections::SERVICE_PREFIX),
+                });
+            }
+            if self.services.iter().take(i).any(|o| o.name == s.name) {
+                return Err(InvalidPolicy::DuplicateService(s.name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn sample() -> LaunchPolicy {
+        LaunchPolicy {
+            name: "hello".into(),
+            version: "0.1.0".into(),
+            guest: Partition {
+                name: "hello".into(),
+                kind: PayloadKind::Elf,
+                section: ".guest".into(),
+                memory: 64 << 20,
+                devices: Devices::NONE,
+            },
+            services: vec![Partition {
+                name: "attest".into(),
+                kind: PayloadKind::Elf,
+                section: ".svc0".into(),
+                memory: 8 << 20,
+                devices: Devices::TPM | Devices::SERIAL,
+            }],
+            console: Console::On,
+        }
+    }
+
+    #[test]
+    fn byte_layout() {
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            b'V', b'M', b'S', b'E', b'A', b'L', b'P', b'L', // magic
+            1, 0, 0, 0,                                     // version 1
+            5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o',       // name "hello"
+            5, 0, 0, 0, b'0', b'.', b'1', b'.', b'0',       // version "0.1.0"
+            // guest partition
+            5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o',       //   name
+            1, 0, 0, 0,                                     //   kind = elf
+            6, 0, 0, 0, b'.', b'g', b'u', b'e', b's', b't', //   section ".guest"
+            0, 0, 0, 4, 0, 0, 0, 0,                         //   memory 64 MiB
+            0, 0, 0, 0,                                     //   devices none
+            1, 0, 0, 0,                                     // one service
+            6, 0, 0, 0, b'a', b't', b't', b'e', b's', b't', //   name "attest"
+            1, 0, 0, 0,                                     //   kind = elf
+            5, 0, 0, 0, b'.', b's', b'v', b'c', b'0',       //   section ".svc0"
+            0, 0, 0x80, 0, 0, 0, 0, 0,                      //   memory 8 MiB
+            3, 0, 0, 0,                                     //   devices tpm|serial
+            1, 0, 0, 0,                                     // console on
+        ];
+        assert_eq!(sample().encode(), expected);
+        assert_eq!(LaunchPolicy::decode(expected), Ok(sample()));
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut p = sample();
+        assert_eq!(LaunchPolicy::decode(&p.encode()), Ok(p.clone()));
+        p.services.clear();
+        p.console = Console::Off;
+        p.guest.kind = PayloadKind::Linux;
+        p.guest.section = ".linux".into();
+        p.name = "ünïcode".into();
+        let bytes = p.encode();
+        assert_eq!(LaunchPolicy::decode(&bytes), Ok(p.clone()));
+        assert_eq!(LaunchPolicy::decode(&bytes).map(|d| d.encode()), Ok(bytes));
+        assert_eq!(p.validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let good = sample().encode();
+        let mut b = good.clone();
+        b.push(0);
+        assert_eq!(
+            LaunchPolicy::decode(&b),
+            Err(PolicyError::TrailingBytes { offset: good.len(), count: 1 })
+        );
+        let mut b = good.clone();
+        b[0] = b'X';
+        assert!(matches!(LaunchPolicy::decode(&b), Err(PolicyError::BadMagic(_))));
+        let mut b = good.clone();
+        b[8] = 2;
+        assert_eq!(LaunchPolicy::decode(&b), Err(PolicyError::UnsupportedVersion(2)));
+        let mut b = good.clone();
+        b[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            LaunchPolicy::decode(&b),
+            Err(PolicyError::StringTooLong { offset: 12, len: u32::MAX })
+        );
+        let mut b = good.clone();
+        b[16] = 0xFF;
+        assert_eq!(LaunchPolicy::decode(&b), Err(PolicyError::NotUtf8 { offset: 16 }));
+        let mut b = good.clone();
+        b[39] = 0;
+        assert_eq!(
+            LaunchPolicy::decode(&b),
+            Err(PolicyError::UnknownKind { offset: 39, value: 0 })
+        );
+        let mut b = good.clone();
+        b[61] = 4;
+        assert_eq!(
+            LaunchPolicy::decode(&b),
+            Err(PolicyError::UnknownDevices { offset: 61, bits: 4 })
+        );
+        let mut b = good.clone();
+        b[65..69].copy_from_slice(&1001u32.to_le_bytes());
+        assert_eq!(
+            LaunchPolicy::decode(&b),
+            Err(PolicyError::TooManyServices { offset: 65, count: 1001 })
+        );
+        let n = good.len();
+        let mut b = good.clone();
+        b[n - 4] = 2;
+        assert_eq!(
+            LaunchPolicy::decode(&b),
+            Err(PolicyError::UnknownConsole { offset: n - 4, value: 2 })
+        );
+        for len in 0..good.len() {
+            assert!(
+                matches!(LaunchPolicy::decode(&good[..len]), Err(PolicyError::Truncated { .. })),
+                "prefix of {len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_rules() {
+        assert_eq!(sample().validate(), Ok(()));
+        let mut p = sample();
+        p.guest.memory = (64 << 20) + 1;
+        assert_eq!(
+            p.validate(),
+            Err(InvalidPolicy::MemoryNotPageAligned(Which::Guest, p.guest.memory))
+        );
+        p.guest.memory = 2 << 20;
+        assert_eq!(p.validate(), Err(InvalidPolicy::MemoryOutOfRange(Which::Guest, 2 << 20)));
+        p.guest.memory = 128 << 30;
+        assert!(p.validate().is_err());
+        p.guest.memory = MAX_MEMORY;
+        assert_eq!(p.validate(), Ok(()));
+        p.guest.memory = MIN_MEMORY;
+        assert_eq!(p.validate(), Ok(()));
+        let mut p = sample();
+        p.name.clear();
+        assert_eq!(p.validate(), Err(InvalidPolicy::EmptyName(Which::Image)));
+        let mut p = sample();
+        p.services[0].name.clear();
+        assert_eq!(p.validate(), Err(InvalidPolicy::EmptyName(Which::Service(0))));
+        let mut p = sample();
+        let mut dup = p.services[0].clone();
+        dup.section = ".svc1".into();
+        p.services.push(dup);
+        assert_eq!(p.validate(), Err(InvalidPolicy::DuplicateService("attest".into())));
+        p.services[1].name = "other".into();
+        assert_eq!(p.validate(), Ok(()));
+        p.services[1].section = ".svc2".into();
+        assert!(matches!(p.validate(), Err(InvalidPolicy::WrongSection { .. })));
+        let mut p = sample();
+        p.guest.section = ".linux".into();
+        assert!(matches!(p.validate(), Err(InvalidPolicy::WrongSection { .. })));
+        let mut p = sample();
+        let svc = p.services[0].clone();
+        p.services = (0..=MAX_SERVICES)
+            .map(|i| Partition {
+                name: alloc::format!("s{i}"),
+                section: alloc::format!(".svc{i}"),
+                ..svc.clone()
+            })
+            .collect();
+        assert_eq!(p.validate(), Err(InvalidPolicy::TooManyServices(MAX_SERVICES + 1)));
+        p.services.pop();
+        assert_eq!(p.validate(), Ok(()));
+        assert_eq!(LaunchPolicy::decode(&p.encode()), Ok(p));
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = LaunchPolicy::decode(b"VMSEALPL\x02\0\0\0").unwrap_err();
+        assert!(alloc::format!("{e}").contains("version 2"));
+    }
+}
