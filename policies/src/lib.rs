@@ -11,6 +11,8 @@
 //!   registry and systemd-stub's `.linux`/`.osrel`/`.cmdline`/`.initrd` order for PCR 11.
 //! - [`tcg`]: TCG PC Client constants (event types, hash algorithm ids, PCR indices).
 //! - [`bootinfo`]: the boot-information block the stub hands a `.guest` ELF unikernel.
+//! - [`eventlog`]: the TCG2 crypto-agile event log and the Final Events Table: parse,
+//!   serialize, merge, and decode the payloads on the boot path.
 //! - [`launch`]: the sealed launch policy (`.vmseal`), its canonical encoding and rules.
 //! - [`record`]: the line format the stub writes on its record channel (the second serial
 //!   port), and its parser.
@@ -26,6 +28,7 @@
 extern crate alloc;
 
 pub mod bootinfo;
+pub mod eventlog;
 pub mod launch;
 mod reader;
 pub mod record;

@@ -39,6 +39,11 @@ impl<'a> Reader<'a> {
         self.bytes(N)?.try_into().ok()
     }
 
+    /// A little-endian u16.
+    pub(crate) fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_le_bytes)
+    }
+
     /// A little-endian u32.
     pub(crate) fn u32(&mut self) -> Option<u32> {
         self.array().map(u32::from_le_bytes)
