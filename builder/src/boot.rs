@@ -52,7 +52,8 @@ pub const LINUX_EVENTLOG_PREFIX: &str = "vmseal-eventlog ";
 
 /// How long QEMU may take to power off after the record's `end` before it is killed.
 const END_GRACE: Duration = Duration::from_secs(10);
-/// How long the firmware's console may keep going after it refused the image.
+/// How long the firmware's console may keep going after it refused the image or ran out of
+/// boot options.
 const REJECT_GRACE: Duration = Duration::from_secs(3);
 /// How long swtpm may take to create its control socket.
 const SWTPM_START: Duration = Duration::from_secs(10);
@@ -143,6 +144,8 @@ pub enum Ended {
     RecordEnd,
     /// The firmware printed a Secure Boot refusal.
     FirmwareRejected,
+    /// The firmware ran out of boot options (its shell prompt or "No bootable option").
+    FirmwareIdle,
     /// The timeout passed; QEMU was killed.
     Timeout,
 }
@@ -487,6 +490,7 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
     let mut streamed = 0usize;
     let mut rejected_at: Option<Instant> = None;
     let mut end_at: Option<Instant> = None;
+    let mut idle_at: Option<Instant> = None;
     let ended = loop {
         let qemu_gone = vm.exited();
         let console = read_lossy(&console_path);
@@ -506,6 +510,12 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
         }
         if rejected_at.is_some_and(|t| t.elapsed() > REJECT_GRACE) {
             break Ended::FirmwareRejected;
+        }
+        if idle_at.is_none() && firmware_idle(&console).is_some() {
+            idle_at = Some(Instant::now());
+        }
+        if idle_at.is_some_and(|t| t.elapsed() > REJECT_GRACE) {
+            break Ended::FirmwareIdle;
         }
         if start.elapsed() > timeout {
             break Ended::Timeout;
@@ -623,6 +633,15 @@ pub fn firmware_rejection(console: &str) -> Option<&str> {
     })
 }
 
+/// The OVMF console line saying that it has nothing left to boot, if any: BdsDxe's
+/// "No bootable option or device was found", or the UEFI Shell (a boot option of the pristine
+/// variable store) waiting at its prompt. Without this the runner would wait for the timeout.
+pub fn firmware_idle(console: &str) -> Option<&str> {
+    console.lines().map(|l| l.trim_end_matches('\r')).find(|l| {
+        l.contains("BdsDxe: No bootable option or device was found") || l.contains("Shell> ")
+    })
+}
+
 /// The first line of a Linux kernel panic on the console, if any.
 fn kernel_panic(console: &str) -> Option<&str> {
     console
@@ -705,6 +724,20 @@ pub fn decide(console: &str, record: &str, ended: Ended) -> (Decision, Vec<Line>
     }
     let (verdict, reason) = match (started, launch) {
         (false, _) if timed_out => (Verdict::Timeout, "no record line before the timeout"),
+        (false, _) if ended == Ended::FirmwareIdle => {
+            let why = console
+                .lines()
+                .map(|l| l.trim_end_matches('\r'))
+                .find(|l| l.contains("BdsDxe: failed to"))
+                .map_or_else(String::new, |l| format!(": {}", strip_escapes(l).trim()));
+            return (
+                d(
+                    Verdict::NoBoot,
+                    format!("the firmware found nothing to boot{why}"),
+                ),
+                lines,
+            );
+        }
         (false, _) => (
             Verdict::NoBoot,
             "the machine stopped and the stub never started",
@@ -727,6 +760,27 @@ pub fn decide(console: &str, record: &str, ended: Ended) -> (Decision, Vec<Line>
         ),
     };
     (d(verdict, reason.into()), lines)
+}
+
+/// `line` without ANSI escape sequences (OVMF clears the screen before its first message).
+fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC '[' parameters, ended by a byte in 0x40..=0x7E.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn parse_status(s: &str) -> Option<u64> {
@@ -841,6 +895,22 @@ BdsDxe: Press any key to enter the Boot Manager Menu.\r
         let (d, _) = decide(OVMF_REJECT, "", Ended::FirmwareRejected);
         assert_eq!(d.verdict, Verdict::FirmwareRejected);
         assert!(d.reason.contains("Access Denied"), "{}", d.reason);
+    }
+
+    #[test]
+    fn firmware_with_nothing_to_boot() {
+        let console = "\u{1b}[2J\u{1b}[01;01HBdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x1,0x0): Not Found\r\n\
+BdsDxe: starting Boot0002 \"EFI Internal Shell\" from Fv(7CB8BDC9)\r\nShell> ";
+        assert!(firmware_idle(console).is_some());
+        let (d, _) = decide(console, console, Ended::FirmwareIdle);
+        assert_eq!(d.verdict, Verdict::NoBoot);
+        assert!(
+            d.reason
+                .starts_with("the firmware found nothing to boot: BdsDxe: failed to load"),
+            "{}",
+            d.reason
+        );
+        assert!(d.reason.ends_with("Not Found"), "{}", d.reason);
     }
 
     #[test]
