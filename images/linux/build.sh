@@ -21,8 +21,15 @@ fi
 
 mkdir -p cache out
 # The metapackage names the current ABI's image package; download that one.
-kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-[ -n "$kpkg" ] || { echo "images/linux: apt-cache knows no linux-image-cloud-amd64 (run scripts/setup.sh for apt-get update)" >&2; exit 2; }
+kernel_package() {
+    apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+}
+kpkg=$(kernel_package)
+if [ -z "$kpkg" ]; then # package lists missing or stale
+    run apt-get update -q >/dev/null
+    kpkg=$(kernel_package)
+fi
+[ -n "$kpkg" ] || { echo "images/linux: apt-cache knows no linux-image-cloud-amd64 (is a Debian 12 mirror configured?)" >&2; exit 2; }
 fetch() { # package -> path of its .deb in cache/
     local deb
     deb=$(ls cache/"$1"_*.deb 2>/dev/null | sort | tail -n 1 || true)
