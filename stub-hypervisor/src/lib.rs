@@ -1,4 +1,39 @@
-//! # stub — the logic of vmseal's sealed UEFI stub
-#![no_std]
+//! # stub — the logic of vmseal's sealed UEFI stub, testable on the host
+//!
+//! The binary (`src/main.rs`, target `x86_64-unknown-uefi`) only wires firmware calls to the
+//! modules here; everything that parses bytes or decides an order lives in this library and
+//! runs under `cargo test --target x86_64-unknown-linux-gnu --lib`.
+//!
+//! - [`pe`]: the stub's own PE headers and section table, read from the loaded image.
+//! - [`elf`]: the `.guest` ELF64 unikernel and the plan to load it into its memory grant.
+//! - [`eventlog`]: just enough of the TCG crypto-agile event log to read back one entry and to
+//!   size the log (until `policies::eventlog` lands).
+//! - [`measure`]: the measurement loop over `policies::sections::MEASURED`, against a [`measure::Tpm`].
+//! - [`record`]: the writer for the record channel (`policies::record` is the format and parser).
+//! - [`devpath`]: the device paths the stub builds (initrd media, the kernel's own path).
+//! - [`serial`]: the polled 16550 UART (COM1 console, COM2 record channel).
+//!
+//! What it does not do: talk to firmware (the binary does), allocate after ExitBootServices
+//! ([`record`] and [`serial`] never allocate). Every parser returns an error on bad input and
+//! never panics.
+#![cfg_attr(not(test), no_std)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
+extern crate alloc;
+
+pub mod bytes;
+pub mod devpath;
+pub mod elf;
+pub mod eventlog;
+pub mod measure;
+pub mod pe;
+pub mod record;
 pub mod serial;

@@ -1,0 +1,251 @@
+//! Just enough of the TCG crypto-agile event log (`EFI_TCG2_EVENT_LOG_FORMAT_TCG_2`) for the
+//! stub: the digest sizes from the first entry ("Spec ID Event03"), and one `TCG_PCR_EVENT2`
+//! entry read with bounds checks. Reference: TCG PC Client PFP spec §10.2 and
+//! `shared/reference/measured-boot.md` §A.3–A.4. To be replaced by `policies::eventlog`.
+//!
+//! The firmware hands out only the log's start and the start of its last entry, not a length,
+//! so the parsers here are *incremental*: given too few bytes they answer
+//! [`LogError::Truncated`] with how many they need, and the caller maps that many and asks
+//! again (see [`read_entry`]). Bad input gives an error, never a panic.
+
+use crate::bytes::{slice, u16_at, u32_at};
+use core::fmt;
+use policies::tcg::{EventType, HashAlg};
+
+/// At most this many algorithms in the Spec ID event.
+pub const MAX_ALGS: usize = 8;
+/// An entry larger than this is treated as corrupt.
+pub const MAX_ENTRY: usize = 16 << 20;
+
+/// Why a log entry could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogError {
+    /// More bytes are needed: at least this many from the entry's start.
+    Truncated(usize),
+    /// The first entry is not a "Spec ID Event03" `TCG_PCR_EVENT`.
+    NotSpecId,
+    /// The Spec ID event lists more than [`MAX_ALGS`] algorithms or a zero/oversized digest.
+    BadSpecId,
+    /// An entry uses an algorithm the Spec ID event does not list.
+    UnknownAlg(u16),
+    /// An entry is larger than [`MAX_ENTRY`] or its size overflows.
+    TooLarge,
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Truncated(_) => "log-truncated",
+            Self::NotSpecId => "log-no-spec-id",
+            Self::BadSpecId => "log-bad-spec-id",
+            Self::UnknownAlg(_) => "log-unknown-alg",
+            Self::TooLarge => "log-entry-too-large",
+        })
+    }
+}
+
+/// The algorithms and digest sizes of the log, in Spec ID order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DigestSizes {
+    algs: [(u16, u16); MAX_ALGS],
+    len: usize,
+}
+
+impl DigestSizes {
+    /// The `(algorithm id, digest size)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (HashAlg, usize)> + '_ {
+        self.algs.iter().take(self.len).map(|&(a, s)| (HashAlg(a), usize::from(s)))
+    }
+
+    fn size_of(&self, alg: u16) -> Option<usize> {
+        self.iter().find(|(a, _)| a.0 == alg).map(|(_, s)| s)
+    }
+}
+
+fn need(b: &[u8], n: usize) -> Result<(), LogError> {
+    if n > MAX_ENTRY {
+        Err(LogError::TooLarge)
+    } else if b.len() < n {
+        Err(LogError::Truncated(n))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parse the first entry (`TCG_PCR_EVENT` with the Spec ID event). Returns the digest sizes
+/// and the entry's length in bytes.
+pub fn parse_spec_id(b: &[u8]) -> Result<(DigestSizes, usize), LogError> {
+    need(b, 32)?;
+    let event_size = u32_at(b, 28).ok_or(LogError::Truncated(32))? as usize;
+    let total = 32usize.checked_add(event_size).ok_or(LogError::TooLarge)?;
+    need(b, total)?;
+    let ev = slice(b, 32, event_size).ok_or(LogError::Truncated(total))?;
+    if u32_at(b, 4) != Some(EventType::NO_ACTION.0) || ev.get(..16) != Some(b"Spec ID Event03\0") {
+        return Err(LogError::NotSpecId);
+    }
+    let n = u32_at(ev, 24).ok_or(LogError::BadSpecId)? as usize;
+    if n == 0 || n > MAX_ALGS {
+        return Err(LogError::BadSpecId);
+    }
+    let mut sizes = DigestSizes::default();
+    for (i, slot) in sizes.algs.iter_mut().take(n).enumerate() {
+        let alg = u16_at(ev, 28 + 4 * i).ok_or(LogError::BadSpecId)?;
+        let size = u16_at(ev, 30 + 4 * i).ok_or(LogError::BadSpecId)?;
+        if size == 0 || size > 64 {
+            return Err(LogError::BadSpecId);
+        }
+        *slot = (alg, size);
+    }
+    sizes.len = n;
+    Ok((sizes, total))
+}
+
+/// One `TCG_PCR_EVENT2` entry, borrowed from the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event2<'a> {
+    /// `PCRIndex`.
+    pub pcr: u32,
+    /// `EventType`.
+    pub event_type: EventType,
+    digests: &'a [u8],
+    count: u32,
+    sizes: DigestSizes,
+    /// The event data.
+    pub event: &'a [u8],
+    /// The entry's length in bytes.
+    pub len: usize,
+}
+
+impl<'a> Event2<'a> {
+    /// The logged digests `(algorithm, digest)`, in log order.
+    pub fn digests(&self) -> impl Iterator<Item = (HashAlg, &'a [u8])> + '_ {
+        let mut off = 0usize;
+        (0..self.count).map_while(move |_| {
+            let alg = u16_at(self.digests, off)?;
+            let size = self.sizes.size_of(alg)?;
+            let d = slice(self.digests, off + 2, size)?;
+            off += 2 + size;
+            Some((HashAlg(alg), d))
+        })
+    }
+}
+
+/// Parse a `TCG_PCR_EVENT2` at the start of `b`.
+pub fn parse_event2<'a>(sizes: &DigestSizes, b: &'a [u8]) -> Result<Event2<'a>, LogError> {
+    need(b, 12)?;
+    let t = LogError::Truncated(12);
+    let pcr = u32_at(b, 0).ok_or(t)?;
+    let event_type = EventType(u32_at(b, 4).ok_or(t)?);
+    let count = u32_at(b, 8).ok_or(t)?;
+    if count as usize > MAX_ALGS {
+        return Err(LogError::TooLarge);
+    }
+    let mut off = 12usize;
+    for _ in 0..count {
+        need(b, off + 2)?;
+        let alg = u16_at(b, off).ok_or(LogError::Truncated(off + 2))?;
+        off += 2 + sizes.size_of(alg).ok_or(LogError::UnknownAlg(alg))?;
+    }
+    need(b, off + 4)?;
+    let event_size = u32_at(b, off).ok_or(LogError::Truncated(off + 4))? as usize;
+    let total = (off + 4).checked_add(event_size).ok_or(LogError::TooLarge)?;
+    need(b, total)?;
+    Ok(Event2 {
+        pcr,
+        event_type,
+        digests: slice(b, 12, off - 12).ok_or(LogError::Truncated(off))?,
+        count,
+        sizes: *sizes,
+        event: slice(b, off + 4, event_size).ok_or(LogError::Truncated(total))?,
+        len: total,
+    })
+}
+
+/// Read one entry from memory that can only be mapped in growing prefixes: `map(n)` returns
+/// the first `n` bytes at the entry's start (or `None` if it cannot). Calls `parse` with a
+/// 12-byte prefix, then with as many bytes as it asks for, up to [`MAX_ENTRY`].
+pub fn read_entry<'a, T>(
+    mut map: impl FnMut(usize) -> Option<&'a [u8]>,
+    parse: impl Fn(&'a [u8]) -> Result<T, LogError>,
+) -> Result<T, LogError> {
+    let mut n = 12;
+    loop {
+        let b = map(n).ok_or(LogError::TooLarge)?;
+        match parse(b) {
+            Err(LogError::Truncated(more)) if more > n && more <= MAX_ENTRY => n = more,
+            r => return r,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A Spec ID entry with sha1 and sha256.
+    pub(crate) fn spec_id() -> Vec<u8> {
+        let mut ev = b"Spec ID Event03\0".to_vec();
+        ev.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 2]);
+        ev.extend_from_slice(&2u32.to_le_bytes());
+        ev.extend_from_slice(&[4, 0, 20, 0, 0x0b, 0, 32, 0, 0]);
+        let mut b = vec![0u8; 32];
+        b[4] = 3;
+        b[28..32].copy_from_slice(&(ev.len() as u32).to_le_bytes());
+        b.extend_from_slice(&ev);
+        b
+    }
+
+    pub(crate) fn event2(pcr: u32, sha1: [u8; 20], sha256: [u8; 32], data: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&pcr.to_le_bytes());
+        b.extend_from_slice(&0xdu32.to_le_bytes());
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&4u16.to_le_bytes());
+        b.extend_from_slice(&sha1);
+        b.extend_from_slice(&0xbu16.to_le_bytes());
+        b.extend_from_slice(&sha256);
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn reads_spec_id_and_an_entry_incrementally() {
+        let s = spec_id();
+        let (sizes, len) = parse_spec_id(&s).unwrap();
+        assert_eq!(len, s.len());
+        assert_eq!(sizes.iter().collect::<Vec<_>>(), [(HashAlg::SHA1, 20), (HashAlg::SHA256, 32)]);
+        let e = event2(11, [1; 20], [2; 32], b"x\0");
+        let mut asked = Vec::new();
+        let ev = read_entry(
+            |n| {
+                asked.push(n);
+                e.get(..n)
+            },
+            |b| parse_event2(&sizes, b),
+        )
+        .unwrap();
+        assert_eq!(ev.len, e.len());
+        assert_eq!(ev.pcr, 11);
+        assert_eq!(ev.event, b"x\0");
+        let d: Vec<_> = ev.digests().collect();
+        assert_eq!(d, [(HashAlg::SHA1, &[1u8; 20][..]), (HashAlg::SHA256, &[2u8; 32][..])]);
+        assert_eq!(asked, [12, 14, 36, 72, 74]);
+    }
+
+    #[test]
+    fn bad_entries_are_errors() {
+        let (sizes, _) = parse_spec_id(&spec_id()).unwrap();
+        let mut e = event2(11, [1; 20], [2; 32], b"x");
+        e[12] = 0x0c; // sha384 not in the Spec ID event
+        assert_eq!(parse_event2(&sizes, &e), Err(LogError::UnknownAlg(0x0c)));
+        let mut e = event2(11, [1; 20], [2; 32], b"x");
+        let l = e.len();
+        e[l - 5..l - 1].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(parse_event2(&sizes, &e), Err(LogError::TooLarge));
+        let s = spec_id();
+        for n in 0..s.len() {
+            assert!(parse_spec_id(&s[..n]).is_err());
+        }
+    }
+}
