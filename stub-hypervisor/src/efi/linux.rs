@@ -2,10 +2,11 @@
 //! `.cmdline` as the kernel's LoadOptions, StartImage.
 //!
 //! Device paths (bytes in `stub::devpath`):
-//! - kernel: the stub's own `LoadedImageDevicePath` + `VenMedia(1b8b2d4e-0a6f-4c53-8f2e-766d7365616c)`
-//!   + End (only the vendor node + End if the stub's path is unavailable). The firmware logs it
-//!   in the PCR 4 EV_EFI_BOOT_SERVICES_APPLICATION event (log data only, not hashed); Secure
-//!   Boot treats the image as not-from-firmware-volume, i.e. verifies it against db.
+//! - kernel: the stub's own `LoadedImageDevicePath`, then
+//!   `VenMedia(1b8b2d4e-0a6f-4c53-8f2e-766d7365616c)/End` (only the vendor node and End if
+//!   the stub's path is unavailable). The firmware logs it in the PCR 4
+//!   EV_EFI_BOOT_SERVICES_APPLICATION event (log data only, not hashed); Secure Boot treats
+//!   the image as not-from-firmware-volume, i.e. verifies it against db.
 //! - initrd: a new handle with `VenMedia(LINUX_EFI_INITRD_MEDIA_GUID)/End` and a LoadFile2
 //!   that serves the `.initrd` bytes. No `.initrd` section: no handle, the kernel boots without.
 
@@ -97,11 +98,11 @@ pub fn launch(rec: &mut Uart, kernel: &'static [u8], cmdline: Option<&'static [u
         // error: it cannot be loaded. Either way there is nothing else we may run.
         Err(e) => fail(rec, "load-linux", St(e.status())),
     };
-    if !initrd.is_empty() {
-        if let Err(s) = install_initrd(initrd) {
-            // Booting without the measured initrd would run a different system: stop.
-            fail(rec, "initrd", St(s));
-        }
+    if !initrd.is_empty()
+        && let Err(s) = install_initrd(initrd)
+    {
+        // Booting without the measured initrd would run a different system: stop.
+        fail(rec, "initrd", St(s));
     }
     if let Some(cmdline) = cmdline {
         let Ok(text) = core::str::from_utf8(cmdline) else {

@@ -2,7 +2,6 @@
 //! event-log copy handed to the payload. See `shared/reference/tpm-tis-and-commands.md` §C.
 
 use super::LogCopy;
-use alloc::vec::Vec;
 use stub::eventlog::{self, DigestSizes, Event2, LogError};
 use stub::measure::{Failure, Tpm};
 use uefi::boot::{self, ScopedProtocol};
@@ -138,8 +137,7 @@ impl Tcg2 {
 
 impl Tpm for Tcg2 {
     fn extend(&mut self, pcr: u32, event_type: policies::tcg::EventType, event_data: &[u8], data: &[u8]) -> Result<(), Failure> {
-        let mut buf = Vec::new();
-        buf.resize(4 + 14 + event_data.len(), 0u8);
+        let mut buf = alloc::vec![0u8; 4 + 14 + event_data.len()];
         let ev = PcrEventInputs::new_in_buffer(
             &mut buf,
             PcrIndex(pcr),
