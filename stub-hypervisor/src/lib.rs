@@ -9,6 +9,7 @@
 //! - [`eventlog`]: just enough of the TCG crypto-agile event log to read back one entry and to
 //!   size the log (until `policies::eventlog` lands).
 //! - [`measure`]: the measurement loop over `policies::sections::MEASURED`, against a [`measure::Tpm`].
+//! - [`policy`]: the decisions the stub takes from the `.vmseal` launch policy.
 //! - [`record`]: the writer for the record channel (`policies::record` is the format and parser).
 //! - [`devpath`]: the device paths the stub builds (initrd media, the kernel's own path).
 //! - [`serial`]: the polled 16550 UART (COM1 console, COM2 record channel).
@@ -35,5 +36,6 @@ pub mod elf;
 pub mod eventlog;
 pub mod measure;
 pub mod pe;
+pub mod policy;
 pub mod record;
 pub mod serial;

@@ -2,7 +2,8 @@
 //!
 //! Allocations (all before ExitBootServices, all survive it):
 //! - the guest's memory grant: `AllocatePages(AllocateAddress, EfiLoaderData)` at the lowest
-//!   `PT_LOAD` page, zeroed, then the segments copied in;
+//!   `PT_LOAD` page, the guest's `memory` bytes from the `.vmseal` policy, zeroed, then the
+//!   segments copied in;
 //! - the `BootInfo`: pool, EfiLoaderData;
 //! - the event-log copy: pages, EfiLoaderData (see `tcg2.rs`);
 //! - the final memory map: EfiLoaderData (uefi-rs `exit_boot_services`).
@@ -21,24 +22,18 @@ use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::mem::memory_map::MemoryMap;
 use uefi::prelude::*;
 
-/// The guest's memory size from the launch policy. `policies::launch` has not landed yet:
-/// until it does, `None` = the segments' span + 1 MiB.
-fn policy_memory_size(_policy: &[u8]) -> Option<u64> {
-    None
-}
-
 fn addr(s: &[u8]) -> u64 {
     if s.is_empty() { 0 } else { s.as_ptr() as u64 }
 }
 
 /// Hand over to the guest in `.guest`. Never returns.
-pub fn launch(rec: &mut Uart, elf_bytes: &'static [u8], cmdline: Option<&'static [u8]>, policy: &'static [u8], log: &LogCopy) -> ! {
+pub fn launch(rec: &mut Uart, elf_bytes: &'static [u8], cmdline: Option<&'static [u8]>, policy: &'static [u8], memory: u64, log: &LogCopy) -> ! {
     let guest = match Guest::parse(elf_bytes) {
         Ok(g) => g,
         // A malformed guest is refused, never partially loaded.
         Err(e) => fail(rec, "load-guest", e),
     };
-    let grant = match guest.grant(policy_memory_size(policy)) {
+    let grant = match guest.grant(Some(memory)) {
         Ok(g) => g,
         // A segment outside the granted memory would escape the policy: refuse.
         Err(e) => fail(rec, "load-guest", e),

@@ -118,11 +118,28 @@ pub fn run(mut rec: Uart) -> Status {
         Err(e) => fail(&mut rec, "eventlog", e),
     };
     drop(tpm);
-    let cmdline = img.find(sections::CMDLINE).ok().flatten().map(|s| img.contents(s));
-    let section = |name| img.find(name).ok().flatten().map(|s| img.contents(s)).unwrap_or(&[]);
-    match payload {
-        Payload::Linux => linux::launch(&mut rec, section(sections::LINUX), cmdline, section(sections::INITRD), &log),
-        Payload::Guest => guest::launch(&mut rec, section(sections::GUEST), cmdline, section(sections::VMSEAL), &log),
+    let present = |name| img.find(name).ok().flatten().map(|s| img.contents(s));
+    let section = |name| present(name).unwrap_or(&[]);
+    let cmdline = present(sections::CMDLINE);
+    let payload_section = match payload {
+        Payload::Linux => sections::LINUX,
+        Payload::Guest => sections::GUEST,
+    };
+    let memory = match stub::policy::guest_memory(present(sections::VMSEAL), payload_section) {
+        Ok(m) => m,
+        // The (measured) policy does not describe this payload, or cannot be read: launching
+        // anyway would run the guest under rules nobody sealed.
+        Err(e) => fail(&mut rec, "policy", e),
+    };
+    match (payload, memory) {
+        (Payload::Linux, _) => {
+            linux::launch(&mut rec, section(sections::LINUX), cmdline, section(sections::INITRD), &log)
+        }
+        (Payload::Guest, Some(memory)) => {
+            guest::launch(&mut rec, section(sections::GUEST), cmdline, section(sections::VMSEAL), memory, &log)
+        }
+        // `guest_memory` never returns None for a `.guest`; stop rather than invent a size.
+        (Payload::Guest, None) => fail(&mut rec, "policy", "policy-missing"),
     }
 }
 
