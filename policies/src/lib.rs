@@ -11,9 +11,13 @@
 //!   registry and systemd-stub's `.linux`/`.osrel`/`.cmdline`/`.initrd` order for PCR 11.
 //! - [`tcg`]: TCG PC Client constants (event types, hash algorithm ids, PCR indices).
 //! - [`bootinfo`]: the boot-information block the stub hands a `.guest` ELF unikernel.
+//! - [`digest`] (host only): streaming SHA-1/256/384/512 per PCR bank.
 //! - [`eventlog`]: the TCG2 crypto-agile event log and the Final Events Table: parse,
 //!   serialize, merge, and decode the payloads on the boot path.
 //! - [`launch`]: the sealed launch policy (`.vmseal`), its canonical encoding and rules.
+//! - [`predict`]: the stub's measurement plan (order of section extends) and, on the host,
+//!   the exact events it logs.
+//! - [`replay`] (host only): PCR replay of an event log, start values, PCR dumps.
 //! - [`record`]: the line format the stub writes on its record channel (the second serial
 //!   port), and its parser.
 //!
@@ -28,9 +32,14 @@
 extern crate alloc;
 
 pub mod bootinfo;
+#[cfg(not(target_os = "uefi"))]
+pub mod digest;
 pub mod eventlog;
 pub mod launch;
+pub mod predict;
 mod reader;
 pub mod record;
+#[cfg(not(target_os = "uefi"))]
+pub mod replay;
 pub mod sections;
 pub mod tcg;

@@ -51,6 +51,53 @@ impl EventType {
     pub const EFI_SPDM_DEVICE_AUTHORITY: Self = Self(0x8000_00E4);
 }
 
+impl EventType {
+    /// The spec name (`EV_EFI_ACTION`), as `tpm2_eventlog` prints it; `None` if unknown.
+    pub const fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::PREBOOT_CERT => "EV_PREBOOT_CERT",
+            Self::POST_CODE => "EV_POST_CODE",
+            Self::NO_ACTION => "EV_NO_ACTION",
+            Self::SEPARATOR => "EV_SEPARATOR",
+            Self::ACTION => "EV_ACTION",
+            Self::EVENT_TAG => "EV_EVENT_TAG",
+            Self::S_CRTM_CONTENTS => "EV_S_CRTM_CONTENTS",
+            Self::S_CRTM_VERSION => "EV_S_CRTM_VERSION",
+            Self::CPU_MICROCODE => "EV_CPU_MICROCODE",
+            Self::PLATFORM_CONFIG_FLAGS => "EV_PLATFORM_CONFIG_FLAGS",
+            Self::TABLE_OF_DEVICES => "EV_TABLE_OF_DEVICES",
+            Self::COMPACT_HASH => "EV_COMPACT_HASH",
+            Self::IPL => "EV_IPL",
+            Self::IPL_PARTITION_DATA => "EV_IPL_PARTITION_DATA",
+            Self::NONHOST_CODE => "EV_NONHOST_CODE",
+            Self::NONHOST_CONFIG => "EV_NONHOST_CONFIG",
+            Self::NONHOST_INFO => "EV_NONHOST_INFO",
+            Self::OMIT_BOOT_DEVICE_EVENTS => "EV_OMIT_BOOT_DEVICE_EVENTS",
+            Self::EFI_EVENT_BASE => "EV_EFI_EVENT_BASE",
+            Self::EFI_VARIABLE_DRIVER_CONFIG => "EV_EFI_VARIABLE_DRIVER_CONFIG",
+            Self::EFI_VARIABLE_BOOT => "EV_EFI_VARIABLE_BOOT",
+            Self::EFI_BOOT_SERVICES_APPLICATION => "EV_EFI_BOOT_SERVICES_APPLICATION",
+            Self::EFI_BOOT_SERVICES_DRIVER => "EV_EFI_BOOT_SERVICES_DRIVER",
+            Self::EFI_RUNTIME_SERVICES_DRIVER => "EV_EFI_RUNTIME_SERVICES_DRIVER",
+            Self::EFI_GPT_EVENT => "EV_EFI_GPT_EVENT",
+            Self::EFI_ACTION => "EV_EFI_ACTION",
+            Self::EFI_PLATFORM_FIRMWARE_BLOB => "EV_EFI_PLATFORM_FIRMWARE_BLOB",
+            Self::EFI_HANDOFF_TABLES => "EV_EFI_HANDOFF_TABLES",
+            Self::EFI_PLATFORM_FIRMWARE_BLOB2 => "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
+            Self::EFI_HANDOFF_TABLES2 => "EV_EFI_HANDOFF_TABLES2",
+            Self::EFI_VARIABLE_BOOT2 => "EV_EFI_VARIABLE_BOOT2",
+            Self::EFI_GPT_EVENT2 => "EV_EFI_GPT_EVENT2",
+            Self::EFI_HCRTM_EVENT => "EV_EFI_HCRTM_EVENT",
+            Self::EFI_VARIABLE_AUTHORITY => "EV_EFI_VARIABLE_AUTHORITY",
+            Self::EFI_SPDM_FIRMWARE_BLOB => "EV_EFI_SPDM_FIRMWARE_BLOB",
+            Self::EFI_SPDM_FIRMWARE_CONFIG => "EV_EFI_SPDM_FIRMWARE_CONFIG",
+            Self::EFI_SPDM_DEVICE_POLICY => "EV_EFI_SPDM_DEVICE_POLICY",
+            Self::EFI_SPDM_DEVICE_AUTHORITY => "EV_EFI_SPDM_DEVICE_AUTHORITY",
+            _ => return None,
+        })
+    }
+}
+
 /// A TPM 2.0 hash algorithm identifier (`TPM_ALG_ID`, UINT16).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct HashAlg(pub u16);
@@ -94,11 +141,12 @@ impl HashAlg {
         }
     }
 
-    /// Parse a bank name as written by [`HashAlg::name`].
+    /// Parse a bank name as written by [`HashAlg::name`], ignoring ASCII case (`SHA256`, and
+    /// the `shA256` of a fixture dump, are accepted).
     pub fn from_name(name: &str) -> Option<Self> {
         [Self::SHA1, Self::SHA256, Self::SHA384, Self::SHA512, Self::SM3_256]
             .into_iter()
-            .find(|a| a.name() == Some(name))
+            .find(|a| a.name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
     }
 }
 

@@ -1,0 +1,178 @@
+//! What the stub measures, as data: the measurement plan and (on the host) the exact events.
+//!
+//! The stub and the builder both go through [`plan`], so the order of extends exists once:
+//! every present, non-empty section named in [`sections::MEASURED`] in that table's order,
+//! then every service section `.svcN` in ascending `N` ([`sections::service_rule`]). Each step
+//! is two events (see [`crate::sections`]): the name (digest over the ASCII name with NUL),
+//! then the contents (digest over the section's `VirtualSize` bytes), both with the UTF-16LE
+//! name as event data. Empty sections are skipped, as systemd-stub does
+//! (`measured-boot.md` §E.1). Other sections (`.text`, `.sbat`, …) are not measured by the
+//! stub: they are covered by the firmware's Authenticode hash of the whole PE in PCR 4.
+//!
+//! [`stub_events`] (host only) computes the events with their digests; the builder uses it to
+//! predict PCR 11, 12 and 13.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::sections;
+use crate::tcg::EventType;
+
+/// One section measurement (two extends).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Step<'a, 'b> {
+    /// The section name.
+    pub name: &'a str,
+    /// PCR both events go to.
+    pub pcr: u32,
+    /// Event type of both events.
+    pub event_type: EventType,
+    /// The section contents (`VirtualSize` bytes).
+    pub contents: &'b [u8],
+}
+
+impl Step<'_, '_> {
+    /// Event data of both events: the name as UTF-16LE with NUL.
+    pub fn event_data(&self) -> Vec<u8> {
+        sections::event_data(self.name)
+    }
+
+    /// Bytes hashed for the first event: the ASCII name with NUL.
+    pub fn name_digest_input(&self) -> Vec<u8> {
+        sections::name_digest_input(self.name)
+    }
+}
+
+/// Why the sections cannot be planned or predicted.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum PredictError {
+    /// A section name given twice.
+    DuplicateSection(String),
+    /// A bank vmseal cannot compute.
+    #[cfg(not(target_os = "uefi"))]
+    Unsupported(crate::digest::UnsupportedAlgorithm),
+}
+
+impl fmt::Display for PredictError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DuplicateSection(n) => write!(f, "section {n:?} is given twice"),
+            #[cfg(not(target_os = "uefi"))]
+            Self::Unsupported(u) => u.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for PredictError {}
+
+/// The measurement steps for the sections present in an appliance PE, in measurement order.
+/// `sections` is `(name, contents)` in any order; unmeasured names are ignored; a duplicate
+/// name is an error (a PE with two `.linux` sections is refused, not guessed at).
+pub fn plan<'a, 'b>(sections: &[(&'a str, &'b [u8])]) -> Result<Vec<Step<'a, 'b>>, PredictError> {
+    for (i, (name, _)) in sections.iter().enumerate() {
+        if sections.iter().take(i).any(|(n, _)| n == name) {
+            return Err(PredictError::DuplicateSection((*name).into()));
+        }
+    }
+    let mut steps = Vec::new();
+    for rule in sections::MEASURED {
+        if let Some((name, contents)) = sections.iter().find(|(n, _)| *n == rule.name)
+            && !contents.is_empty()
+        {
+            steps.push(Step { name, pcr: rule.pcr, event_type: rule.event_type, contents });
+        }
+    }
+    let mut services: Vec<(usize, &'a str, &'b [u8])> = sections
+        .iter()
+        .filter_map(|(n, c)| Some((sections::service_index(n)?, *n, *c)))
+        .filter(|(_, _, c)| !c.is_empty())
+        .collect();
+    services.sort_by_key(|(i, _, _)| *i);
+    let (pcr, event_type) = sections::service_rule();
+    steps.extend(services.into_iter().map(|(_, name, contents)| Step {
+        name,
+        pcr,
+        event_type,
+        contents,
+    }));
+    Ok(steps)
+}
+
+/// The exact events the stub logs for `sections` (see [`plan`]), with one digest per bank in
+/// `banks`, in the order given. Deviation from a plain `Vec<Event>`: a duplicate section or a
+/// bank vmseal cannot hash is an error rather than a silently different prediction.
+#[cfg(not(target_os = "uefi"))]
+pub fn stub_events(
+    sections: &[(&str, &[u8])],
+    banks: &[crate::tcg::HashAlg],
+) -> Result<Vec<crate::eventlog::Event>, PredictError> {
+    use crate::digest::MultiHasher;
+    use crate::eventlog::Event;
+
+    let digests = |data: &[u8]| {
+        let mut h = MultiHasher::new(banks).map_err(PredictError::Unsupported)?;
+        h.update(data);
+        Ok::<_, PredictError>(h.finalize())
+    };
+    let mut events = Vec::new();
+    for step in plan(sections)? {
+        let data = step.event_data();
+        events.push(Event {
+            pcr: step.pcr,
+            event_type: step.event_type,
+            digests: digests(&step.name_digest_input())?,
+            data: data.clone(),
+        });
+        events.push(Event {
+            pcr: step.pcr,
+            event_type: step.event_type,
+            digests: digests(step.contents)?,
+            data,
+        });
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcg::{HashAlg, pcr};
+
+    #[test]
+    fn plan_follows_the_tables() {
+        let s: &[(&str, &[u8])] = &[
+            (".svc10", b"s10"),
+            (".vmseal", b"p"),
+            (".svc2", b"s2"),
+            (".text", b"code"),
+            (".cmdline", b""),
+            (".guest", b"elf"),
+        ];
+        let steps = plan(s).unwrap();
+        let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+        assert_eq!(names, [".guest", ".vmseal", ".svc2", ".svc10"]);
+        let pcrs: Vec<u32> = steps.iter().map(|s| s.pcr).collect();
+        assert_eq!(pcrs, [pcr::KERNEL_BOOT, pcr::KERNEL_CONFIG, pcr::SYSEXTS, pcr::SYSEXTS]);
+        assert_eq!(
+            plan(&[(".guest", b"a"), (".guest", b"b")]),
+            Err(PredictError::DuplicateSection(".guest".into()))
+        );
+    }
+
+    #[test]
+    fn two_events_per_section() {
+        let ev = stub_events(&[(".vmseal", b"policy")], &[HashAlg::SHA256]).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(
+            ev[0].digest(HashAlg::SHA256),
+            Some(&crate::digest::hash(HashAlg::SHA256, b".vmseal\0").unwrap()[..])
+        );
+        assert_eq!(
+            ev[1].digest(HashAlg::SHA256),
+            Some(&crate::digest::hash(HashAlg::SHA256, b"policy").unwrap()[..])
+        );
+        assert_eq!(ev[1].pcr, pcr::KERNEL_CONFIG);
+        assert!(stub_events(&[(".vmseal", b"p")], &[HashAlg::SM3_256]).is_err());
+    }
+}
