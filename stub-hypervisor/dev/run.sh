@@ -20,12 +20,14 @@ swtpm socket --tpm2 --tpmstate dir="$PWD/tpm" --ctrl type=unixio,path="$PWD/swtp
     --flags startup-clear --terminate &
 swtpm_pid=$!
 for _ in $(seq 50); do [ -S swtpm-sock ] && break; sleep 0.1; done
+# NOTPM=1: boot without a TPM (negative test: the stub must fail closed).
+tpm_args=(-chardev socket,id=chrtpm,path="$PWD/swtpm-sock" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0)
+[ "${NOTPM:-}" = 1 ] && tpm_args=()
 qemu-system-x86_64 -machine q35,smm=on -accel tcg -nodefaults -m 512M -cpu EPYC \
     -global driver=cfi.pflash01,property=secure,value=on \
     -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
     -drive if=pflash,format=raw,unit=1,file=vars.fd \
-    -chardev socket,id=chrtpm,path="$PWD/swtpm-sock" -tpmdev emulator,id=tpm0,chardev=chrtpm \
-    -device tpm-tis,tpmdev=tpm0 \
+    ${tpm_args[@]+"${tpm_args[@]}"} \
     -drive if=none,id=disk,format=raw,file=disk.img -device virtio-blk-pci,drive=disk,bootindex=0 \
     -serial file:com1.log -serial file:com2.log -display none -no-reboot &
 qemu_pid=$!

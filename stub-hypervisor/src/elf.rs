@@ -140,7 +140,12 @@ impl Guest {
             if flags & PF_X != 0 && (paddr..end).contains(&entry) {
                 entry_ok = true;
             }
-            segments.push(Segment { paddr, offset, filesz, memsz });
+            segments.push(Segment {
+                paddr,
+                offset,
+                filesz,
+                memsz,
+            });
         }
         if segments.is_empty() {
             return Err(ElfError::NoSegments);
@@ -154,7 +159,12 @@ impl Guest {
     /// The lowest `p_paddr` rounded down to 4 KiB, and the highest segment end.
     pub fn span(&self) -> (u64, u64) {
         let lo = self.segments.iter().map(|s| s.paddr).min().unwrap_or(0) & !(PAGE - 1);
-        let hi = self.segments.iter().map(|s| s.paddr.saturating_add(s.memsz)).max().unwrap_or(0);
+        let hi = self
+            .segments
+            .iter()
+            .map(|s| s.paddr.saturating_add(s.memsz))
+            .max()
+            .unwrap_or(0);
         (lo, hi)
     }
 
@@ -165,7 +175,9 @@ impl Guest {
         let (lo, hi) = self.span();
         let size = match memory_size {
             Some(s) => s,
-            None => (hi - lo).checked_add(DEFAULT_SLACK).ok_or(ElfError::BadGrant)?,
+            None => (hi - lo)
+                .checked_add(DEFAULT_SLACK)
+                .ok_or(ElfError::BadGrant)?,
         };
         let size = size.checked_add(PAGE - 1).ok_or(ElfError::BadGrant)? & !(PAGE - 1);
         let end = lo.checked_add(size).ok_or(ElfError::BadGrant)?;
@@ -235,7 +247,13 @@ mod tests {
         assert_eq!(g.entry, 0x400_0010);
         assert_eq!(g.span(), (0x400_0000, 0x400_1100));
         let grant = g.grant(None).unwrap();
-        assert_eq!(grant, Grant { base: 0x400_0000, size: 0x2000 + DEFAULT_SLACK });
+        assert_eq!(
+            grant,
+            Grant {
+                base: 0x400_0000,
+                size: 0x2000 + DEFAULT_SLACK
+            }
+        );
         assert_eq!(g.grant(Some(0x1000)), Err(ElfError::OutsideGrant(1)));
         let mut mem = vec![0x55u8; grant.size as usize];
         load(&e, &g, grant, &mut mem).unwrap();

@@ -54,7 +54,10 @@ pub struct DigestSizes {
 impl DigestSizes {
     /// The `(algorithm id, digest size)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (HashAlg, usize)> + '_ {
-        self.algs.iter().take(self.len).map(|&(a, s)| (HashAlg(a), usize::from(s)))
+        self.algs
+            .iter()
+            .take(self.len)
+            .map(|&(a, s)| (HashAlg(a), usize::from(s)))
     }
 
     fn size_of(&self, alg: u16) -> Option<usize> {
@@ -148,7 +151,9 @@ pub fn parse_event2<'a>(sizes: &DigestSizes, b: &'a [u8]) -> Result<Event2<'a>, 
     }
     need(b, off + 4)?;
     let event_size = u32_at(b, off).ok_or(LogError::Truncated(off + 4))? as usize;
-    let total = (off + 4).checked_add(event_size).ok_or(LogError::TooLarge)?;
+    let total = (off + 4)
+        .checked_add(event_size)
+        .ok_or(LogError::TooLarge)?;
     need(b, total)?;
     Ok(Event2 {
         pcr,
@@ -214,7 +219,10 @@ pub(crate) mod tests {
         let s = spec_id();
         let (sizes, len) = parse_spec_id(&s).unwrap();
         assert_eq!(len, s.len());
-        assert_eq!(sizes.iter().collect::<Vec<_>>(), [(HashAlg::SHA1, 20), (HashAlg::SHA256, 32)]);
+        assert_eq!(
+            sizes.iter().collect::<Vec<_>>(),
+            [(HashAlg::SHA1, 20), (HashAlg::SHA256, 32)]
+        );
         let e = event2(11, [1; 20], [2; 32], b"x\0");
         let mut asked = Vec::new();
         let ev = read_entry(
@@ -229,7 +237,13 @@ pub(crate) mod tests {
         assert_eq!(ev.pcr, 11);
         assert_eq!(ev.event, b"x\0");
         let d: Vec<_> = ev.digests().collect();
-        assert_eq!(d, [(HashAlg::SHA1, &[1u8; 20][..]), (HashAlg::SHA256, &[2u8; 32][..])]);
+        assert_eq!(
+            d,
+            [
+                (HashAlg::SHA1, &[1u8; 20][..]),
+                (HashAlg::SHA256, &[2u8; 32][..])
+            ]
+        );
         assert_eq!(asked, [12, 14, 36, 72, 74]);
     }
 

@@ -29,7 +29,10 @@ fn main() -> Status {
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     // No input is meant to reach a panic; if one does, fail closed like any other error.
     let mut rec = Uart::init(policies::record::RECORD_PORT);
-    stub::record::line(&mut rec, "error").kv("stage", "panic").kv("status", "panic").end();
+    stub::record::line(&mut rec, "error")
+        .kv("stage", "panic")
+        .kv("status", "panic")
+        .end();
     stub::record::line(&mut rec, "end").end();
     efi::power_off(Status::ABORTED)
 }

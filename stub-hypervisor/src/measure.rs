@@ -34,7 +34,12 @@ pub fn plan<'i>(img: &'i Image<'_>) -> Result<Vec<Planned<'i>>, PeError> {
     let mut out = Vec::new();
     for rule in MEASURED {
         if let Some(s) = img.find(rule.name)? {
-            out.push(Planned { name: rule.name, pcr: rule.pcr, event_type: rule.event_type, data: img.contents(s) });
+            out.push(Planned {
+                name: rule.name,
+                pcr: rule.pcr,
+                event_type: rule.event_type,
+                data: img.contents(s),
+            });
         }
     }
     let mut services: Vec<(usize, &Section)> = img
@@ -44,15 +49,27 @@ pub fn plan<'i>(img: &'i Image<'_>) -> Result<Vec<Planned<'i>>, PeError> {
         .filter_map(|s| Some((sections::service_index(s.name()?)?, s)))
         .collect();
     services.sort_by_key(|&(i, _)| i);
-    if let Some(w) = services.windows(2).find(|w| matches!(w, [a, b] if a.0 == b.0)) {
+    if let Some(w) = services
+        .windows(2)
+        .find(|w| matches!(w, [a, b] if a.0 == b.0))
+    {
         let dup = w.get(1).map(|(_, s)| *s);
-        let at = img.sections().iter().position(|s| Some(s) == dup).unwrap_or(0);
+        let at = img
+            .sections()
+            .iter()
+            .position(|s| Some(s) == dup)
+            .unwrap_or(0);
         return Err(PeError::Duplicate(at));
     }
     let (pcr, event_type) = sections::service_rule();
     for (_, s) in services {
         if let Some(name) = s.name() {
-            out.push(Planned { name, pcr, event_type, data: img.contents(s) });
+            out.push(Planned {
+                name,
+                pcr,
+                event_type,
+                data: img.contents(s),
+            });
         }
     }
     Ok(out)
@@ -85,13 +102,23 @@ impl fmt::Display for Failure {
 /// The TPM as the measurement loop needs it (EFI_TCG2_PROTOCOL in the stub, a fake in tests).
 pub trait Tpm {
     /// `HashLogExtendEvent(flags 0, data, EFI_TCG2_EVENT{pcr, event_type, event_data})`.
-    fn extend(&mut self, pcr: u32, event_type: EventType, event_data: &[u8], data: &[u8]) -> Result<(), Failure>;
+    fn extend(
+        &mut self,
+        pcr: u32,
+        event_type: EventType,
+        event_data: &[u8],
+        data: &[u8],
+    ) -> Result<(), Failure>;
     /// Call `f` with the last entry of the event log (TCG_2 format).
     fn last_entry(&mut self, f: &mut dyn FnMut(&Event2<'_>)) -> Result<(), Failure>;
 }
 
 /// Measure every planned section, writing one `measure` record line per extend.
-pub fn measure_all<W: Write>(tpm: &mut dyn Tpm, plan: &[Planned<'_>], rec: &mut W) -> Result<(), Failure> {
+pub fn measure_all<W: Write>(
+    tpm: &mut dyn Tpm,
+    plan: &[Planned<'_>],
+    rec: &mut W,
+) -> Result<(), Failure> {
     for p in plan {
         let event_data = sections::event_data(p.name);
         let name_input = sections::name_digest_input(p.name);
@@ -101,7 +128,10 @@ pub fn measure_all<W: Write>(tpm: &mut dyn Tpm, plan: &[Planned<'_>], rec: &mut 
             tpm.last_entry(&mut |ev| {
                 // Only an entry that is exactly our event may be reported as our measurement;
                 // anything else means the log does not show what we extended.
-                if ev.pcr != p.pcr || ev.event_type != p.event_type || ev.event != event_data.as_slice() {
+                if ev.pcr != p.pcr
+                    || ev.event_type != p.event_type
+                    || ev.event != event_data.as_slice()
+                {
                     return;
                 }
                 ok = true;
@@ -142,7 +172,13 @@ mod tests {
     }
 
     impl Tpm for FakeTpm {
-        fn extend(&mut self, pcr: u32, _t: EventType, ev: &[u8], data: &[u8]) -> Result<(), Failure> {
+        fn extend(
+            &mut self,
+            pcr: u32,
+            _t: EventType,
+            ev: &[u8],
+            data: &[u8],
+        ) -> Result<(), Failure> {
             if self.fail_at == Some(self.log.len()) {
                 return Err(Failure::Status(0x8000_0000_0000_0007));
             }
@@ -180,7 +216,16 @@ mod tests {
         let img = Image::parse(&b).unwrap();
         let p = plan(&img).unwrap();
         let names: Vec<_> = p.iter().map(|p| (p.name, p.pcr)).collect();
-        assert_eq!(names, [(".guest", 11), (".cmdline", 11), (".vmseal", 12), (".svc0", 13), (".svc1", 13)]);
+        assert_eq!(
+            names,
+            [
+                (".guest", 11),
+                (".cmdline", 11),
+                (".vmseal", 12),
+                (".svc0", 13),
+                (".svc1", 13)
+            ]
+        );
         let mut tpm = FakeTpm::default();
         let mut rec = String::new();
         measure_all(&mut tpm, &p, &mut rec).unwrap();
@@ -201,9 +246,15 @@ mod tests {
         let b = sample();
         let img = Image::parse(&b).unwrap();
         let p = plan(&img).unwrap();
-        let mut tpm = FakeTpm { fail_at: Some(3), ..Default::default() };
+        let mut tpm = FakeTpm {
+            fail_at: Some(3),
+            ..Default::default()
+        };
         let mut rec = String::new();
-        assert_eq!(measure_all(&mut tpm, &p, &mut rec), Err(Failure::Status(0x8000_0000_0000_0007)));
+        assert_eq!(
+            measure_all(&mut tpm, &p, &mut rec),
+            Err(Failure::Status(0x8000_0000_0000_0007))
+        );
         assert_eq!(Line::parse_all(&rec).unwrap().len(), 3);
     }
 

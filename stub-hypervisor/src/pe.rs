@@ -65,7 +65,11 @@ impl Section {
     pub fn name(&self) -> Option<&str> {
         let len = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
         let n = self.name.get(..len)?;
-        if n.is_ascii() { core::str::from_utf8(n).ok() } else { None }
+        if n.is_ascii() {
+            core::str::from_utf8(n).ok()
+        } else {
+            None
+        }
     }
 }
 
@@ -123,7 +127,12 @@ impl<'a> Image<'a> {
     /// The loaded contents (`VirtualSize` bytes) of `s`.
     pub fn contents(&self, s: &Section) -> &'a [u8] {
         // `parse` checked the range; an empty slice is unreachable but never a panic.
-        slice(self.bytes, s.virtual_address as usize, s.virtual_size as usize).unwrap_or(&[])
+        slice(
+            self.bytes,
+            s.virtual_address as usize,
+            s.virtual_size as usize,
+        )
+        .unwrap_or(&[])
     }
 
     /// The section named `name`, if present and non-empty. Errors if it appears twice: the
@@ -170,7 +179,13 @@ pub(crate) mod tests {
 
     #[test]
     fn finds_sections() {
-        let b = image(&[(".text", 0x1000, b"code"), (".cmdline", 0x2000, b"console=ttyS0")], 0x3000);
+        let b = image(
+            &[
+                (".text", 0x1000, b"code"),
+                (".cmdline", 0x2000, b"console=ttyS0"),
+            ],
+            0x3000,
+        );
         let img = Image::parse(&b).unwrap();
         let s = img.find(".cmdline").unwrap().unwrap();
         assert_eq!(img.contents(s), b"console=ttyS0");
@@ -181,21 +196,37 @@ pub(crate) mod tests {
     fn rejects_out_of_bounds_and_duplicates() {
         let b = image(&[(".linux", 0x1000, b"k")], 0x2000);
         assert!(Image::parse(&b[..0x1000]).is_err());
-        assert_eq!(Image::parse(&b[..0x190]).unwrap_err(), PeError::TableOutOfBounds(1));
-        assert_eq!(Image::parse(&b[..0x100]).unwrap_err(), PeError::HeaderOutOfBounds);
+        assert_eq!(
+            Image::parse(&b[..0x190]).unwrap_err(),
+            PeError::TableOutOfBounds(1)
+        );
+        assert_eq!(
+            Image::parse(&b[..0x100]).unwrap_err(),
+            PeError::HeaderOutOfBounds
+        );
         assert_eq!(Image::parse(&b[..1]).unwrap_err(), PeError::NotMz);
         let mut bad = b.clone();
         bad[0x3C..0x40].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(Image::parse(&bad).unwrap_err(), PeError::NotPe);
-        let d = image(&[(".linux", 0x1000, b"k"), (".linux", 0x1800, b"j")], 0x2000);
-        assert_eq!(Image::parse(&d).unwrap().find(".linux").unwrap_err(), PeError::Duplicate(1));
+        let d = image(
+            &[(".linux", 0x1000, b"k"), (".linux", 0x1800, b"j")],
+            0x2000,
+        );
+        assert_eq!(
+            Image::parse(&d).unwrap().find(".linux").unwrap_err(),
+            PeError::Duplicate(1)
+        );
     }
 
     #[test]
     fn truncations_never_panic() {
-        let b = image(&[(".linux", 0x1000, b"kernel"), (".initrd", 0x1100, b"rd")], 0x1200);
+        let b = image(
+            &[(".linux", 0x1000, b"kernel"), (".initrd", 0x1100, b"rd")],
+            0x1200,
+        );
         for n in 0..b.len() {
-            let _ = Image::parse(&b[..n]).map(|i| i.find(".initrd").map(|s| s.map(|s| i.contents(s))));
+            let _ =
+                Image::parse(&b[..n]).map(|i| i.find(".initrd").map(|s| s.map(|s| i.contents(s))));
         }
     }
 }

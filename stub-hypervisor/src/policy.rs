@@ -38,7 +38,11 @@ impl fmt::Display for PolicyFailure {
 /// guest's memory grant in bytes (`None` only for a Linux appliance without a policy).
 pub fn guest_memory(policy: Option<&[u8]>, payload: &str) -> Result<Option<u64>, PolicyFailure> {
     let Some(bytes) = policy else {
-        return if payload == sections::GUEST { Err(PolicyFailure::Missing) } else { Ok(None) };
+        return if payload == sections::GUEST {
+            Err(PolicyFailure::Missing)
+        } else {
+            Ok(None)
+        };
     };
     let p = LaunchPolicy::decode(bytes).map_err(|_| PolicyFailure::Decode)?;
     p.validate().map_err(|_| PolicyFailure::Invalid)?;
@@ -74,10 +78,16 @@ mod tests {
     fn decisions() {
         let g = policy(".guest", PayloadKind::Elf);
         assert_eq!(guest_memory(Some(&g), ".guest"), Ok(Some(16 << 20)));
-        assert_eq!(guest_memory(Some(&g), ".linux"), Err(PolicyFailure::SectionMismatch));
+        assert_eq!(
+            guest_memory(Some(&g), ".linux"),
+            Err(PolicyFailure::SectionMismatch)
+        );
         assert_eq!(guest_memory(None, ".guest"), Err(PolicyFailure::Missing));
         assert_eq!(guest_memory(None, ".linux"), Ok(None));
-        assert_eq!(guest_memory(Some(b"junk"), ".guest"), Err(PolicyFailure::Decode));
+        assert_eq!(
+            guest_memory(Some(b"junk"), ".guest"),
+            Err(PolicyFailure::Decode)
+        );
         for n in 0..g.len() {
             assert!(guest_memory(Some(&g[..n]), ".guest").is_err());
         }

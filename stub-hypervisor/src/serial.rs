@@ -9,14 +9,18 @@ pub struct Uart {
 #[cfg(target_arch = "x86_64")]
 fn outb(port: u16, value: u8) {
     // SAFETY: writes to the COM port registers only; no memory is touched.
-    unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: reads a COM port register only; no memory is touched.
-    unsafe { core::arch::asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        core::arch::asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags))
+    }
     v
 }
 

@@ -27,7 +27,14 @@ fn addr(s: &[u8]) -> u64 {
 }
 
 /// Hand over to the guest in `.guest`. Never returns.
-pub fn launch(rec: &mut Uart, elf_bytes: &'static [u8], cmdline: Option<&'static [u8]>, policy: &'static [u8], memory: u64, log: &LogCopy) -> ! {
+pub fn launch(
+    rec: &mut Uart,
+    elf_bytes: &'static [u8],
+    cmdline: Option<&'static [u8]>,
+    policy: &'static [u8],
+    memory: u64,
+    log: &LogCopy,
+) -> ! {
     let guest = match Guest::parse(elf_bytes) {
         Ok(g) => g,
         // A malformed guest is refused, never partially loaded.
@@ -38,9 +45,17 @@ pub fn launch(rec: &mut Uart, elf_bytes: &'static [u8], cmdline: Option<&'static
         // A segment outside the granted memory would escape the policy: refuse.
         Err(e) => fail(rec, "load-guest", e),
     };
-    let Ok(pages) = usize::try_from(grant.pages()) else { fail(rec, "guest-alloc", "too-large") };
-    let Ok(size) = usize::try_from(grant.size) else { fail(rec, "guest-alloc", "too-large") };
-    let mem = match boot::allocate_pages(AllocateType::Address(grant.base), MemoryType::LOADER_DATA, pages) {
+    let Ok(pages) = usize::try_from(grant.pages()) else {
+        fail(rec, "guest-alloc", "too-large")
+    };
+    let Ok(size) = usize::try_from(grant.size) else {
+        fail(rec, "guest-alloc", "too-large")
+    };
+    let mem = match boot::allocate_pages(
+        AllocateType::Address(grant.base),
+        MemoryType::LOADER_DATA,
+        pages,
+    ) {
         Ok(p) => p,
         // The guest is linked for addresses we cannot have: it cannot run.
         Err(e) => fail(rec, "guest-alloc", St(e.status())),
@@ -95,7 +110,8 @@ pub fn launch(rec: &mut Uart, elf_bytes: &'static [u8], cmdline: Option<&'static
         .end();
     // SAFETY: the entry was checked to lie in an executable PT_LOAD segment that is now
     // loaded at its (identity-mapped) physical address; the ABI is the documented one.
-    let entry: extern "sysv64" fn(*const BootInfo) -> u64 = unsafe { core::mem::transmute(guest.entry as usize) };
+    let entry: extern "sysv64" fn(*const BootInfo) -> u64 =
+        unsafe { core::mem::transmute(guest.entry as usize) };
     // SAFETY: `cli` only masks interrupts; after ExitBootServices no firmware handler may run.
     unsafe { core::arch::asm!("cli", options(nomem, nostack)) };
     let status = entry(info);

@@ -21,9 +21,9 @@ use uefi::boot::{self, LoadImageSource};
 use uefi::prelude::*;
 use uefi::proto::device_path::{DevicePath, LoadedImageDevicePath};
 use uefi::proto::loaded_image::LoadedImage;
+use uefi_raw::Boolean;
 use uefi_raw::protocol::device_path::DevicePathProtocol;
 use uefi_raw::protocol::media::LoadFile2Protocol;
-use uefi_raw::Boolean;
 
 /// LoadFile2 instance serving the initrd; the protocol struct comes first so the `this`
 /// pointer the firmware passes back is a pointer to the whole.
@@ -65,8 +65,12 @@ unsafe extern "efiapi" fn load_initrd(
 }
 
 fn install_initrd(initrd: &'static [u8]) -> Result<(), Status> {
-    let loader: &'static mut InitrdLoader =
-        Box::leak(Box::new(InitrdLoader { proto: LoadFile2Protocol { load_file: load_initrd }, data: initrd }));
+    let loader: &'static mut InitrdLoader = Box::leak(Box::new(InitrdLoader {
+        proto: LoadFile2Protocol {
+            load_file: load_initrd,
+        },
+        data: initrd,
+    }));
     let dp: &'static mut [u8] = Box::leak(devpath::initrd_media().into_boxed_slice());
     // SAFETY: both interfaces are leaked, so they outlive the handle; the device path bytes
     // are a well-formed `VenMedia/End`; `loader` starts with a LoadFile2Protocol.
@@ -77,21 +81,36 @@ fn install_initrd(initrd: &'static [u8]) -> Result<(), Status> {
             core::ptr::from_mut(loader).cast::<c_void>(),
         )
         .map_err(|e| e.status())?;
-        boot::install_protocol_interface(Some(h), &DevicePathProtocol::GUID, dp.as_ptr().cast::<c_void>())
-            .map_err(|e| e.status())?;
+        boot::install_protocol_interface(
+            Some(h),
+            &DevicePathProtocol::GUID,
+            dp.as_ptr().cast::<c_void>(),
+        )
+        .map_err(|e| e.status())?;
     }
     Ok(())
 }
 
 /// Hand over to the kernel in `.linux`. Never returns.
-pub fn launch(rec: &mut Uart, kernel: &'static [u8], cmdline: Option<&'static [u8]>, initrd: &'static [u8], _log: &LogCopy) -> ! {
+pub fn launch(
+    rec: &mut Uart,
+    kernel: &'static [u8],
+    cmdline: Option<&'static [u8]>,
+    initrd: &'static [u8],
+    _log: &LogCopy,
+) -> ! {
     let own = boot::open_protocol_exclusive::<LoadedImageDevicePath>(boot::image_handle())
         .map(|p| devpath::append_vendor_media(p.as_bytes(), &devpath::VMSEAL_LINUX_GUID))
         .unwrap_or_else(|_| devpath::append_vendor_media(&[], &devpath::VMSEAL_LINUX_GUID));
-    let Ok(path) = <&DevicePath>::try_from(own.as_slice()) else { fail(rec, "load-linux", "device-path") };
+    let Ok(path) = <&DevicePath>::try_from(own.as_slice()) else {
+        fail(rec, "load-linux", "device-path")
+    };
     let kernel_handle = match boot::load_image(
         boot::image_handle(),
-        LoadImageSource::FromBuffer { buffer: kernel, file_path: Some(path) },
+        LoadImageSource::FromBuffer {
+            buffer: kernel,
+            file_path: Some(path),
+        },
     ) {
         Ok(h) => h,
         // SECURITY_VIOLATION / ACCESS_DENIED: Secure Boot refused the kernel. Any other
@@ -109,8 +128,14 @@ pub fn launch(rec: &mut Uart, kernel: &'static [u8], cmdline: Option<&'static [u
             // The command line must be UTF-8 to become UTF-16 LoadOptions; never guess.
             fail(rec, "cmdline", "not-utf8")
         };
-        let utf16: Vec<u8> = text.encode_utf16().chain(Some(0)).flat_map(u16::to_le_bytes).collect();
-        let Ok(size) = u32::try_from(utf16.len()) else { fail(rec, "cmdline", "too-long") };
+        let utf16: Vec<u8> = text
+            .encode_utf16()
+            .chain(Some(0))
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let Ok(size) = u32::try_from(utf16.len()) else {
+            fail(rec, "cmdline", "too-long")
+        };
         let opts: &'static [u8] = Box::leak(utf16.into_boxed_slice());
         match boot::open_protocol_exclusive::<LoadedImage>(kernel_handle) {
             // SAFETY: `opts` is leaked, so it outlives the kernel's use of its LoadOptions.
@@ -119,14 +144,20 @@ pub fn launch(rec: &mut Uart, kernel: &'static [u8], cmdline: Option<&'static [u
             Err(e) => fail(rec, "cmdline", St(e.status())),
         }
     }
-    line(rec, "launch").kv("kind", "linux").kv("section", policies::sections::LINUX).end();
+    line(rec, "launch")
+        .kv("kind", "linux")
+        .kv("section", policies::sections::LINUX)
+        .end();
     let r = boot::start_image(kernel_handle);
     // A kernel that returns did not boot; report and power off, never fall back.
     let status = match r {
         Ok(()) => Status::SUCCESS,
         Err(e) => e.status(),
     };
-    line(rec, "error").kv("stage", "start-linux").kv("status", St(status)).end();
+    line(rec, "error")
+        .kv("stage", "start-linux")
+        .kv("status", St(status))
+        .end();
     line(rec, "end").end();
     power_off(Status::ABORTED)
 }

@@ -1,5 +1,8 @@
 //! Firmware glue: the steps of `efi_main`, each calling into the `stub` library.
-#![expect(unsafe_code, reason = "raw UEFI calls: the loaded image view, event log memory, the guest's entry")]
+#![expect(
+    unsafe_code,
+    reason = "raw UEFI calls: the loaded image view, event log memory, the guest's entry"
+)]
 
 mod guest;
 mod linux;
@@ -21,7 +24,10 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Report `error stage=<stage> status=<status>`, `end`, and power off. Every failure path of
 /// the stub ends here: the stub never falls back to anything.
 pub fn fail(rec: &mut Uart, stage: &str, status: impl core::fmt::Display) -> ! {
-    line(rec, "error").kv("stage", stage).kv("status", status).end();
+    line(rec, "error")
+        .kv("stage", stage)
+        .kv("status", status)
+        .end();
     line(rec, "end").end();
     power_off(Status::ABORTED)
 }
@@ -49,7 +55,9 @@ fn own_image(rec: &mut Uart) -> &'static [u8] {
         Err(e) => fail(rec, "sections", St(e.status())),
     };
     let (base, size) = li.info();
-    let Ok(size) = usize::try_from(size) else { fail(rec, "sections", "image-size") };
+    let Ok(size) = usize::try_from(size) else {
+        fail(rec, "sections", "image-size")
+    };
     if base.is_null() {
         fail(rec, "sections", "image-base");
     }
@@ -89,7 +97,10 @@ pub fn run(mut rec: Uart) -> Status {
         Some(Payload::Guest) => "guest",
         None => "none",
     };
-    line(&mut rec, "start").kv("stub", VERSION).kv("mode", mode).end();
+    line(&mut rec, "start")
+        .kv("stub", VERSION)
+        .kv("mode", mode)
+        .end();
     let Some(payload) = payload else {
         // Exactly one payload or nothing: with none or two we would have to guess.
         fail(&mut rec, "payload", "need-exactly-one-of-linux-guest")
@@ -132,12 +143,21 @@ pub fn run(mut rec: Uart) -> Status {
         Err(e) => fail(&mut rec, "policy", e),
     };
     match (payload, memory) {
-        (Payload::Linux, _) => {
-            linux::launch(&mut rec, section(sections::LINUX), cmdline, section(sections::INITRD), &log)
-        }
-        (Payload::Guest, Some(memory)) => {
-            guest::launch(&mut rec, section(sections::GUEST), cmdline, section(sections::VMSEAL), memory, &log)
-        }
+        (Payload::Linux, _) => linux::launch(
+            &mut rec,
+            section(sections::LINUX),
+            cmdline,
+            section(sections::INITRD),
+            &log,
+        ),
+        (Payload::Guest, Some(memory)) => guest::launch(
+            &mut rec,
+            section(sections::GUEST),
+            cmdline,
+            section(sections::VMSEAL),
+            memory,
+            &log,
+        ),
         // `guest_memory` never returns None for a `.guest`; stop rather than invent a size.
         (Payload::Guest, None) => fail(&mut rec, "policy", "policy-missing"),
     }

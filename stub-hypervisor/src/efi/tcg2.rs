@@ -5,11 +5,11 @@ use super::LogCopy;
 use stub::eventlog::{self, DigestSizes, Event2, LogError};
 use stub::measure::{Failure, Tpm};
 use uefi::boot::{self, ScopedProtocol};
-use uefi::proto::tcg::v2::{HashLogExtendEventFlags, PcrEventInputs, Tcg};
 use uefi::proto::tcg::PcrIndex;
+use uefi::proto::tcg::v2::{HashLogExtendEventFlags, PcrEventInputs, Tcg};
 use uefi::{Guid, Status, guid};
-use uefi_raw::protocol::tcg::v2::{Tcg2EventLogFormat, Tcg2Protocol};
 use uefi_raw::Boolean;
+use uefi_raw::protocol::tcg::v2::{Tcg2EventLogFormat, Tcg2Protocol};
 
 /// `EFI_TCG2_FINAL_EVENTS_TABLE_GUID`.
 const FINAL_EVENTS_TABLE: Guid = guid!("1e2ed096-30e2-4254-bd89-863bbef82325");
@@ -56,7 +56,13 @@ impl Tcg2 {
         // SAFETY: `raw` is the live protocol instance we hold open; the out-pointers are
         // valid locals. GetEventLog only writes them.
         let status = unsafe {
-            ((*raw).get_event_log)(raw, Tcg2EventLogFormat::TCG_2, &mut location, &mut last_entry, &mut truncated)
+            ((*raw).get_event_log)(
+                raw,
+                Tcg2EventLogFormat::TCG_2,
+                &mut location,
+                &mut last_entry,
+                &mut truncated,
+            )
         };
         if status.is_error() {
             return Err(Failure::Status(status.0 as u64));
@@ -64,7 +70,11 @@ impl Tcg2 {
         if location == 0 {
             return Err(Failure::Log(LogError::NotSpecId));
         }
-        Ok(RawLog { location, last_entry, truncated: truncated.into() })
+        Ok(RawLog {
+            location,
+            last_entry,
+            truncated: truncated.into(),
+        })
     }
 
     fn sizes(&mut self, log: &RawLog) -> Result<DigestSizes, Failure> {
@@ -97,23 +107,33 @@ impl Tcg2 {
         }
         let last_len = if log.last_entry == log.location {
             // SAFETY: as in `sizes`: the first entry is complete in memory.
-            eventlog::read_entry(|n| unsafe { log_bytes(log.location, n) }, eventlog::parse_spec_id)
-                .map_err(Failure::Log)?
-                .1
+            eventlog::read_entry(
+                |n| unsafe { log_bytes(log.location, n) },
+                eventlog::parse_spec_id,
+            )
+            .map_err(Failure::Log)?
+            .1
         } else {
             // SAFETY: `last_entry` is the start of the complete last entry the firmware wrote;
             // we read only as far as its own header says it extends.
-            eventlog::read_entry(|n| unsafe { log_bytes(log.last_entry, n) }, |b| eventlog::parse_event2(&sizes, b))
-                .map_err(Failure::Log)?
-                .len
+            eventlog::read_entry(
+                |n| unsafe { log_bytes(log.last_entry, n) },
+                |b| eventlog::parse_event2(&sizes, b),
+            )
+            .map_err(Failure::Log)?
+            .len
         };
         let len = usize::try_from(log.last_entry - log.location)
             .ok()
             .and_then(|d| d.checked_add(last_len))
             .ok_or(Failure::Log(LogError::TooLarge))?;
         let pages = len.div_ceil(0x1000).max(1);
-        let dst = boot::allocate_pages(boot::AllocateType::AnyPages, boot::MemoryType::LOADER_DATA, pages)
-            .map_err(|e| Failure::Status(e.status().0 as u64))?;
+        let dst = boot::allocate_pages(
+            boot::AllocateType::AnyPages,
+            boot::MemoryType::LOADER_DATA,
+            pages,
+        )
+        .map_err(|e| Failure::Status(e.status().0 as u64))?;
         // SAFETY: the source is the firmware's log, `len` bytes from `location` (first entry
         // to the end of the last); the destination is `pages` fresh pages we own; they do
         // not overlap.
@@ -121,7 +141,9 @@ impl Tcg2 {
             core::ptr::copy_nonoverlapping(log.location as usize as *const u8, dst.as_ptr(), len);
         }
         let final_events = uefi::system::with_config_table(|t| {
-            t.iter().find(|e| e.guid == FINAL_EVENTS_TABLE).map(|e| e.address as u64)
+            t.iter()
+                .find(|e| e.guid == FINAL_EVENTS_TABLE)
+                .map(|e| e.address as u64)
         })
         .unwrap_or(0);
         let final_count = if final_events == 0 {
@@ -131,12 +153,23 @@ impl Tcg2 {
             // (`Version u64, NumberOfEvents u64, …`), mapped EfiACPIMemoryNVS.
             unsafe { core::ptr::read_unaligned((final_events as usize as *const u64).add(1)) }
         };
-        Ok(LogCopy { addr: dst.as_ptr() as u64, len: len as u64, final_events, final_count })
+        Ok(LogCopy {
+            addr: dst.as_ptr() as u64,
+            len: len as u64,
+            final_events,
+            final_count,
+        })
     }
 }
 
 impl Tpm for Tcg2 {
-    fn extend(&mut self, pcr: u32, event_type: policies::tcg::EventType, event_data: &[u8], data: &[u8]) -> Result<(), Failure> {
+    fn extend(
+        &mut self,
+        pcr: u32,
+        event_type: policies::tcg::EventType,
+        event_data: &[u8],
+        data: &[u8],
+    ) -> Result<(), Failure> {
         let mut buf = alloc::vec![0u8; 4 + 14 + event_data.len()];
         let ev = PcrEventInputs::new_in_buffer(
             &mut buf,

@@ -35,7 +35,8 @@ pub extern "sysv64" fn _start(bi: *const BootInfo) -> u64 {
     let bi = unsafe { &*bi };
     let mut c = Com1;
     let bss_zero = unsafe { (*core::ptr::addr_of!(BSS_PROBE)).iter().all(|&x| x == 0) };
-    let cmd = unsafe { core::slice::from_raw_parts(bi.cmdline as *const u8, bi.cmdline_len as usize) };
+    let cmd =
+        unsafe { core::slice::from_raw_parts(bi.cmdline as *const u8, bi.cmdline_len as usize) };
     let _ = writeln!(
         c,
         "testguest: magic_ok={} version={} cmdline={:?} mmap_len={} desc={} log={:#x}+{} final={:#x}/{} grant={:#x}+{:#x} policy_len={} bss_zero={}\r",
