@@ -147,3 +147,37 @@ fn linux_appliance_boots_and_its_pcrs_match_the_record() {
         "Secure Boot should be off with the pristine variable store"
     );
 }
+
+#[test]
+fn secure_boot_refuses_an_image_signed_by_no_enrolled_key() {
+    // OVMF_VARS_4M.ms.fd enrolls Microsoft's keys (Secure Boot on); the unsigned appliance
+    // must be refused by the firmware before the stub runs.
+    let ms_vars = Path::new("/usr/share/OVMF/OVMF_VARS_4M.ms.fd");
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    assert!(hello_elf().is_file());
+    let built = vmseal_build(
+        &repo_root().join("images/hello/vmseal.toml"),
+        &scratch.path().join("out"),
+        "hello",
+    );
+    let _vm = vm_lock();
+    let opts = BootOptions {
+        vars: Some(ms_vars.to_path_buf()),
+        secure_boot: true,
+        timeout_secs: 240,
+        ..BootOptions::new(&built.image, scratch.path().join("run"))
+    };
+    let outcome = boot::run(&opts).expect("the boot runner ran");
+    assert_eq!(
+        outcome.verdict(),
+        Verdict::FirmwareRejected,
+        "{}",
+        outcome.decision.reason
+    );
+    assert!(
+        outcome.record.is_empty(),
+        "the stub must not have run: {:?}",
+        outcome.record
+    );
+    assert!(!outcome.console.contains("hello from vmseal guest"));
+}
