@@ -413,9 +413,9 @@ impl Event {
     }
 }
 
-/// Parse a crypto-agile log (header + `TCG_PCR_EVENT2` entries), stopping at the end or at a
-/// tail of 0xFF bytes (see the module docs).
-pub fn parse(bytes: &[u8]) -> Result<EventLog, LogError> {
+/// Parse the first (legacy `TCG_PCR_EVENT`) entry: returns the Spec ID table and the entry's
+/// size in bytes (where the first `TCG_PCR_EVENT2` starts).
+pub fn parse_header(bytes: &[u8]) -> Result<(SpecId, usize), LogError> {
     let mut r = Reader::new(bytes);
     let t = |r: &Reader<'_>, what| err(r.offset(), None, LogErrorKind::Truncated(what));
     let pcr = r.u32().ok_or_else(|| t(&r, "PCRIndex"))?;
@@ -434,7 +434,25 @@ pub fn parse(bytes: &[u8]) -> Result<EventLog, LogError> {
     }
     let base = r.offset();
     let data = r.bytes(size as usize).ok_or_else(|| t(&r, "Spec ID event"))?;
-    let spec_id = SpecId::parse(data, base)?;
+    Ok((SpecId::parse(data, base)?, r.offset()))
+}
+
+/// Size in bytes of the `TCG_PCR_EVENT2` at the start of `bytes`, using the digest sizes of
+/// `spec_id`. This is what a loader needs to turn GetEventLog's `EventLogLastEntry` into the
+/// log's length: `(LastEntry − Location) + event_size(LastEntry)` (tpm-tis-and-commands.md §C.4,
+/// Linux `__calc_tpm2_event_size`).
+pub fn event_size(bytes: &[u8], spec_id: &SpecId) -> Result<usize, LogError> {
+    let mut p = Parser { r: Reader::new(bytes), event: None, spec_id };
+    p.event2()?;
+    Ok(p.r.offset())
+}
+
+/// Parse a crypto-agile log (header + `TCG_PCR_EVENT2` entries), stopping at the end or at a
+/// tail of 0xFF bytes (see the module docs).
+pub fn parse(bytes: &[u8]) -> Result<EventLog, LogError> {
+    let (spec_id, start) = parse_header(bytes)?;
+    let mut r = Reader::new(bytes);
+    r.bytes(start).ok_or(err(0, None, LogErrorKind::Truncated("header")))?;
     let mut p = Parser { r, event: Some(0), spec_id: &spec_id };
     let mut events = Vec::new();
     while p.r.remaining() != 0 {
@@ -814,6 +832,14 @@ mod tests {
             // 69 bytes = the header alone: a valid log without events.
             assert_eq!(parse(&good[..len]).is_ok(), len == 69, "prefix {len}");
         }
+    }
+
+    #[test]
+    fn sizes_for_a_loader() {
+        let bytes = small_log().serialize();
+        let (spec, start) = parse_header(&bytes).unwrap();
+        assert_eq!(start, 69);
+        assert_eq!(event_size(&bytes[start..], &spec), Ok(bytes.len() - start));
     }
 
     #[test]
