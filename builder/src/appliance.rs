@@ -1,0 +1,365 @@
+//! `vmseal build`: manifest → `NAME.efi` (the appliance PE), `NAME.img` (GPT + FAT ESP) and
+//! `NAME.lock.json`.
+//!
+//! Every input is read once. The PE is never assembled in memory: it is a list of borrowed
+//! pieces ([`crate::pe::Composed`]) that three threads consume at once — one writes
+//! `NAME.efi`, one hashes it, the main thread streams it into `\EFI\BOOT\BOOTX64.EFI` inside
+//! the image — while a fourth hashes the inputs. The image is then hashed once from the page
+//! cache. Outputs go to temporary files in the output directory and are renamed into place
+//! only when everything succeeded; on any error the temporaries are removed (no partial
+//! output). Validation happens before the output directory is touched.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use crate::disk::{self, FixedTime, Layout};
+use crate::inputs::{self, Source};
+use crate::manifest::{ErrorKind, Manifest, ManifestError};
+use crate::pe::{self, Composed, PeError};
+use crate::progress::Progress;
+use crate::stub::{self, StubError};
+
+/// The lock file format version.
+pub const LOCK_FORMAT: u32 = 1;
+/// Where the appliance PE goes in the ESP.
+pub const BOOT_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The manifest.
+    pub manifest: PathBuf,
+    /// The output directory (created).
+    pub out: PathBuf,
+    /// A prebuilt stub instead of the embedded one.
+    pub stub: Option<PathBuf>,
+    /// Progress bars.
+    pub progress: Progress,
+}
+
+/// What a build wrote.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// `NAME.img`.
+    pub img: PathBuf,
+    /// `NAME.efi`.
+    pub efi: PathBuf,
+    /// `NAME.lock.json`.
+    pub lock: PathBuf,
+    /// The lock file's contents.
+    pub lock_json: serde_json::Value,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The manifest or an input is wrong.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// No usable stub.
+    #[error(transparent)]
+    Stub(#[from] StubError),
+    /// The stub cannot be extended, or the sections do not fit a PE.
+    #[error("{0}")]
+    Pe(#[from] PeError),
+    /// `SOURCE_DATE_EPOCH` is not a number.
+    #[error(
+        "SOURCE_DATE_EPOCH: '{0}' is not a number of seconds — unset it or give seconds since 1970 (e.g. `git log -1 --format=%ct`)"
+    )]
+    Epoch(String),
+    /// Reading or writing failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl BuildError {
+    /// Whether the error is about the user's input (exit status 2) rather than a failure of
+    /// the build itself (exit status 1).
+    pub fn is_input_error(&self) -> bool {
+        !matches!(self, Self::Io { .. })
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BuildError {
+    let what = what.into();
+    move |source| BuildError::Io { what, source }
+}
+
+/// `SOURCE_DATE_EPOCH` (seconds), 0 when unset.
+pub fn source_date_epoch() -> Result<u64, BuildError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) if !s.trim().is_empty() => s.trim().parse().map_err(|_| BuildError::Epoch(s)),
+        _ => Ok(0),
+    }
+}
+
+fn sha256_pieces(pieces: &[&[u8]]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    for p in pieces {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn hash_file(path: &Path, progress: &Progress) -> io::Result<(u64, [u8; 32])> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let bar = progress.bar("hashing", len);
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 4 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    Ok((len, h.finalize().into()))
+}
+
+/// Build the appliance described by `opts.manifest`.
+pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
+    let m = Manifest::load(&opts.manifest)?;
+    let epoch = source_date_epoch()?;
+    let timestamp = u32::try_from(epoch).unwrap_or(u32::MAX);
+    let stub = stub::load(opts.stub.as_deref())?;
+    let stub_sections = pe::stub_section_names(&stub)?;
+    let policy = crate::policy::from_manifest(&m).map_err(|p| {
+        m.error(
+            ErrorKind::Invalid,
+            "guest",
+            format!("the launch policy is invalid: {p}"),
+            "see docs/manifest.md".into(),
+        )
+    })?;
+    let plan = inputs::plan(&m, &stub_sections, stub.len() as u64, policy.encode())?;
+
+    // Validation is done: from here on, only I/O can fail (and the PE composition, which
+    // re-validates its own output).
+    std::fs::create_dir_all(&opts.out)
+        .map_err(io_err(format!("creating {}", opts.out.display())))?;
+    let contents = inputs::read(&plan, &opts.progress).map_err(io_err("reading the inputs"))?;
+    let added: Vec<(String, &[u8])> = plan
+        .iter()
+        .zip(&contents)
+        .map(|(p, c)| (p.name.clone(), c.as_slice()))
+        .collect();
+    let composed = Composed::new(&stub, &added, timestamp)?;
+    let pieces = composed.pieces();
+    let name = &m.image.name;
+    let layout = Layout::new(m.image.size);
+    let tmp = |what: &str| {
+        tempfile::Builder::new()
+            .prefix(&format!(".{name}.{what}."))
+            .tempfile_in(&opts.out)
+            .map_err(io_err(format!(
+                "creating a temporary file in {}",
+                opts.out.display()
+            )))
+    };
+    let mut efi_tmp = tmp("efi")?;
+    let img_tmp = tmp("img")?;
+    let mut lock_tmp = tmp("lock")?;
+    // A leaked time provider: fatfs wants `&'static`; one small value per build.
+    let time: &'static FixedTime = Box::leak(Box::new(FixedTime::from_epoch(epoch)));
+
+    let (input_digests, efi_sha, fat_type) = std::thread::scope(|s| -> Result<_, BuildError> {
+        let inputs_job = s.spawn(|| {
+            contents
+                .iter()
+                .map(|c| <[u8; 32]>::from(sha2::Sha256::digest(c)))
+                .collect::<Vec<_>>()
+        });
+        let pieces = &pieces;
+        let efi_hash_job = s.spawn(move || sha256_pieces(pieces));
+        let efi_file = efi_tmp.as_file_mut();
+        let efi_write_job = s.spawn(move || -> io::Result<()> {
+            for p in pieces {
+                efi_file.write_all(p)?;
+            }
+            efi_file.flush()
+        });
+        // The image: sparse file of the full size, FAT formatted inside the ESP, the PE streamed in.
+        let img = img_tmp.as_file();
+        img.set_len(m.image.size)
+            .map_err(io_err("sizing the image"))?;
+        let fat_type = {
+            let fs = disk::format_esp(img, &layout, time).map_err(io_err("formatting the ESP"))?;
+            let fat_type = fs.fat_type();
+            let root = fs.root_dir();
+            let boot = root
+                .create_dir("EFI")
+                .and_then(|d| d.create_dir("BOOT"))
+                .map_err(io_err("creating \\EFI\\BOOT in the ESP"))?;
+            let mut f = boot
+                .create_file("BOOTX64.EFI")
+                .map_err(io_err("creating BOOTX64.EFI"))?;
+            let bar = opts.progress.bar("writing", composed.len);
+            for p in composed.pieces() {
+                f.write_all(p).map_err(|e| {
+                    if e.kind() == io::ErrorKind::WriteZero || e.to_string().contains("No space") {
+                        BuildError::Manifest(m.error(
+                            ErrorKind::TooBig,
+                            "image.size",
+                            format!(
+                                "the appliance PE ({} bytes) does not fit the ESP",
+                                composed.len
+                            ),
+                            "raise image.size".into(),
+                        ))
+                    } else {
+                        BuildError::Io {
+                            what: "writing BOOTX64.EFI".into(),
+                            source: e,
+                        }
+                    }
+                })?;
+                bar.inc(p.len() as u64);
+            }
+            bar.finish_and_clear();
+            f.flush().map_err(io_err("writing BOOTX64.EFI"))?;
+            drop(f);
+            drop(boot);
+            drop(root);
+            fs.unmount().map_err(io_err("closing the ESP"))?;
+            let mut esp = disk::Window::new(img, layout.start, layout.len);
+            disk::fix_dot_entries(&mut esp)
+                .map_err(io_err("fixing the ESP's directory entries"))?;
+            fat_type
+        };
+        let digests = inputs_job
+            .join()
+            .map_err(|_| io_err("hashing")(io::Error::other("thread panicked")))?;
+        let efi_sha = efi_hash_job
+            .join()
+            .map_err(|_| io_err("hashing")(io::Error::other("thread panicked")))?;
+        efi_write_job
+            .join()
+            .map_err(|_| io_err("writing")(io::Error::other("thread panicked")))?
+            .map_err(io_err("writing the appliance PE"))?;
+        Ok((digests, efi_sha, fat_type))
+    })?;
+
+    // GPT with GUIDs derived from the content.
+    let disk_guid = disk::guid_from(&[b"vmseal disk", name.as_bytes(), &efi_sha]);
+    let part_guid = disk::guid_from(&[b"vmseal esp", name.as_bytes(), &efi_sha]);
+    let mut img = img_tmp.as_file();
+    disk::write_gpt(&mut img, &layout, disk_guid, part_guid).map_err(io_err("writing the GPT"))?;
+    img.flush().map_err(io_err("writing the image"))?;
+    img.seek(SeekFrom::Start(0))
+        .map_err(io_err("writing the image"))?;
+    let (img_len, img_sha) =
+        hash_file(img_tmp.path(), &opts.progress).map_err(io_err("hashing the image"))?;
+
+    // The lock file.
+    let file_name = |ext: &str| format!("{name}.{ext}");
+    let stub_desc = match (
+        &opts.stub,
+        std::env::var_os("VMSEAL_STUB_EFI").filter(|v| !v.is_empty()),
+    ) {
+        (Some(p), _) => p.display().to_string(),
+        (None, Some(p)) => PathBuf::from(p).display().to_string(),
+        (None, None) => "(embedded)".into(),
+    };
+    let mut inputs_json = vec![serde_json::json!({
+        "field": "stub",
+        "path": stub_desc,
+        "size": stub.len(),
+        "sha256": hex::encode(sha2::Sha256::digest(&*stub)),
+    })];
+    for (p, d) in plan.iter().zip(&input_digests) {
+        if let Source::File {
+            field, path, size, ..
+        } = &p.source
+        {
+            inputs_json.push(serde_json::json!({ "field": field, "path": path, "size": size, "sha256": hex::encode(d) }));
+        }
+    }
+    let mut sections_json = Vec::new();
+    let mut added_digests = input_digests.iter();
+    let stub_pe = goblin::pe::PE::parse(&stub).map_err(|e| PeError::Parse(e.to_string()))?;
+    for (i, s) in composed.sections.iter().enumerate() {
+        let sha = if s.added {
+            added_digests.next().map(hex::encode).unwrap_or_default()
+        } else {
+            let content = stub_pe.sections.get(i).and_then(|o| {
+                let start = o.pointer_to_raw_data as usize;
+                stub.get(start..start + o.virtual_size.min(o.size_of_raw_data) as usize)
+            });
+            hex::encode(sha2::Sha256::digest(content.unwrap_or(&[])))
+        };
+        sections_json.push(serde_json::json!({
+            "name": s.name,
+            "added": s.added,
+            "virtual_address": s.virtual_address,
+            "virtual_size": s.virtual_size,
+            "pointer_to_raw_data": s.pointer_to_raw_data,
+            "size_of_raw_data": s.size_of_raw_data,
+            "sha256": sha,
+        }));
+    }
+    let lock = serde_json::json!({
+        "format": LOCK_FORMAT,
+        "vmseal": env!("CARGO_PKG_VERSION"),
+        "source_date_epoch": epoch,
+        "manifest": m.canonical(),
+        "inputs": inputs_json,
+        "sections": sections_json,
+        "outputs": [
+            { "file": file_name("efi"), "size": composed.len, "sha256": hex::encode(efi_sha) },
+            { "file": file_name("img"), "size": img_len, "sha256": hex::encode(img_sha) },
+        ],
+        "disk": {
+            "disk_guid": disk_guid.to_text(),
+            "esp_guid": part_guid.to_text(),
+            "esp_first_lba": layout.start / disk::SECTOR,
+            "esp_last_lba": (layout.start + layout.len) / disk::SECTOR - 1,
+            "fat": format!("{fat_type:?}").to_lowercase(),
+            "boot_file": BOOT_PATH,
+        },
+    });
+    let mut text = serde_json::to_string_pretty(&lock)
+        .map_err(|e| io_err("encoding the lock file")(io::Error::other(e)))?;
+    text.push('\n');
+    lock_tmp
+        .write_all(text.as_bytes())
+        .map_err(io_err("writing the lock file"))?;
+
+    // Rename into place.
+    let efi_path = opts.out.join(file_name("efi"));
+    let img_path = opts.out.join(file_name("img"));
+    let lock_path = opts.out.join(file_name("lock.json"));
+    for (t, dest) in [
+        (efi_tmp, &efi_path),
+        (img_tmp, &img_path),
+        (lock_tmp, &lock_path),
+    ] {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            t.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(io_err(format!("setting permissions of {}", dest.display())))?;
+        }
+        t.persist(dest).map_err(|e| BuildError::Io {
+            what: format!("renaming to {}", dest.display()),
+            source: e.error,
+        })?;
+    }
+    Ok(Built {
+        img: img_path,
+        efi: efi_path,
+        lock: lock_path,
+        lock_json: lock,
+    })
+}

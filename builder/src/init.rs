@@ -1,0 +1,129 @@
+//! `vmseal init DIR`: a starter that builds as it is — a manifest, a tiny sample guest ELF
+//! and a README explaining how to replace it with a real guest (`images/hello`).
+
+use std::path::{Path, PathBuf};
+
+/// Physical load address of the sample guest (the same as `images/hello/linker.ld`).
+pub const SAMPLE_BASE: u64 = 0x400_0000;
+
+/// A minimal ELF64 x86_64 `ET_EXEC`: one `PT_LOAD` segment that writes `text` to COM1
+/// (I/O port 0x3f8) byte by byte, then halts forever. Deterministic bytes.
+pub fn sample_guest_elf(text: &str) -> Vec<u8> {
+    let mut code = Vec::new();
+    code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x03]); // mov dx, 0x3f8
+    for b in text.bytes() {
+        code.extend_from_slice(&[0xb0, b, 0xee]); // mov al, b; out dx, al
+    }
+    code.extend_from_slice(&[0xfa, 0xf4, 0xeb, 0xfd]); // cli; hlt; jmp hlt
+    let (ehsize, phsize) = (64u64, 56u64);
+    let entry = SAMPLE_BASE + ehsize + phsize;
+    let filesz = ehsize + phsize + code.len() as u64;
+    let mut f = Vec::with_capacity(filesz as usize);
+    f.extend_from_slice(b"\x7fELF");
+    f.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little-endian, version 1, System V
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&0x3eu16.to_le_bytes()); // x86_64
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&entry.to_le_bytes());
+    f.extend_from_slice(&ehsize.to_le_bytes()); // e_phoff
+    f.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    f.extend_from_slice(&(ehsize as u16).to_le_bytes());
+    f.extend_from_slice(&(phsize as u16).to_le_bytes());
+    f.extend_from_slice(&1u16.to_le_bytes()); // e_phnum
+    f.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    f.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
+    f.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+    // PT_LOAD, R+X, the whole file at SAMPLE_BASE.
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&5u32.to_le_bytes());
+    f.extend_from_slice(&0u64.to_le_bytes()); // p_offset
+    f.extend_from_slice(&SAMPLE_BASE.to_le_bytes()); // p_vaddr
+    f.extend_from_slice(&SAMPLE_BASE.to_le_bytes()); // p_paddr
+    f.extend_from_slice(&filesz.to_le_bytes());
+    f.extend_from_slice(&filesz.to_le_bytes());
+    f.extend_from_slice(&0x1000u64.to_le_bytes());
+    f.extend_from_slice(&code);
+    f
+}
+
+const MANIFEST: &str = r#"# A vmseal appliance (schema: docs/manifest.md in the vmseal repository).
+# Build it:  vmseal build vmseal.toml --out out/
+[image]
+name = "hello"
+version = "0.1.0"
+size = "16MiB"
+
+[guest]
+elf = "guest.elf"            # the sample guest `vmseal init` wrote; see README.txt
+cmdline = "greeting=hello"
+memory = "16MiB"
+console = "on"
+
+# Root-partition services: one [[service]] table each (ELF64 x86_64 executables).
+# [[service]]
+# name = "attest"
+# elf = "attest.elf"
+# memory = "8MiB"
+# devices = ["tpm"]
+"#;
+
+const README: &str = "This directory is a vmseal appliance starter.
+
+  vmseal.toml   the manifest: image name and size, the guest, its memory and console
+  guest.elf     a tiny sample guest: an x86_64 ELF that prints a line on COM1 and halts
+
+Build the appliance (writes out/hello.img, out/hello.efi, out/hello.lock.json):
+
+  vmseal build vmseal.toml --out out/
+  vmseal inspect out/hello.img
+
+Boot it in QEMU with OVMF and a software TPM:
+
+  vmseal boot out/hello.img --record run/
+
+A real guest: the vmseal repository's images/hello is a no_std Rust unikernel. Build it with
+images/hello/build.sh (it writes images/hello/out/hello.elf), copy that file here as
+guest.elf (or point `elf` at it), and build again. A Linux appliance uses `kernel`,
+`initrd` and `os-release` instead of `elf` (see images/linux/vmseal.toml).
+";
+
+/// Why `init` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// A file exists and `--force` was not given.
+    #[error("{0}: already exists — choose an empty directory or pass --force to overwrite")]
+    Exists(PathBuf),
+    /// Writing failed.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+/// Write the starter into `dir` (created). Returns the files written.
+pub fn init(dir: &Path, force: bool) -> Result<Vec<PathBuf>, InitError> {
+    let files: [(&str, Vec<u8>); 3] = [
+        ("vmseal.toml", MANIFEST.as_bytes().to_vec()),
+        (
+            "guest.elf",
+            sample_guest_elf("vmseal: hello from the sample guest\r\n"),
+        ),
+        ("README.txt", README.as_bytes().to_vec()),
+    ];
+    if !force {
+        for (name, _) in &files {
+            let p = dir.join(name);
+            if p.exists() {
+                return Err(InitError::Exists(p));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| InitError::Io(dir.to_path_buf(), e))?;
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| InitError::Io(p.clone(), e))?;
+        written.push(p);
+    }
+    Ok(written)
+}

@@ -1,0 +1,742 @@
+//! The manifest (`vmseal.toml`, schema in `docs/manifest.md`): parsing, validation and the
+//! canonical form recorded in the lock file.
+//!
+//! Parsing is two steps: serde + `toml` into raw structs that mirror the file
+//! (`deny_unknown_fields` everywhere), then [`Manifest::from_raw`] checks every value and
+//! turns it into typed fields. Every problem is a [`ManifestError`] that names the file, the
+//! field and the fix, on one line. Checks that need the input files (existence, magic, size
+//! against the image) are in [`crate::inputs`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The smallest guest or service memory size accepted.
+pub const MIN_MEMORY: u64 = 4 << 20;
+/// The largest guest memory size accepted.
+pub const MAX_MEMORY: u64 = 64 << 30;
+/// The largest image size accepted (a raw disk image larger than this is surely a typo).
+pub const MAX_IMAGE_SIZE: u64 = 1 << 40;
+
+/// What kind of problem a [`ManifestError`] reports (for tests and scripts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The file is not valid TOML.
+    Syntax,
+    /// A key that the schema does not have.
+    UnknownKey,
+    /// A required key is missing, or a key has the wrong type.
+    Invalid,
+    /// A referenced file does not exist or cannot be read.
+    NotFound,
+    /// A referenced file is empty.
+    Empty,
+    /// A referenced file is not the kind of executable the field needs.
+    WrongFormat,
+    /// The inputs do not fit in the image.
+    TooBig,
+    /// The image is too small to hold a GPT and an EFI System Partition.
+    TooSmall,
+    /// A size is negative or outside the accepted range.
+    OutOfRange,
+    /// A PE section name collides with one vmseal or the stub uses.
+    Collision,
+    /// Two services have the same name.
+    Duplicate,
+}
+
+/// A manifest problem: `FILE: FIELD: PROBLEM — FIX`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field}: {problem} — {fix}")]
+pub struct ManifestError {
+    /// What kind of problem.
+    pub kind: ErrorKind,
+    /// The manifest file, as given on the command line.
+    pub file: String,
+    /// The field (`guest.elf`, `service[1].name`, `line 3` for syntax errors).
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+/// A size: an integer number of bytes or a string with a binary suffix (`"64MiB"`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    /// Bytes.
+    Int(i64),
+    /// `"64MiB"`, `"1GiB"`, `"512KiB"`, `"4096"`.
+    Str(String),
+}
+
+/// `[image]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImage {
+    name: String,
+    version: String,
+    size: RawSize,
+}
+
+/// `[guest]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuest {
+    elf: Option<String>,
+    kernel: Option<String>,
+    initrd: Option<String>,
+    #[serde(rename = "os-release")]
+    os_release: Option<String>,
+    cmdline: Option<String>,
+    memory: RawSize,
+    console: Console,
+}
+
+/// `[[service]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    name: String,
+    elf: String,
+    memory: RawSize,
+    #[serde(default)]
+    devices: Vec<Device>,
+}
+
+/// `[signing]` as written.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// The db private key (PEM).
+    pub key: String,
+    /// The db certificate (PEM).
+    pub cert: String,
+}
+
+/// The whole file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    image: RawImage,
+    guest: RawGuest,
+    #[serde(default)]
+    service: Vec<RawService>,
+    #[serde(default)]
+    sections: BTreeMap<String, String>,
+    signing: Option<Signing>,
+}
+
+/// Whether the guest's console reaches the serial port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Console {
+    /// The guest writes to COM1.
+    On,
+    /// The guest has no console.
+    Off,
+}
+
+/// A device capability a service may be granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// The TPM (TIS MMIO).
+    Tpm,
+    /// The serial port.
+    Serial,
+}
+
+/// The guest payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Payload {
+    /// An ELF64 x86_64 unikernel → `.guest`.
+    Elf(String),
+    /// An EFI-stub Linux kernel → `.linux`.
+    Kernel(String),
+}
+
+/// `[image]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Image {
+    /// Stem of every output file.
+    pub name: String,
+    /// Free text without whitespace.
+    pub version: String,
+    /// Total raw disk size in bytes.
+    pub size: u64,
+}
+
+/// `[guest]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Guest {
+    /// The payload and its path as written.
+    pub payload: Payload,
+    /// Linux initrd path as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<String>,
+    /// os-release path as written.
+    #[serde(rename = "os-release", skip_serializing_if = "Option::is_none")]
+    pub os_release: Option<String>,
+    /// The command line, exact bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    /// Guest memory in bytes.
+    pub memory: u64,
+    /// Console policy.
+    pub console: Console,
+}
+
+/// One `[[service]]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Service {
+    /// Unique name.
+    pub name: String,
+    /// ELF path as written.
+    pub elf: String,
+    /// Memory in bytes.
+    pub memory: u64,
+    /// Device capabilities, sorted, without duplicates.
+    pub devices: Vec<Device>,
+}
+
+/// A validated manifest. Serializing it gives the canonical form (sizes in bytes, sorted
+/// devices and sections, paths as written).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Manifest {
+    /// Schema version (always 1).
+    pub schema: u32,
+    /// `[image]`.
+    pub image: Image,
+    /// `[guest]`.
+    pub guest: Guest,
+    /// `[[service]]`, in file order (`.svc0`, `.svc1`, …).
+    pub service: Vec<Service>,
+    /// Extra sections: name → path as written.
+    pub sections: BTreeMap<String, String>,
+    /// `[signing]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
+    /// The manifest's directory (paths are relative to it). Not part of the canonical form.
+    #[serde(skip)]
+    pub dir: PathBuf,
+    /// The manifest path as given. Not part of the canonical form.
+    #[serde(skip)]
+    pub file: String,
+}
+
+/// Parse a size value: bytes, or a string `N`, `NKiB`, `NMiB`, `NGiB`, `NTiB`.
+pub fn parse_size(v: &RawSize) -> Result<u64, String> {
+    match v {
+        RawSize::Int(n) if *n < 0 => Err(format!("{n} is negative")),
+        RawSize::Int(n) => Ok(n.unsigned_abs()),
+        RawSize::Str(s) => {
+            let t = s.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (digits, suffix) = t.split_at(split);
+            if t.starts_with('-') {
+                return Err(format!("\"{s}\" is negative"));
+            }
+            let n: u64 = digits
+                .parse()
+                .map_err(|_| format!("\"{s}\" is not a size"))?;
+            let shift = match suffix.trim() {
+                "" | "B" => 0,
+                "KiB" => 10,
+                "MiB" => 20,
+                "GiB" => 30,
+                "TiB" => 40,
+                other => return Err(format!("unknown suffix \"{other}\" in \"{s}\"")),
+            };
+            n.checked_mul(1 << shift)
+                .ok_or_else(|| format!("\"{s}\" is too large"))
+        }
+    }
+}
+
+/// Format bytes for a human (`64MiB`, `1536KiB`, `123B`).
+pub fn human_size(n: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    format!("{n}B")
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
+}
+
+/// The dotted table name in effect at `offset` (`guest`, `service[1]`), for errors about keys.
+fn table_at(src: &str, offset: usize) -> String {
+    let before = src.get(..offset).unwrap_or("");
+    let mut table = String::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for line in before.lines() {
+        let l = line.trim();
+        if let Some(inner) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = inner.trim().to_string();
+            let c = counts.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{c}]");
+            *c += 1;
+        } else if let Some(inner) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = inner.trim().to_string();
+        }
+    }
+    table
+}
+
+impl Manifest {
+    /// Read and validate `path` (file access is limited to reading the manifest itself).
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            kind: ErrorKind::NotFound,
+            file: file.clone(),
+            field: "(file)".into(),
+            problem: format!("cannot read the manifest: {e}"),
+            fix: "check the path (`vmseal init DIR` writes a starter manifest)".into(),
+        })?;
+        let dir = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        Self::parse(&text, &file, dir)
+    }
+
+    /// Parse and validate manifest text.
+    pub fn parse(text: &str, file: &str, dir: PathBuf) -> Result<Self, ManifestError> {
+        let err = |kind, field: String, problem: String, fix: &str| ManifestError {
+            kind,
+            file: file.to_string(),
+            field,
+            problem,
+            fix: fix.to_string(),
+        };
+        // Step 1: syntax only, so that syntax errors are told apart from schema errors.
+        if let Err(e) = text.parse::<toml::Table>() {
+            let line = e.span().map_or(1, |s| line_of(text, s.start));
+            return Err(err(
+                ErrorKind::Syntax,
+                format!("line {line}"),
+                e.message().trim().replace('\n', " "),
+                "fix the TOML syntax (see docs/manifest.md)",
+            ));
+        }
+        // Step 2: the schema.
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().replace('\n', " ");
+            let at = e.span().map_or(0, |s| s.start);
+            let table = table_at(text, at);
+            if let Some(rest) = msg.strip_prefix("unknown field `") {
+                let key = rest.split('`').next().unwrap_or("?");
+                let expected = rest.split_once(", expected ").map_or("", |x| x.1);
+                let field = if table.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{table}.{key}")
+                };
+                ManifestError {
+                    kind: ErrorKind::UnknownKey,
+                    file: file.to_string(),
+                    field,
+                    problem: "unknown key".into(),
+                    fix: format!("remove it or correct the spelling (allowed here: {expected})"),
+                }
+            } else {
+                // Name the key on the offending line when there is one.
+                let key = text
+                    .get(at..)
+                    .and_then(|_| text.get(..at))
+                    .and_then(|b| b.rsplit('\n').next())
+                    .and_then(|l| l.split('=').next())
+                    .map(|k| k.trim().trim_matches('"').to_string())
+                    .filter(|k| !k.is_empty() && !k.starts_with('['));
+                let field = match (table.is_empty(), key) {
+                    (_, Some(k)) if !table.is_empty() => format!("{table}.{k}"),
+                    (_, Some(k)) => k,
+                    (false, None) => table,
+                    (true, None) => format!("line {}", line_of(text, at)),
+                };
+                ManifestError {
+                    kind: ErrorKind::Invalid,
+                    file: file.to_string(),
+                    field,
+                    problem: msg,
+                    fix: "see docs/manifest.md for the schema".into(),
+                }
+            }
+        })?;
+        Self::from_raw(raw, file, dir)
+    }
+
+    /// Validate the raw structs.
+    pub fn from_raw(raw: RawManifest, file: &str, dir: PathBuf) -> Result<Self, ManifestError> {
+        let err = |kind, field: &str, problem: String, fix: String| ManifestError {
+            kind,
+            file: file.to_string(),
+            field: field.to_string(),
+            problem,
+            fix,
+        };
+        let size = |field: &str, v: &RawSize| {
+            parse_size(v).map_err(|p| {
+                err(
+                    ErrorKind::OutOfRange,
+                    field,
+                    p,
+                    "write a positive size in bytes or with a suffix, e.g. \"64MiB\"".into(),
+                )
+            })
+        };
+        let memory = |field: &str, v: &RawSize| {
+            let m = size(field, v)?;
+            if !(MIN_MEMORY..=MAX_MEMORY).contains(&m) {
+                return Err(err(
+                    ErrorKind::OutOfRange,
+                    field,
+                    format!("{} is outside 4MiB..=64GiB", human_size(m)),
+                    "give the partition between \"4MiB\" and \"64GiB\"".into(),
+                ));
+            }
+            if m % 4096 != 0 {
+                return Err(err(
+                    ErrorKind::OutOfRange,
+                    field,
+                    format!("{m} is not a multiple of 4KiB"),
+                    "round it to whole 4KiB pages".into(),
+                ));
+            }
+            Ok(m)
+        };
+        let path = |field: &str, p: &str| {
+            if p.is_empty() {
+                Err(err(
+                    ErrorKind::Invalid,
+                    field,
+                    "empty path".into(),
+                    "name a file".into(),
+                ))
+            } else {
+                Ok(p.to_string())
+            }
+        };
+
+        let name = raw.image.name;
+        let name_ok = name.len() <= 63
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            return Err(err(
+                ErrorKind::Invalid,
+                "image.name",
+                format!("\"{name}\" is not a valid name"),
+                "use 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit".into(),
+            ));
+        }
+        let version = raw.image.version;
+        if version.is_empty() || version.chars().any(char::is_whitespace) {
+            return Err(err(
+                ErrorKind::Invalid,
+                "image.version",
+                format!("\"{version}\" is empty or has whitespace"),
+                "write a version without spaces, e.g. \"0.1.0\"".into(),
+            ));
+        }
+        let image_size = size("image.size", &raw.image.size)?;
+        if image_size > MAX_IMAGE_SIZE {
+            return Err(err(
+                ErrorKind::OutOfRange,
+                "image.size",
+                format!("{} is absurdly large", human_size(image_size)),
+                "give a size up to 1TiB".into(),
+            ));
+        }
+        if image_size % (1 << 20) != 0 {
+            return Err(err(
+                ErrorKind::Invalid,
+                "image.size",
+                format!("{image_size} is not a whole number of MiB"),
+                "round it to MiB, e.g. \"64MiB\"".into(),
+            ));
+        }
+        if image_size < crate::disk::MIN_IMAGE_SIZE {
+            return Err(err(
+                ErrorKind::TooSmall,
+                "image.size",
+                format!(
+                    "{} leaves no room for the GPT and an EFI System Partition",
+                    human_size(image_size)
+                ),
+                format!(
+                    "make it at least \"{}\"",
+                    human_size(crate::disk::MIN_IMAGE_SIZE)
+                ),
+            ));
+        }
+
+        let g = raw.guest;
+        let payload = match (g.elf, g.kernel) {
+            (Some(e), None) => Payload::Elf(path("guest.elf", &e)?),
+            (None, Some(k)) => Payload::Kernel(path("guest.kernel", &k)?),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    "guest",
+                    "both `elf` and `kernel` are set".into(),
+                    "keep exactly one: `elf` for a unikernel, `kernel` for Linux".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    "guest",
+                    "neither `elf` nor `kernel` is set".into(),
+                    "add `elf = \"guest.elf\"` (unikernel) or `kernel = \"vmlinuz\"` (Linux)"
+                        .into(),
+                ));
+            }
+        };
+        if g.initrd.is_some() && matches!(payload, Payload::Elf(_)) {
+            return Err(err(
+                ErrorKind::Invalid,
+                "guest.initrd",
+                "an initrd needs a Linux `kernel`".into(),
+                "remove `initrd` or use `kernel` instead of `elf`".into(),
+            ));
+        }
+        if g.cmdline.as_deref() == Some("") {
+            return Err(err(
+                ErrorKind::Invalid,
+                "guest.cmdline",
+                "the command line is empty".into(),
+                "remove the key or write a command line".into(),
+            ));
+        }
+        let guest = Guest {
+            payload,
+            initrd: g.initrd.map(|p| path("guest.initrd", &p)).transpose()?,
+            os_release: g
+                .os_release
+                .map(|p| path("guest.os-release", &p))
+                .transpose()?,
+            cmdline: g.cmdline,
+            memory: memory("guest.memory", &g.memory)?,
+            console: g.console,
+        };
+
+        if raw.service.len() > policies::sections::MAX_SERVICES {
+            return Err(err(
+                ErrorKind::Invalid,
+                "service",
+                format!("{} services", raw.service.len()),
+                format!("keep at most {}", policies::sections::MAX_SERVICES),
+            ));
+        }
+        let mut services: Vec<Service> = Vec::with_capacity(raw.service.len());
+        for (i, s) in raw.service.into_iter().enumerate() {
+            let field = |f: &str| format!("service[{i}].{f}");
+            let ok = (1..=32).contains(&s.name.len())
+                && s.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    &field("name"),
+                    format!("\"{}\" is not a valid service name", s.name),
+                    "use 1-32 characters of a-z, 0-9 and '-'".into(),
+                ));
+            }
+            if let Some(j) = services.iter().position(|o| o.name == s.name) {
+                return Err(err(
+                    ErrorKind::Duplicate,
+                    &field("name"),
+                    format!("\"{}\" is already the name of service[{j}]", s.name),
+                    "give every service a unique name".into(),
+                ));
+            }
+            let mut devices = s.devices;
+            devices.sort();
+            devices.dedup();
+            services.push(Service {
+                elf: path(&field("elf"), &s.elf)?,
+                memory: memory(&field("memory"), &s.memory)?,
+                name: s.name,
+                devices,
+            });
+        }
+
+        for name in raw.sections.keys() {
+            let field = format!("sections.\"{name}\"");
+            if !name.starts_with('.') || name.len() < 2 || name.len() > 8 || !name.is_ascii() {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    &field,
+                    "a PE section name must start with '.' and be 2-8 ASCII bytes".into(),
+                    "rename the section".into(),
+                ));
+            }
+            if policies::sections::is_reserved(name) {
+                return Err(err(
+                    ErrorKind::Collision,
+                    &field,
+                    format!("{name} is one of vmseal's own sections"),
+                    "rename the extra section (vmseal writes .linux/.guest/.osrel/.cmdline/.initrd/.vmseal/.svcN itself)".into(),
+                ));
+            }
+        }
+        for (field, p) in &raw.sections {
+            path(&format!("sections.\"{field}\""), p)?;
+        }
+
+        Ok(Manifest {
+            schema: 1,
+            image: Image {
+                name,
+                version,
+                size: image_size,
+            },
+            guest,
+            service: services,
+            sections: raw.sections,
+            signing: raw.signing,
+            dir,
+            file: file.to_string(),
+        })
+    }
+
+    /// An error about this manifest.
+    pub fn error(
+        &self,
+        kind: ErrorKind,
+        field: &str,
+        problem: String,
+        fix: String,
+    ) -> ManifestError {
+        ManifestError {
+            kind,
+            file: self.file.clone(),
+            field: field.to_string(),
+            problem,
+            fix,
+        }
+    }
+
+    /// A path as written, resolved against the manifest's directory.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        self.dir.join(p)
+    }
+
+    /// The canonical form: a normalized re-serialization (sizes in bytes, sorted sets, paths
+    /// as written) as a JSON value with sorted keys.
+    pub fn canonical(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Elf(p) | Self::Kernel(p) => f.write_str(p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[image]
+name = "hello"
+version = "0.1.0"
+size = "64MiB"
+
+[guest]
+elf = "hello.elf"
+cmdline = "console=ttyS0"
+memory = "64MiB"
+console = "on"
+
+[[service]]
+name = "attest"
+elf = "attest.elf"
+memory = 8388608
+devices = ["tpm", "serial", "tpm"]
+"#;
+
+    fn parse(s: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(s, "vmseal.toml", PathBuf::from("."))
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let m = parse(GOOD).unwrap();
+        assert_eq!(m.image.size, 64 << 20);
+        assert_eq!(m.service[0].memory, 8 << 20);
+        assert_eq!(m.service[0].devices, vec![Device::Tpm, Device::Serial]);
+        assert_eq!(m.canonical()["guest"]["payload"]["elf"], "hello.elf");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size(&RawSize::Str("512KiB".into())), Ok(512 << 10));
+        assert_eq!(parse_size(&RawSize::Str("1GiB".into())), Ok(1 << 30));
+        assert!(parse_size(&RawSize::Str("-1MiB".into())).is_err());
+        assert!(parse_size(&RawSize::Int(-5)).is_err());
+        assert!(parse_size(&RawSize::Str("12XB".into())).is_err());
+        assert!(parse_size(&RawSize::Str("99999999999TiB".into())).is_err());
+        assert_eq!(human_size(64 << 20), "64MiB");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e =
+            parse(&GOOD.replace("console = \"on\"", "console = \"on\"\ncolour = 1")).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_str()),
+            (ErrorKind::UnknownKey, "guest.colour")
+        );
+        let e = parse(&GOOD.replace("memory = \"64MiB\"", "memory = -1")).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_str()),
+            (ErrorKind::OutOfRange, "guest.memory")
+        );
+        let e = parse(&GOOD.replace("memory = \"64MiB\"", "memory = \"1TiB\"")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::OutOfRange);
+        let e = parse(&GOOD.replace("[guest]", "[guest")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Syntax);
+        assert!(e.field.starts_with("line "), "{e}");
+        let e = parse(&format!(
+            "{GOOD}\n[[service]]\nname = \"attest\"\nelf = \"b\"\nmemory = \"4MiB\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_str()),
+            (ErrorKind::Duplicate, "service[1].name")
+        );
+        let e = parse(&format!("{GOOD}\n[sections]\n\".vmseal\" = \"x\"\n")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Collision);
+        let e = parse(&GOOD.replace("\"64MiB\"\n\n[guest]", "\"1MiB\"\n\n[guest]")).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_str()),
+            (ErrorKind::TooSmall, "image.size")
+        );
+        assert!(!e.to_string().contains('\n'));
+    }
+}
