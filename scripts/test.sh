@@ -6,6 +6,8 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 started=$(date +%s)
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
 run() { echo "+ $*" >&2; "$@"; }
 
@@ -32,10 +34,13 @@ RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps
 
 if [ -f stub-hypervisor/Cargo.toml ] && grep -q '^\[lib\]' stub-hypervisor/Cargo.toml; then
     step "stub: host unit tests"
-    (cd stub-hypervisor && run cargo test --target x86_64-unknown-linux-gnu --lib)
+    (cd stub-hypervisor && run cargo test --target x86_64-unknown-linux-gnu --lib) 2>&1 | tee -a "$results"
 fi
 
 step "tests: unit, integration, end-to-end boots"
-run cargo test --workspace
+run cargo test --workspace 2>&1 | tee -a "$results"
 
 step "all passed"
+# One closing line over every cargo test run above (the last runner's own line is a doc-test
+# run that may well have 0 tests).
+awk '/^test result: / { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
