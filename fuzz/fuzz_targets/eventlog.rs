@@ -8,7 +8,11 @@ use policies::eventlog;
 fuzz_target!(|data: &[u8]| {
     if let Ok(log) = eventlog::parse(data) {
         let bytes = log.serialize();
-        assert_eq!(eventlog::parse(&bytes).as_ref(), Ok(&log), "serialize/parse round trip");
+        assert_eq!(
+            eventlog::parse(&bytes).as_ref(),
+            Ok(&log),
+            "serialize/parse round trip"
+        );
         for e in &log.events {
             let _ = e.describe();
         }

@@ -10,8 +10,14 @@ fuzz_target!(|data: &[u8]| {
     let spec_id = SpecId::edk2(&HashAlg::COMPUTED);
     if let Ok(fe) = eventlog::parse_final_events(data, &spec_id) {
         let bytes = fe.serialize();
-        assert!(data.starts_with(&bytes), "serialize must reproduce the parsed prefix");
-        let log = EventLog { spec_id, events: Vec::new() };
+        assert!(
+            data.starts_with(&bytes),
+            "serialize must reproduce the parsed prefix"
+        );
+        let log = EventLog {
+            spec_id,
+            events: Vec::new(),
+        };
         let merged = eventlog::merge(&log, &fe, 1);
         assert_eq!(merged.events.len(), fe.events.len().saturating_sub(1));
     }
