@@ -9,70 +9,33 @@
 //! it and powers off.
 
 use crate::eventlog::{Event2, LogError};
-use crate::pe::{Image, PeError, Section};
+use crate::pe::{Image, PeError};
 use crate::record::{self, Hex8};
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
-use policies::sections::{self, MEASURED};
+use policies::predict::{self, Step};
+use policies::sections;
 use policies::tcg::EventType;
 
-/// One section to measure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Planned<'i> {
-    /// The section name.
-    pub name: &'i str,
-    /// Target PCR.
-    pub pcr: u32,
-    /// Event type of both events.
-    pub event_type: EventType,
-    /// The loaded contents (`VirtualSize` bytes).
-    pub data: &'i [u8],
-}
+/// One section to measure: the plan step shared with the builder's prediction.
+pub type Planned<'i> = Step<'i, 'i>;
 
-/// The sections of `img` to measure, in canonical order.
+/// The sections of `img` to measure, in canonical order — [`policies::predict::plan`] over the
+/// image's sections, so the stub and the builder's prediction share one ordering. A measured
+/// name present twice is refused (`pe-duplicate-section`), never guessed at.
 pub fn plan<'i>(img: &'i Image<'_>) -> Result<Vec<Planned<'i>>, PeError> {
-    let mut out = Vec::new();
-    for rule in MEASURED {
-        if let Some(s) = img.find(rule.name)? {
-            out.push(Planned {
-                name: rule.name,
-                pcr: rule.pcr,
-                event_type: rule.event_type,
-                data: img.contents(s),
-            });
+    let mut present: Vec<(&'i str, &'i [u8])> = Vec::new();
+    for (i, s) in img.sections().iter().enumerate() {
+        let Some(name) = s.name().filter(|n| sections::is_reserved(n)) else {
+            continue;
+        };
+        if present.iter().any(|(n, _)| *n == name) {
+            return Err(PeError::Duplicate(i));
         }
+        present.push((name, img.contents(s)));
     }
-    let mut services: Vec<(usize, &Section)> = img
-        .sections()
-        .iter()
-        .filter(|s| s.virtual_size > 0)
-        .filter_map(|s| Some((sections::service_index(s.name()?)?, s)))
-        .collect();
-    services.sort_by_key(|&(i, _)| i);
-    if let Some(w) = services
-        .windows(2)
-        .find(|w| matches!(w, [a, b] if a.0 == b.0))
-    {
-        let dup = w.get(1).map(|(_, s)| *s);
-        let at = img
-            .sections()
-            .iter()
-            .position(|s| Some(s) == dup)
-            .unwrap_or(0);
-        return Err(PeError::Duplicate(at));
-    }
-    let (pcr, event_type) = sections::service_rule();
-    for (_, s) in services {
-        if let Some(name) = s.name() {
-            out.push(Planned {
-                name,
-                pcr,
-                event_type,
-                data: img.contents(s),
-            });
-        }
-    }
-    Ok(out)
+    // Duplicates were refused above, which is the only error `plan` reports in the stub.
+    predict::plan(&present).map_err(|_| PeError::Duplicate(0))
 }
 
 /// Why a measurement failed.
@@ -120,9 +83,9 @@ pub fn measure_all<W: Write>(
     rec: &mut W,
 ) -> Result<(), Failure> {
     for p in plan {
-        let event_data = sections::event_data(p.name);
-        let name_input = sections::name_digest_input(p.name);
-        for (part, input) in [("name", name_input.as_slice()), ("data", p.data)] {
+        let event_data = p.event_data();
+        let name_input = p.name_digest_input();
+        for (part, input) in [("name", name_input.as_slice()), ("data", p.contents)] {
             tpm.extend(p.pcr, p.event_type, &event_data, input)?;
             let mut ok = false;
             tpm.last_entry(&mut |ev| {
