@@ -63,7 +63,7 @@ pub enum BuildError {
     #[error(transparent)]
     Stub(#[from] StubError),
     /// The stub cannot be extended, or the sections do not fit a PE.
-    #[error("{0}")]
+    #[error(transparent)]
     Pe(#[from] PeError),
     /// `SOURCE_DATE_EPOCH` is not a number.
     #[error(
@@ -231,6 +231,9 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
             drop(f);
             drop(boot);
             drop(root);
+            // Counting the free clusters makes fatfs write them to the FAT32 FSInfo sector.
+            fs.stats()
+                .map_err(io_err("counting free clusters in the ESP"))?;
             fs.unmount().map_err(io_err("closing the ESP"))?;
             let mut esp = disk::Window::new(img, layout.start, layout.len);
             disk::fix_dot_entries(&mut esp)

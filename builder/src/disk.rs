@@ -313,7 +313,8 @@ pub fn format_esp<T: Read + Write + Seek>(
 /// entries of every directory it creates: `fsck.fat` (and some firmware) require `.` and `..`
 /// in the first two slots. For every subdirectory reachable from the root (only the first
 /// cluster of each directory is examined — vmseal's directories hold a handful of entries),
-/// drop LFN entries that precede a dot entry and compact the slots. Run after unmounting.
+/// drop LFN entries that precede a dot entry and compact the slots; `..` of a directory in
+/// the root gets cluster 0 (fatfs writes the FAT32 root cluster). Run after unmounting.
 pub fn fix_dot_entries<T: Read + Write + Seek>(esp: &mut T) -> io::Result<()> {
     let mut bpb = [0u8; 512];
     esp.seek(SeekFrom::Start(0))?;
@@ -346,9 +347,9 @@ pub fn fix_dot_entries<T: Read + Write + Seek>(esp: &mut T) -> io::Result<()> {
     } else {
         (offset_of(u32_at(44)), cluster)
     };
-    let mut todo = vec![(root_off, root_len, true)];
+    let mut todo = vec![(root_off, root_len, true, false)];
     let mut seen = 0;
-    while let Some((off, len, is_root)) = todo.pop() {
+    while let Some((off, len, is_root, parent_is_root)) = todo.pop() {
         seen += 1;
         if seen > 64 {
             return Err(bad("too many directories in the ESP"));
@@ -376,7 +377,13 @@ pub fn fix_dot_entries<T: Read + Write + Seek>(esp: &mut T) -> io::Result<()> {
                     continue;
                 }
             }
-            kept.push(*e);
+            let mut e = *e;
+            // `..` of a directory in the root points at cluster 0, also on FAT32.
+            if parent_is_root && e[0..11] == *b"..         " {
+                e[20..22].fill(0);
+                e[26..28].fill(0);
+            }
+            kept.push(e);
         }
         for e in &kept {
             let dir = e[11] & 0x10 != 0 && e[11] != 0x0f && e[0] != 0xe5 && !is_dot(e);
@@ -384,11 +391,11 @@ pub fn fix_dot_entries<T: Read + Write + Seek>(esp: &mut T) -> io::Result<()> {
                 let c = (u64::from(u16::from_le_bytes([e[20], e[21]])) << 16)
                     | u64::from(u16::from_le_bytes([e[26], e[27]]));
                 if c >= 2 {
-                    todo.push((offset_of(c), cluster, false));
+                    todo.push((offset_of(c), cluster, false, is_root));
                 }
             }
         }
-        if !is_root && kept.len() != entries.len() {
+        if !is_root && kept != entries {
             let mut out = vec![0u8; buf.len()];
             for (slot, e) in out.chunks_exact_mut(32).zip(&kept) {
                 slot.copy_from_slice(e);

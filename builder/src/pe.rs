@@ -8,7 +8,8 @@
 //!   length, `SizeOfRawData` = aligned length, characteristics `INITIALIZED_DATA | MEM_READ`;
 //! - the header area grows when the section table needs room; the stub's section raw data then
 //!   moves by whole `FileAlignment` units (refused if a file offset inside the stub would need
-//!   fixing, or if the headers would reach the first section's `VirtualAddress`);
+//!   fixing beyond the debug directory's `PointerToRawData`, which is fixed, or if the headers
+//!   would reach the first section's `VirtualAddress`);
 //! - `NumberOfSections`, `SizeOfImage`, `SizeOfInitializedData`, `TimeDateStamp`
 //!   (`SOURCE_DATE_EPOCH` or 0) and `CheckSum` (the real PE checksum of the output) are
 //!   updated; the certificate table stays empty — a signer appends it last.
@@ -19,6 +20,8 @@
 //!
 //! Refused: a stub that is already signed, is not a PE32+ x86_64 EFI application, has a COFF
 //! symbol table, data after its last section, or gaps between its sections.
+
+use std::borrow::Cow;
 
 use goblin::pe::PE;
 
@@ -68,7 +71,7 @@ pub struct SectionLayout {
 #[derive(Debug)]
 pub struct Composed<'a> {
     headers: Vec<u8>,
-    body: &'a [u8],
+    body: Cow<'a, [u8]>,
     added: Vec<(&'a [u8], usize)>,
     /// Every section, in section-table order.
     pub sections: Vec<SectionLayout>,
@@ -225,13 +228,45 @@ impl<'a> Composed<'a> {
             );
         }
         let delta = new_soh - old_soh;
-        if delta != 0 {
-            // Moving raw data is safe unless something holds a file offset into it.
-            let dirs = &opt.data_directories;
-            if dirs.get_debug_table().is_some_and(|d| d.size != 0) {
-                return unsupported(
-                    "its header area must grow and it has a debug directory with file offsets (build it without debug info)",
-                );
+        let body_start = usize::try_from(old_soh).map_err(|_| PeError::TooLarge)?;
+        let mut body: Cow<'a, [u8]> = Cow::Borrowed(stub.get(body_start..).unwrap_or(&[]));
+        // Moving raw data: the only file offsets inside a PE's sections are the debug
+        // directory's PointerToRawData fields (PE/COFF spec, "Debug Directory"); fix them.
+        if let Some(d) = opt
+            .data_directories
+            .get_debug_table()
+            .filter(|d| d.size != 0 && delta != 0)
+        {
+            let file_off = pe
+                .sections
+                .iter()
+                .find(|s| {
+                    d.virtual_address >= s.virtual_address
+                        && d.virtual_address + d.size <= s.virtual_address + s.size_of_raw_data
+                })
+                .map(|s| (d.virtual_address - s.virtual_address + s.pointer_to_raw_data) as usize)
+                .ok_or_else(|| {
+                    PeError::Unsupported("its debug directory is not inside a section".into())
+                })?;
+            let owned = body.to_mut();
+            for i in 0..(d.size as usize / 28) {
+                let at = (file_off + i * 28 + 24)
+                    .checked_sub(body_start)
+                    .ok_or_else(|| {
+                        PeError::Unsupported("its debug directory is in the headers".into())
+                    })?;
+                let old = owned
+                    .get(at..at + 4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_le_bytes)
+                    .ok_or_else(|| {
+                        PeError::Unsupported("its debug directory is truncated".into())
+                    })?;
+                if old != 0 {
+                    let new =
+                        u32::try_from(u64::from(old) + delta).map_err(|_| PeError::TooLarge)?;
+                    put32(owned, at, new)?;
+                }
             }
         }
         let mut headers = vec![0u8; usize::try_from(new_soh).map_err(|_| PeError::TooLarge)?];
@@ -327,9 +362,6 @@ impl<'a> Composed<'a> {
             }
             put32(&mut headers, h + 20, s.pointer_to_raw_data)?;
         }
-        let body = stub
-            .get(usize::try_from(old_soh).map_err(|_| PeError::TooLarge)?..)
-            .unwrap_or(&[]);
         let mut c = Composed {
             headers,
             body,
@@ -345,7 +377,7 @@ impl<'a> Composed<'a> {
 
     /// The output bytes, in order, as borrowed pieces.
     pub fn pieces(&self) -> Vec<&[u8]> {
-        let mut v: Vec<&[u8]> = vec![&self.headers, self.body];
+        let mut v: Vec<&[u8]> = vec![&self.headers, &self.body];
         for (data, pad) in &self.added {
             v.push(data);
             if *pad > 0 {
@@ -405,7 +437,7 @@ impl<'a> Composed<'a> {
     /// the Authenticode walker).
     fn validate(&self) -> Result<(), PeError> {
         let mut head = self.headers.clone();
-        head.extend_from_slice(self.body);
+        head.extend_from_slice(&self.body);
         let pe = PE::parse(&head).map_err(|e| PeError::Validate(e.to_string()))?;
         if pe.sections.len() != self.sections.len() {
             return Err(PeError::Validate("section count".into()));
