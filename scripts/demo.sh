@@ -35,7 +35,8 @@ else
     echo "(this vmseal has no 'boot' verb yet: booting through the same library, vmseal::boot::run)" >&2
     run cargo run -q --release -p vmseal-tests --example demo -- boot "$out/$name.img" "$out/run" && booted=1
 fi
-echo "verdict: $(cat "$out/run/verdict.json" 2>/dev/null | tr -d '\n' | sed 's/ \+/ /g' | cut -c1-160)…" >&2
+python3 -c 'import json, sys; v = json.load(open(sys.argv[1])); print("verdict: %s (%s), %.1f s" % (v["verdict"], v["reason"], v["elapsed_secs"]))' \
+    "$out/run/verdict.json" >&2 || true
 grep -a -E 'hello from vmseal guest|vmseal-linux: booted|vmseal-secureboot' "$out/run/console.log" >&2 || true
 
 say "5. what was measured vs. what was built"
@@ -45,7 +46,10 @@ else
     echo "'vmseal pcr diff' (predicted vs. actual PCR values, every bank) does not exist yet." >&2
     echo "Comparing instead the digests the stub reported on its record channel with the" >&2
     echo "section digests of the built $name.efi (objcopy + SHA-256, independent of vmseal):" >&2
-    run cargo run -q --release -p vmseal-tests --example demo -- check "$out/$name.efi" "$out/run"
+    echo "and with the section digests vmseal build wrote to $name.lock.json; for the Linux" >&2
+    echo "appliance also the sha256 PCRs 11/12 the guest read from the TPM vs. their replay:" >&2
+    run cargo run -q --release -p vmseal-tests --example demo -- \
+        check "$out/$name.efi" "$out/run" "$out/$name.lock.json"
 fi
 [ "$booted" = 1 ] || { echo "demo: the appliance did not boot (see $out/run/verdict.json)" >&2; exit 1; }
 say "done: record in $out/run"
