@@ -29,12 +29,7 @@ ls -l "$out" >&2
 
 say "4. boot in QEMU + OVMF (Secure Boot off) + swtpm"
 booted=0
-if "$vmseal" boot --help >/dev/null 2>&1; then
-    run "$vmseal" boot "$out/$name.img" --record "$out/run" && booted=1
-else
-    echo "(this vmseal has no 'boot' verb yet: booting through the same library, vmseal::boot::run)" >&2
-    run cargo run -q --release -p vmseal-tests --example demo -- boot "$out/$name.img" "$out/run" && booted=1
-fi
+run "$vmseal" boot "$out/$name.img" --record "$out/run" && booted=1
 python3 -c 'import json, sys; v = json.load(open(sys.argv[1])); print("verdict: %s (%s), %.1f s" % (v["verdict"], v["reason"], v["elapsed_secs"]))' \
     "$out/run/verdict.json" >&2 || true
 grep -a -E 'hello from vmseal guest|vmseal-linux: booted|vmseal-secureboot' "$out/run/console.log" >&2 || true
@@ -45,7 +40,7 @@ if "$vmseal" pcr diff --help >/dev/null 2>&1 && [ -e "$out/$name.pcrs.json" ]; t
 else
     echo "'vmseal pcr diff' (predicted vs. actual PCR values, every bank) does not exist yet." >&2
     echo "Comparing instead the digests the stub reported on its record channel with the" >&2
-    echo "section digests of the built $name.efi (objcopy + SHA-256, independent of vmseal):" >&2
+    echo "section digests of the built $name.efi (objcopy + SHA-256, independent of vmseal)," >&2
     echo "and with the section digests vmseal build wrote to $name.lock.json; for the Linux" >&2
     echo "appliance also the sha256 PCRs 11/12 the guest read from the TPM vs. their replay:" >&2
     run cargo run -q --release -p vmseal-tests --example demo -- \

@@ -1,9 +1,7 @@
-//! Helpers for `scripts/demo.sh`, built on the same code as the end-to-end tests.
+//! The check step of `scripts/demo.sh` until `vmseal pcr diff` exists, built on the same code
+//! as the end-to-end tests.
 //!
 //! ```text
-//! cargo run -p vmseal-tests --example demo -- boot IMAGE RECORD_DIR
-//!     boot through vmseal::boot::run (for when the `vmseal boot` verb is not available);
-//!     exit 0 when the verdict is `booted`, 1 otherwise
 //! cargo run -p vmseal-tests --example demo -- check APPLIANCE.efi RECORD_DIR [NAME.lock.json]
 //!     compare every digest the stub reported (RECORD_DIR/record.log) with the section
 //!     digests of the built PE, computed independently (objcopy + SHA-256), and, when a lock
@@ -16,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use policies::record::Line;
-use vmseal::boot::{BootOptions, Verdict};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,24 +23,10 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["boot", image, dir] => boot(Path::new(image), Path::new(dir)),
         ["check", efi, dir] => check(Path::new(efi), Path::new(dir), None),
         ["check", efi, dir, lock] => check(Path::new(efi), Path::new(dir), Some(Path::new(lock))),
         _ => {
-            eprintln!(
-                "usage: demo boot IMAGE RECORD_DIR | demo check APPLIANCE.efi RECORD_DIR [LOCK]"
-            );
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn boot(image: &Path, dir: &Path) -> ExitCode {
-    match vmseal::boot::run(&BootOptions::new(image, dir)) {
-        Ok(outcome) if outcome.verdict() == Verdict::Booted => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("demo: {e}");
+            eprintln!("usage: demo check APPLIANCE.efi RECORD_DIR [NAME.lock.json]");
             ExitCode::from(2)
         }
     }
