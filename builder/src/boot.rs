@@ -627,7 +627,7 @@ fn record_has_end(record: &str) -> bool {
 /// image fails Secure Boot verification (`Security Violation` when it is merely untrusted
 /// and deferred).
 pub fn firmware_rejection(console: &str) -> Option<&str> {
-    console.lines().map(|l| l.trim_end_matches('\r')).find(|l| {
+    console_line(console, |l| {
         (l.contains("BdsDxe: failed to load") || l.contains("BdsDxe: failed to start"))
             && (l.contains("Access Denied") || l.contains("Security Violation"))
     })
@@ -637,17 +637,22 @@ pub fn firmware_rejection(console: &str) -> Option<&str> {
 /// "No bootable option or device was found", or the UEFI Shell (a boot option of the pristine
 /// variable store) waiting at its prompt. Without this the runner would wait for the timeout.
 pub fn firmware_idle(console: &str) -> Option<&str> {
-    console.lines().map(|l| l.trim_end_matches('\r')).find(|l| {
+    console_line(console, |l| {
         l.contains("BdsDxe: No bootable option or device was found") || l.contains("Shell> ")
     })
 }
 
 /// The first line of a Linux kernel panic on the console, if any.
 fn kernel_panic(console: &str) -> Option<&str> {
+    console_line(console, |l| l.contains("Kernel panic - not syncing"))
+}
+
+/// The first console line (without its `\r`) that satisfies `pred`.
+fn console_line(console: &str, pred: impl Fn(&str) -> bool) -> Option<&str> {
     console
         .lines()
         .map(|l| l.trim_end_matches('\r'))
-        .find(|l| l.contains("Kernel panic - not syncing"))
+        .find(|l| pred(l))
 }
 
 /// Decide the verdict of a boot from its console text, its record text and why the wait
@@ -683,7 +688,13 @@ pub fn decide(console: &str, record: &str, ended: Ended) -> (Decision, Vec<Line>
     }
     let started = find("start").is_some();
     if !started && let Some(l) = firmware_rejection(console) {
-        return (d(Verdict::FirmwareRejected, l.trim().to_string()), lines);
+        return (
+            d(
+                Verdict::FirmwareRejected,
+                strip_escapes(l).trim().to_string(),
+            ),
+            lines,
+        );
     }
     let launch = find("launch");
     if let Some(fault) = find("fault") {
@@ -720,15 +731,15 @@ pub fn decide(console: &str, record: &str, ended: Ended) -> (Decision, Vec<Line>
         return (d(Verdict::Booted, reason), lines);
     }
     if let Some(p) = kernel_panic(console) {
-        return (d(Verdict::GuestFault, p.trim().to_string()), lines);
+        return (
+            d(Verdict::GuestFault, strip_escapes(p).trim().to_string()),
+            lines,
+        );
     }
     let (verdict, reason) = match (started, launch) {
         (false, _) if timed_out => (Verdict::Timeout, "no record line before the timeout"),
         (false, _) if ended == Ended::FirmwareIdle => {
-            let why = console
-                .lines()
-                .map(|l| l.trim_end_matches('\r'))
-                .find(|l| l.contains("BdsDxe: failed to"))
+            let why = console_line(console, |l| l.contains("BdsDxe: failed to"))
                 .map_or_else(String::new, |l| format!(": {}", strip_escapes(l).trim()));
             return (
                 d(
@@ -865,7 +876,7 @@ VMSEAL1 end\r
 
     const OVMF_REJECT: &str = "\
 BdsDxe: loading Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0)\r
-BdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0): Access Denied\r
+\u{1b}[2J\u{1b}[01;01HBdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0): Access Denied\r
 BdsDxe: No bootable option or device was found.\r
 BdsDxe: Press any key to enter the Boot Manager Menu.\r
 ";
@@ -894,7 +905,12 @@ BdsDxe: Press any key to enter the Boot Manager Menu.\r
     fn secure_boot_refusal() {
         let (d, _) = decide(OVMF_REJECT, "", Ended::FirmwareRejected);
         assert_eq!(d.verdict, Verdict::FirmwareRejected);
-        assert!(d.reason.contains("Access Denied"), "{}", d.reason);
+        assert!(
+            d.reason.starts_with("BdsDxe: failed to load"),
+            "{}",
+            d.reason
+        );
+        assert!(d.reason.ends_with("Access Denied"), "{}", d.reason);
     }
 
     #[test]
