@@ -442,6 +442,9 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
         path_os("type=unixio,path=", &socket),
         "--flags".into(),
         "startup-clear".into(),
+        // Exit when QEMU closes the control channel, so swtpm does not outlive a runner
+        // that was killed before its guards could run.
+        "--terminate".into(),
         "--log".into(),
         path_os("file=", &swtpm_log),
     ];
