@@ -186,6 +186,13 @@ pub fn section_bytes(efi: &Path, name: &str, virtual_size: u32, scratch: &Path) 
     bytes
 }
 
+/// The loaded bytes of section `name` of the PE `efi` (see [`section_bytes`]), if present.
+pub fn section(efi: &Path, name: &str, scratch: &Path) -> Option<Vec<u8>> {
+    let pe = std::fs::read(efi).expect("read the appliance PE");
+    let header = pe_sections(&pe)?.into_iter().find(|s| s.name == name)?;
+    Some(section_bytes(efi, name, header.virtual_size, scratch))
+}
+
 /// One measurement the stub must report: `measure pcr=P type=T section=S part=… sha256=…`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expected {
@@ -302,6 +309,72 @@ pub fn replay_sha256<'a>(digests: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8
     })
 }
 
+/// One event as `tpm2_eventlog` (tpm2-tools) prints it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogEvent {
+    /// `PCRIndex`.
+    pub pcr: u32,
+    /// `EventType`, as tpm2-tools names it (`EV_EVENT_TAG`, …).
+    pub event_type: String,
+    /// `(AlgorithmId, Digest)` pairs, e.g. `("sha256", "ab…")`.
+    pub digests: Vec<(String, String)>,
+}
+
+/// What `tpm2_eventlog` (tpm2-tools, an oracle vmseal did not write) makes of a binary TCG2
+/// event log: the events, and the PCR values it computes by replaying them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tpm2Eventlog {
+    /// The events in log order.
+    pub events: Vec<LogEvent>,
+    /// `(bank, index, lowercase hex)` for every PCR the log extends.
+    pub pcrs: Vec<(String, u32, String)>,
+}
+
+/// Run `tpm2_eventlog` on `log` and parse its YAML output (the parts the tests need).
+pub fn tpm2_eventlog(log: &Path) -> Tpm2Eventlog {
+    let yaml = run(Command::new("tpm2_eventlog").arg(log));
+    parse_tpm2_eventlog(&yaml)
+}
+
+/// Parse `tpm2_eventlog` output (tpm2-tools 5.x layout).
+pub fn parse_tpm2_eventlog(yaml: &str) -> Tpm2Eventlog {
+    let mut out = Tpm2Eventlog::default();
+    let mut in_pcrs = false;
+    let mut bank = String::new();
+    let mut alg = String::new();
+    for line in yaml.lines() {
+        if line == "pcrs:" {
+            in_pcrs = true;
+            continue;
+        }
+        let t = line.trim();
+        if in_pcrs {
+            if let Some(b) = t.strip_suffix(':').filter(|_| !line.starts_with("    ")) {
+                bank = b.to_string();
+            } else if let Some((i, v)) = t.split_once(':') {
+                let (Ok(i), Some(v)) = (i.trim().parse(), v.trim().strip_prefix("0x")) else {
+                    continue;
+                };
+                out.pcrs.push((bank.clone(), i, v.to_ascii_lowercase()));
+            }
+        } else if t.starts_with("- EventNum:") {
+            out.events.push(LogEvent::default());
+        } else if let Some(e) = out.events.last_mut() {
+            if let Some(v) = t.strip_prefix("PCRIndex:") {
+                e.pcr = v.trim().parse().unwrap_or(u32::MAX);
+            } else if let Some(v) = t.strip_prefix("EventType:") {
+                e.event_type = v.trim().to_string();
+            } else if let Some(v) = t.strip_prefix("- AlgorithmId:") {
+                alg = v.trim().to_string();
+            } else if let Some(v) = t.strip_prefix("Digest:") {
+                e.digests
+                    .push((alg.clone(), v.trim().trim_matches('"').to_ascii_lowercase()));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +400,52 @@ mod tests {
             }])
         );
         assert_eq!(pe_sections(&pe[..0x50]), None, "truncated");
+    }
+
+    #[test]
+    fn parses_tpm2_eventlog_output() {
+        let yaml = r#"---
+version: 1
+events:
+- EventNum: 0
+  PCRIndex: 0
+  EventType: EV_NO_ACTION
+- EventNum: 36
+  PCRIndex: 9
+  EventType: EV_EVENT_TAG
+  DigestCount: 2
+  Digests:
+  - AlgorithmId: sha1
+    Digest: "789D"
+  - AlgorithmId: sha256
+    Digest: "f72f"
+  EventSize: 21
+pcrs:
+  sha1:
+    0  : 0x5CA4
+    11 : 0x7cae
+  sha256:
+    9  : 0x9660
+"#;
+        let log = parse_tpm2_eventlog(yaml);
+        assert_eq!(log.events.len(), 2);
+        assert_eq!(log.events[1].pcr, 9);
+        assert_eq!(log.events[1].event_type, "EV_EVENT_TAG");
+        assert_eq!(
+            log.events[1].digests,
+            vec![
+                ("sha1".into(), "789d".into()),
+                ("sha256".into(), "f72f".into())
+            ]
+        );
+        assert_eq!(
+            log.pcrs,
+            vec![
+                ("sha1".into(), 0, "5ca4".into()),
+                ("sha1".into(), 11, "7cae".into()),
+                ("sha256".into(), 9, "9660".into())
+            ]
+        );
     }
 
     #[test]

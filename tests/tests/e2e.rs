@@ -8,10 +8,11 @@ use std::path::Path;
 
 use policies::record::Line;
 use policies::sections;
+use sha2::{Digest, Sha256};
 use vmseal::boot::{self, BootOptions, Verdict};
 use vmseal_tests::{
     Expected, check_measurements, expected_measurements, hello_elf, hex, linux_inputs,
-    replay_sha256, repo_root, vm_lock, vmseal_build,
+    replay_sha256, repo_root, section, tpm2_eventlog, vm_lock, vmseal_build,
 };
 
 fn boot_image(image: &Path, record_dir: &Path) -> boot::BootOutcome {
@@ -142,6 +143,60 @@ fn linux_appliance_boots_and_its_pcrs_match_the_record() {
             "sha256 PCR {pcr} as read by the guest vs the replay"
         );
     }
+
+    // The event log the guest read from securityfs, replayed by tpm2_eventlog (tpm2-tools),
+    // reproduces every PCR the guest read from the TPM, in every bank.
+    let log = outcome.record_dir.join("eventlog.bin");
+    assert!(log.is_file(), "the guest printed no event log");
+    let parsed = tpm2_eventlog(&log);
+    assert!(
+        parsed.pcrs.len() >= 4 * 10,
+        "tpm2_eventlog computed only {:?}",
+        parsed.pcrs
+    );
+    for (bank, index, value) in &parsed.pcrs {
+        let read = outcome
+            .pcrs
+            .iter()
+            .find(|p| p.bank == *bank && p.index == *index);
+        assert_eq!(
+            read.map(|p| p.value.as_str()),
+            Some(value.as_str()),
+            "{bank} PCR {index}: TPM vs. replay of the event log"
+        );
+    }
+    // PCR 9, by the kernel's EFI stub: the LoadOptions the stub passed (the `.cmdline` bytes
+    // as UTF-16LE with a NUL) and the initrd it served (the `.initrd` section).
+    let cmdline = section(&built.efi, sections::CMDLINE, scratch.path()).expect(".cmdline");
+    let load_options: Vec<u8> = String::from_utf8(cmdline)
+        .expect(".cmdline is UTF-8")
+        .encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let initrd = expected
+        .iter()
+        .find(|e| e.section == sections::INITRD && e.part == "data")
+        .expect(".initrd measured");
+    let mut pcr9: Vec<String> = parsed
+        .events
+        .iter()
+        .filter(|e| e.pcr == 9 && e.event_type == "EV_EVENT_TAG")
+        .filter_map(|e| {
+            e.digests
+                .iter()
+                .find(|(a, _)| a == "sha256")
+                .map(|(_, d)| d.clone())
+        })
+        .collect();
+    pcr9.sort();
+    let mut want9 = vec![
+        hex(Sha256::digest(&load_options).as_slice()),
+        hex(&initrd.sha256),
+    ];
+    want9.sort();
+    assert_eq!(pcr9, want9, "PCR 9 events (sha256): LoadOptions and initrd");
+
     assert!(
         outcome.console.contains("vmseal-secureboot disabled"),
         "Secure Boot should be off with the pristine variable store"
