@@ -69,9 +69,7 @@ fn compare_guest_pcrs(dir: &Path, expected: &[vmseal_tests::Expected]) -> bool {
     indices.dedup();
     let mut ok = true;
     for pcr in indices {
-        let replay = vmseal_tests::hex(&vmseal_tests::replay_sha256(
-            expected.iter().filter(|e| e.pcr == pcr).map(|e| &e.sha256),
-        ));
+        let replay = vmseal_tests::hex(&vmseal_tests::replay("sha256", pcr, expected));
         let read = pcrs
             .iter()
             .find(|p| p["bank"] == "sha256" && p["index"].as_u64() == Some(u64::from(pcr)));
@@ -125,7 +123,7 @@ fn check(efi: &Path, dir: &Path, lock: Option<&Path>) -> ExitCode {
         "PCR", "section", "part", "sha256 (built PE)"
     );
     for (i, e) in expected.iter().enumerate() {
-        let want = vmseal_tests::hex(&e.sha256);
+        let want = vmseal_tests::hex(e.digest("sha256"));
         let got = measured.get(i);
         let result = match got {
             Some(l)

@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use policies::record::Line;
 use policies::sections::{self, MEASURED};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// The repository's top directory.
 pub fn repo_root() -> PathBuf {
@@ -193,7 +193,22 @@ pub fn section(efi: &Path, name: &str, scratch: &Path) -> Option<Vec<u8>> {
     Some(section_bytes(efi, name, header.virtual_size, scratch))
 }
 
-/// One measurement the stub must report: `measure pcr=P type=T section=S part=… sha256=…`.
+/// The PCR banks swtpm has active without `swtpm_setup`, as the record names them.
+pub const BANKS: [&str; 4] = ["sha1", "sha256", "sha384", "sha512"];
+
+/// `bank`'s hash of `bytes` (`bank` one of [`BANKS`]).
+pub fn hash(bank: &str, bytes: &[u8]) -> Vec<u8> {
+    match bank {
+        "sha1" => sha1::Sha1::digest(bytes).to_vec(),
+        "sha256" => Sha256::digest(bytes).to_vec(),
+        "sha384" => Sha384::digest(bytes).to_vec(),
+        "sha512" => Sha512::digest(bytes).to_vec(),
+        other => panic!("unknown bank {other}"),
+    }
+}
+
+/// One measurement the stub must report:
+/// `measure pcr=P type=T section=S part=… sha1=… sha256=… sha384=… sha512=…`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expected {
     /// The section.
@@ -204,8 +219,19 @@ pub struct Expected {
     pub pcr: u32,
     /// The event type.
     pub event_type: u32,
-    /// The SHA-256 digest.
-    pub sha256: [u8; 32],
+    /// The digest in each of [`BANKS`], in that order.
+    pub digests: [Vec<u8>; 4],
+}
+
+impl Expected {
+    /// The digest in `bank` (one of [`BANKS`]).
+    pub fn digest(&self, bank: &str) -> &[u8] {
+        let i = BANKS
+            .iter()
+            .position(|b| *b == bank)
+            .expect("a bank of BANKS");
+        &self.digests[i]
+    }
 }
 
 /// The measurements the stub must make for `efi`, in order, computed independently: for every
@@ -242,7 +268,7 @@ pub fn expected_measurements(efi: &Path, scratch: &Path) -> Vec<Expected> {
                 part,
                 pcr,
                 event_type,
-                sha256: Sha256::digest(bytes).into(),
+                digests: BANKS.map(|bank| hash(bank, bytes)),
             });
         }
     }
@@ -250,7 +276,7 @@ pub fn expected_measurements(efi: &Path, scratch: &Path) -> Vec<Expected> {
 }
 
 /// Compare the record's `measure` lines with `expected` (same order, same PCR, type and
-/// sha256). Returns every difference, one per line.
+/// digest in every bank of [`BANKS`]). Returns every difference, one per line.
 pub fn check_measurements(record: &[Line], expected: &[Expected]) -> Result<(), String> {
     let measured: Vec<&Line> = record.iter().filter(|l| l.verb == "measure").collect();
     let mut errors = String::new();
@@ -267,13 +293,18 @@ pub fn check_measurements(record: &[Line], expected: &[Expected]) -> Result<(), 
             let _ = writeln!(errors, "missing: {} {} (PCR {})", e.section, e.part, e.pcr);
             continue;
         };
-        let want = [
+        let mut want = vec![
             ("section", e.section.clone()),
             ("part", e.part.to_string()),
             ("pcr", e.pcr.to_string()),
             ("type", format!("0x{:08x}", e.event_type)),
-            ("sha256", hex(&e.sha256)),
         ];
+        want.extend(
+            BANKS
+                .iter()
+                .zip(&e.digests)
+                .map(|(bank, d)| (*bank, hex(d))),
+        );
         for (key, value) in want {
             let got = l.get(key);
             if got.map(str::to_ascii_lowercase) != Some(value.to_ascii_lowercase()) {
@@ -299,14 +330,18 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The SHA-256 bank value of a PCR that starts at zero and is extended with `digests`.
-pub fn replay_sha256<'a>(digests: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
-    digests.into_iter().fold([0u8; 32], |pcr, d| {
-        let mut h = Sha256::new();
-        h.update(pcr);
-        h.update(d);
-        h.finalize().into()
-    })
+/// The `bank` value of PCR `pcr` when it starts at zero and only the expected measurements
+/// into it are extended, in order.
+pub fn replay(bank: &str, pcr: u32, expected: &[Expected]) -> Vec<u8> {
+    let size = hash(bank, b"").len();
+    expected
+        .iter()
+        .filter(|e| e.pcr == pcr)
+        .fold(vec![0u8; size], |value, e| {
+            let mut input = value;
+            input.extend_from_slice(e.digest(bank));
+            hash(bank, &input)
+        })
 }
 
 /// One event as `tpm2_eventlog` (tpm2-tools) prints it.
@@ -450,12 +485,26 @@ pcrs:
 
     #[test]
     fn replay_matches_a_hand_computed_extend() {
-        let d = [1u8; 32];
-        let mut h = Sha256::new();
-        h.update([0u8; 32]);
-        h.update(d);
-        let want: [u8; 32] = h.finalize().into();
-        assert_eq!(replay_sha256([&d]), want);
+        let e = |pcr, d: u8| Expected {
+            section: ".x".into(),
+            part: "data",
+            pcr,
+            event_type: 0xd,
+            digests: BANKS.map(|b| vec![d; hash(b, b"").len()]),
+        };
+        let expected = [e(11, 1), e(12, 2)];
+        let mut input = vec![0u8; 32];
+        input.extend_from_slice(&[1u8; 32]);
+        assert_eq!(
+            replay("sha256", 11, &expected),
+            Sha256::digest(&input).to_vec()
+        );
+        let mut input = vec![0u8; 20];
+        input.extend_from_slice(&[2u8; 20]);
+        assert_eq!(
+            replay("sha1", 12, &expected),
+            sha1::Sha1::digest(&input).to_vec()
+        );
     }
 
     #[test]
@@ -465,11 +514,14 @@ pcrs:
             part: "name",
             pcr: 11,
             event_type: 0xd,
-            sha256: [0xab; 32],
+            digests: BANKS.map(|b| vec![0xab; hash(b, b"").len()]),
         };
         let good = format!(
-            "VMSEAL1 measure pcr=11 type=0x0000000d section=.guest part=name size=7 sha256={}",
-            hex(&[0xab; 32])
+            "VMSEAL1 measure pcr=11 type=0x0000000d section=.guest part=name size=7 sha1={} sha256={} sha384={} sha512={}",
+            hex(&[0xab; 20]),
+            hex(&[0xab; 32]),
+            hex(&[0xab; 48]),
+            hex(&[0xab; 64])
         );
         let lines = Line::parse_all(&good).unwrap();
         assert_eq!(check_measurements(&lines, std::slice::from_ref(&e)), Ok(()));

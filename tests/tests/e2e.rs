@@ -11,8 +11,8 @@ use policies::sections;
 use sha2::{Digest, Sha256};
 use vmseal::boot::{self, BootOptions, Verdict};
 use vmseal_tests::{
-    Expected, check_measurements, expected_measurements, hello_elf, hex, linux_inputs,
-    replay_sha256, repo_root, section, tpm2_eventlog, vm_lock, vmseal_build,
+    BANKS, check_measurements, expected_measurements, hello_elf, hex, linux_inputs, replay,
+    repo_root, section, tpm2_eventlog, vm_lock, vmseal_build,
 };
 
 fn boot_image(image: &Path, record_dir: &Path) -> boot::BootOutcome {
@@ -122,26 +122,20 @@ fn linux_appliance_boots_and_its_pcrs_match_the_record() {
     assert_eq!(launch.get("section"), Some(sections::LINUX), "{launch}");
 
     // The guest read the TPM itself: the PCRs the stub extends must hold exactly the replay of
-    // the digests computed here (nothing else extends PCR 11 or 12 in this appliance).
+    // the digests computed here, in every bank (nothing else extends PCR 11 or 12 here).
     for pcr in [11u32, 12] {
-        let digests: Vec<&[u8; 32]> = expected
-            .iter()
-            .filter(|e: &&Expected| e.pcr == pcr)
-            .map(|e| &e.sha256)
-            .collect();
-        if digests.is_empty() {
-            continue;
+        for bank in BANKS {
+            let want = hex(&replay(bank, pcr, &expected));
+            let got = outcome
+                .pcrs
+                .iter()
+                .find(|p| p.bank == bank && p.index == pcr)
+                .unwrap_or_else(|| panic!("the guest printed no {bank} PCR {pcr}"));
+            assert_eq!(
+                got.value, want,
+                "{bank} PCR {pcr} as read by the guest vs the replay"
+            );
         }
-        let want = hex(&replay_sha256(digests));
-        let got = outcome
-            .pcrs
-            .iter()
-            .find(|p| p.bank == "sha256" && p.index == pcr)
-            .unwrap_or_else(|| panic!("the guest printed no sha256 PCR {pcr}"));
-        assert_eq!(
-            got.value, want,
-            "sha256 PCR {pcr} as read by the guest vs the replay"
-        );
     }
 
     // The event log the guest read from securityfs, replayed by tpm2_eventlog (tpm2-tools),
@@ -192,7 +186,7 @@ fn linux_appliance_boots_and_its_pcrs_match_the_record() {
     pcr9.sort();
     let mut want9 = vec![
         hex(Sha256::digest(&load_options).as_slice()),
-        hex(&initrd.sha256),
+        hex(initrd.digest("sha256")),
     ];
     want9.sort();
     assert_eq!(pcr9, want9, "PCR 9 events (sha256): LoadOptions and initrd");
