@@ -5,6 +5,7 @@
 //! The two boots are serialised by `vm_lock` (one VM at a time: two cores, TCG).
 
 use std::path::Path;
+use std::process::Command;
 
 use policies::record::Line;
 use policies::sections;
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 use vmseal::boot::{self, BootOptions, Verdict};
 use vmseal_tests::{
     BANKS, check_measurements, expected_measurements, hello_elf, hex, linux_inputs, replay,
-    repo_root, section, tpm2_eventlog, vm_lock, vmseal_build,
+    repo_root, run, section, tpm2_eventlog, vm_lock, vmseal_build,
 };
 
 fn boot_image(image: &Path, record_dir: &Path) -> boot::BootOutcome {
@@ -76,6 +77,34 @@ fn hello_guest_boots_and_its_measurements_match() {
     let launch = find(record, "launch").unwrap_or_else(|| panic!("no launch line:\n{text}"));
     assert_eq!(launch.get("kind"), Some("guest"), "{launch}");
     assert_eq!(launch.get("section"), Some(sections::GUEST), "{launch}");
+    // The entry the stub jumped to is the ELF's e_entry (as readelf, not vmseal, reads it).
+    let readelf = run(Command::new("readelf").arg("-h").arg(hello_elf()));
+    let e_entry = readelf
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Entry point address:"))
+        .map(|v| v.trim().to_string())
+        .expect("readelf prints the entry point");
+    assert_eq!(
+        launch
+            .get("entry")
+            .map(|e| u64::from_str_radix(e.trim_start_matches("0x"), 16)),
+        Some(u64::from_str_radix(e_entry.trim_start_matches("0x"), 16)),
+        "{launch} vs. e_entry {e_entry}"
+    );
+    // The boot-information block reached the guest: it echoes the manifest's command line
+    // and a non-empty event log.
+    assert!(
+        outcome
+            .console
+            .contains("hello: cmdline=\"greeting=hello\" cmdline_len=14"),
+        "{}",
+        outcome.console
+    );
+    assert!(
+        !outcome.console.contains("event_log_len=0 "),
+        "{}",
+        outcome.console
+    );
     let exit = find(record, "exit").unwrap_or_else(|| panic!("no exit line:\n{text}"));
     assert_eq!(exit.get("status"), Some("0"), "{exit}");
     assert!(find(record, "end").is_some(), "no end line:\n{text}");
