@@ -12,15 +12,30 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
 
 use sha2::Digest as _;
 
 use crate::disk::{self, FixedTime, Layout};
 use crate::inputs::{self, Source};
 use crate::manifest::{ErrorKind, Manifest, ManifestError};
-use crate::pe::{self, Composed, PeError};
+use crate::pe::{self, Composed, PeChecksum, PeError, Piece};
 use crate::progress::Progress;
 use crate::stub::{self, StubError};
+
+/// Inputs are streamed in chunks of this size.
+const CHUNK: usize = 4 << 20;
+
+/// A chunk of the PE on its way to the writers and hashers. When the last reader drops it,
+/// its buffer goes back to the pool, so a 256 MiB payload reuses a few buffers instead of
+/// faulting in fresh pages for every chunk.
+struct Chunk(Vec<u8>, mpsc::Sender<Vec<u8>>);
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        let _ = self.1.send(std::mem::take(&mut self.0));
+    }
+}
 
 /// The lock file format version.
 pub const LOCK_FORMAT: u32 = 1;
@@ -101,14 +116,6 @@ pub fn source_date_epoch() -> Result<u64, BuildError> {
     }
 }
 
-fn sha256_pieces(pieces: &[&[u8]]) -> [u8; 32] {
-    let mut h = sha2::Sha256::new();
-    for p in pieces {
-        h.update(p);
-    }
-    h.finalize().into()
-}
-
 fn hash_file(path: &Path, progress: &Progress) -> io::Result<(u64, [u8; 32])> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
@@ -146,16 +153,11 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
 
     // Validation is done: from here on, only I/O can fail (and the PE composition, which
     // re-validates its own output).
+    let timings = Timings::new();
+    let lens: Vec<(String, u64)> = plan.iter().map(|p| (p.name.clone(), p.len())).collect();
+    let composed = Composed::new(&stub, &lens, timestamp)?;
     std::fs::create_dir_all(&opts.out)
         .map_err(io_err(format!("creating {}", opts.out.display())))?;
-    let contents = inputs::read(&plan, &opts.progress).map_err(io_err("reading the inputs"))?;
-    let added: Vec<(String, &[u8])> = plan
-        .iter()
-        .zip(&contents)
-        .map(|(p, c)| (p.name.clone(), c.as_slice()))
-        .collect();
-    let composed = Composed::new(&stub, &added, timestamp)?;
-    let pieces = composed.pieces();
     let name = &m.image.name;
     let layout = Layout::new(m.image.size);
     let tmp = |what: &str| {
@@ -167,102 +169,199 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
                 opts.out.display()
             )))
     };
-    let mut efi_tmp = tmp("efi")?;
+    let efi_tmp = tmp("efi")?;
     let img_tmp = tmp("img")?;
     let mut lock_tmp = tmp("lock")?;
-    // A leaked time provider: fatfs wants `&'static`; one small value per build.
+    // fatfs wants a `&'static` time provider: one small value leaked per build.
     let time: &'static FixedTime = Box::leak(Box::new(FixedTime::from_epoch(epoch)));
+    timings.mark("check inputs, lay out the PE");
 
-    let (input_digests, efi_sha, fat_type) = std::thread::scope(|s| -> Result<_, BuildError> {
-        let inputs_job = s.spawn(|| {
-            contents
-                .iter()
-                .map(|c| <[u8; 32]>::from(sha2::Sha256::digest(c)))
-                .collect::<Vec<_>>()
-        });
-        let pieces = &pieces;
-        let efi_hash_job = s.spawn(move || sha256_pieces(pieces));
-        let efi_file = efi_tmp.as_file_mut();
-        let efi_write_job = s.spawn(move || -> io::Result<()> {
-            for p in pieces {
-                efi_file.write_all(p)?;
+    // Stream the PE once: the main thread reads each input in chunks and writes them into
+    // BOOTX64.EFI; one thread hashes the inputs and sums the PE checksum, one writes NAME.efi.
+    let (input_digests, _checksum, fat_type) = std::thread::scope(|s| -> Result<_, BuildError> {
+        let (hash_tx, hash_rx) = mpsc::sync_channel::<(Option<usize>, Arc<Chunk>)>(8);
+        let (efi_tx, efi_rx) = mpsc::sync_channel::<Arc<Chunk>>(8);
+        let n_sections = plan.len();
+        let hash_job = s.spawn(move || {
+            let mut digests = vec![[0u8; 32]; n_sections];
+            let mut current: Option<(usize, sha2::Sha256)> = None;
+            let mut sum = PeChecksum::default();
+            for (section, chunk) in hash_rx {
+                sum.update(&chunk.0);
+                if let Some(i) = section {
+                    match &mut current {
+                        Some((j, h)) if *j == i => h.update(&chunk.0),
+                        _ => {
+                            if let Some((j, h)) = current.take() {
+                                digests[j] = h.finalize().into();
+                            }
+                            let mut h = sha2::Sha256::new();
+                            h.update(&chunk.0);
+                            current = Some((i, h));
+                        }
+                    }
+                }
             }
-            efi_file.flush()
+            if let Some((j, h)) = current.take() {
+                digests[j] = h.finalize().into();
+            }
+            (digests, sum.finish())
         });
-        // The image: sparse file of the full size, FAT formatted inside the ESP, the PE streamed in.
+        let efi_file = efi_tmp.as_file();
+        let efi_job = s.spawn(move || -> io::Result<()> {
+            let mut f = efi_file;
+            for chunk in efi_rx {
+                f.write_all(&chunk.0)?;
+            }
+            Ok(())
+        });
+
         let img = img_tmp.as_file();
         img.set_len(m.image.size)
             .map_err(io_err("sizing the image"))?;
-        let fat_type = {
-            let fs = disk::format_esp(img, &layout, time).map_err(io_err("formatting the ESP"))?;
-            let fat_type = fs.fat_type();
-            let root = fs.root_dir();
-            let boot = root
-                .create_dir("EFI")
-                .and_then(|d| d.create_dir("BOOT"))
-                .map_err(io_err("creating \\EFI\\BOOT in the ESP"))?;
-            let mut f = boot
-                .create_file("BOOTX64.EFI")
-                .map_err(io_err("creating BOOTX64.EFI"))?;
-            let bar = opts.progress.bar("writing", composed.len);
-            for p in composed.pieces() {
-                f.write_all(p).map_err(|e| {
-                    if e.kind() == io::ErrorKind::WriteZero || e.to_string().contains("No space") {
-                        BuildError::Manifest(m.error(
-                            ErrorKind::TooBig,
-                            "image.size",
-                            format!(
-                                "the appliance PE ({} bytes) does not fit the ESP",
-                                composed.len
-                            ),
-                            "raise image.size".into(),
-                        ))
-                    } else {
-                        BuildError::Io {
-                            what: "writing BOOTX64.EFI".into(),
-                            source: e,
+        let mut esp = disk::BlockCache::new(disk::Window::new(img, layout.start, layout.len));
+        let fs = disk::format_esp(&mut esp, &layout, time).map_err(io_err("formatting the ESP"))?;
+        let fat_type = fs.fat_type();
+        let boot = fs
+            .root_dir()
+            .create_dir("EFI")
+            .and_then(|d| d.create_dir("BOOT"))
+            .map_err(io_err("creating \\EFI\\BOOT in the ESP"))?;
+        let mut f = boot
+            .create_file("BOOTX64.EFI")
+            .map_err(io_err("creating BOOTX64.EFI"))?;
+        let bar = opts.progress.bar("building", composed.len);
+        let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
+        let buffer = |n: usize| {
+            let mut b = pool_rx.try_recv().unwrap_or_default();
+            b.clear();
+            b.resize(n, 0);
+            b
+        };
+        let mut emit = |section: Option<usize>, bytes: Vec<u8>| -> Result<(), BuildError> {
+            let chunk = Arc::new(Chunk(bytes, pool_tx.clone()));
+            // A consumer thread only stops early on a write error, reported at its join.
+            let _ = hash_tx.send((section, Arc::clone(&chunk)));
+            let _ = efi_tx.send(Arc::clone(&chunk));
+            f.write_all(&chunk.0).map_err(|e| {
+                if e.kind() == io::ErrorKind::WriteZero || e.to_string().contains("No space") {
+                    BuildError::Manifest(m.error(
+                        ErrorKind::TooBig,
+                        "image.size",
+                        format!(
+                            "the appliance PE ({} bytes) does not fit the ESP",
+                            composed.len
+                        ),
+                        "raise image.size".into(),
+                    ))
+                } else {
+                    BuildError::Io {
+                        what: "writing BOOTX64.EFI".into(),
+                        source: e,
+                    }
+                }
+            })?;
+            bar.inc(chunk.0.len() as u64);
+            Ok(())
+        };
+        for piece in composed.pieces() {
+            match piece {
+                Piece::Bytes(b) => emit(None, b.to_vec())?,
+                Piece::Zeros(n) => emit(None, pe::zeros(n).to_vec())?,
+                Piece::Section(i) => match plan.get(i).map(|p| &p.source) {
+                    Some(Source::Inline(b)) => emit(Some(i), b.clone())?,
+                    Some(Source::File {
+                        abs, path, size, ..
+                    }) => {
+                        let what = || format!("reading {path}");
+                        let mut file = File::open(abs).map_err(io_err(what()))?;
+                        let mut left = *size;
+                        while left > 0 {
+                            let n = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+                            let mut buf = buffer(n);
+                            file.read_exact(&mut buf).map_err(io_err(format!(
+                                "reading {path} (did it change during the build?)"
+                            )))?;
+                            left -= n as u64;
+                            emit(Some(i), buf)?;
+                        }
+                        let mut extra = [0u8; 1];
+                        if file.read(&mut extra).map_err(io_err(what()))? != 0 {
+                            return Err(io_err(what())(io::Error::other(
+                                "the file grew during the build",
+                            )));
                         }
                     }
-                })?;
-                bar.inc(p.len() as u64);
+                    None => return Err(io_err("composing")(io::Error::other("no such section"))),
+                },
             }
-            bar.finish_and_clear();
-            f.flush().map_err(io_err("writing BOOTX64.EFI"))?;
-            drop(f);
-            drop(boot);
-            drop(root);
-            // Counting the free clusters makes fatfs write them to the FAT32 FSInfo sector.
-            fs.stats()
-                .map_err(io_err("counting free clusters in the ESP"))?;
-            fs.unmount().map_err(io_err("closing the ESP"))?;
-            let mut esp = disk::Window::new(img, layout.start, layout.len);
-            disk::fix_dot_entries(&mut esp)
-                .map_err(io_err("fixing the ESP's directory entries"))?;
-            fat_type
-        };
-        let digests = inputs_job
+        }
+        bar.finish_and_clear();
+        drop(hash_tx);
+        drop(efi_tx);
+        let (digests, checksum) = hash_job
             .join()
             .map_err(|_| io_err("hashing")(io::Error::other("thread panicked")))?;
-        let efi_sha = efi_hash_job
-            .join()
-            .map_err(|_| io_err("hashing")(io::Error::other("thread panicked")))?;
-        efi_write_job
+        // The CheckSum field, now that every byte went by.
+        f.seek(SeekFrom::Start(composed.checksum_offset()))
+            .and_then(|_| f.write_all(&checksum.to_le_bytes()))
+            .and_then(|()| f.flush())
+            .map_err(io_err("writing BOOTX64.EFI"))?;
+        drop(f);
+        drop(boot);
+        // Counting the free clusters makes fatfs write them to the FAT32 FSInfo sector.
+        fs.stats()
+            .map_err(io_err("counting free clusters in the ESP"))?;
+        fs.unmount().map_err(io_err("closing the ESP"))?;
+        disk::fix_dot_entries(&mut esp).map_err(io_err("fixing the ESP's directory entries"))?;
+        esp.flush().map_err(io_err("writing the ESP"))?;
+        efi_job
             .join()
             .map_err(|_| io_err("writing")(io::Error::other("thread panicked")))?
             .map_err(io_err("writing the appliance PE"))?;
-        Ok((digests, efi_sha, fat_type))
+        let mut efi = efi_tmp.as_file();
+        efi.seek(SeekFrom::Start(composed.checksum_offset()))
+            .and_then(|_| efi.write_all(&checksum.to_le_bytes()))
+            .map_err(io_err("writing the appliance PE"))?;
+        Ok((digests, checksum, fat_type))
     })?;
+    timings.mark("stream inputs into .efi and the ESP, hash inputs");
 
-    // GPT with GUIDs derived from the content.
-    let disk_guid = disk::guid_from(&[b"vmseal disk", name.as_bytes(), &efi_sha]);
-    let part_guid = disk::guid_from(&[b"vmseal esp", name.as_bytes(), &efi_sha]);
+    // GPT with GUIDs derived from the content: the image name and every byte that went into
+    // the PE (the stub and the section digests determine it).
+    let mut guid_parts: Vec<Vec<u8>> = vec![
+        name.as_bytes().to_vec(),
+        sha2::Sha256::digest(&*stub).to_vec(),
+    ];
+    guid_parts.extend(
+        plan.iter()
+            .zip(&input_digests)
+            .map(|(p, d)| [p.name.as_bytes(), d].concat()),
+    );
+    let parts = |tag: &'static [u8]| {
+        let mut v: Vec<&[u8]> = vec![tag];
+        v.extend(guid_parts.iter().map(Vec::as_slice));
+        v
+    };
+    let disk_guid = disk::guid_from(&parts(b"vmseal disk"));
+    let part_guid = disk::guid_from(&parts(b"vmseal esp"));
     let mut img = img_tmp.as_file();
     disk::write_gpt(&mut img, &layout, disk_guid, part_guid).map_err(io_err("writing the GPT"))?;
     img.flush().map_err(io_err("writing the image"))?;
-    img.seek(SeekFrom::Start(0))
-        .map_err(io_err("writing the image"))?;
-    let (img_len, img_sha) =
-        hash_file(img_tmp.path(), &opts.progress).map_err(io_err("hashing the image"))?;
+
+    // Hash both outputs at once (two cores, page cache).
+    let (efi_hash, img_hash) = std::thread::scope(|s| {
+        let e = s.spawn(|| hash_file(efi_tmp.path(), &Progress::hidden()));
+        let i = hash_file(img_tmp.path(), &opts.progress);
+        (
+            e.join()
+                .unwrap_or_else(|_| Err(io::Error::other("thread panicked"))),
+            i,
+        )
+    });
+    let (efi_len, efi_sha) = efi_hash.map_err(io_err("hashing the appliance PE"))?;
+    let (img_len, img_sha) = img_hash.map_err(io_err("hashing the image"))?;
+    timings.mark("GPT, hash .efi and .img");
 
     // The lock file.
     let file_name = |ext: &str| format!("{name}.{ext}");
@@ -319,7 +418,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         "inputs": inputs_json,
         "sections": sections_json,
         "outputs": [
-            { "file": file_name("efi"), "size": composed.len, "sha256": hex::encode(efi_sha) },
+            { "file": file_name("efi"), "size": efi_len, "sha256": hex::encode(efi_sha) },
             { "file": file_name("img"), "size": img_len, "sha256": hex::encode(img_sha) },
         ],
         "disk": {
@@ -359,10 +458,31 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
             source: e.error,
         })?;
     }
+    timings.mark("lock file + rename");
     Ok(Built {
         img: img_path,
         efi: efi_path,
         lock: lock_path,
         lock_json: lock,
     })
+}
+
+/// Phase timings on stderr when `VMSEAL_TIMINGS` is set (for `scripts/bench-build.sh`).
+struct Timings(Option<std::cell::Cell<std::time::Instant>>);
+
+impl Timings {
+    fn new() -> Self {
+        Self(
+            std::env::var_os("VMSEAL_TIMINGS")
+                .map(|_| std::cell::Cell::new(std::time::Instant::now())),
+        )
+    }
+
+    fn mark(&self, what: &str) {
+        if let Some(t) = &self.0 {
+            let now = std::time::Instant::now();
+            eprintln!("vmseal: {:>7.3}s {what}", (now - t.get()).as_secs_f64());
+            t.set(now);
+        }
+    }
 }

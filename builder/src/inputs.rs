@@ -3,7 +3,7 @@
 //!
 //! Section order (deterministic): [`policies::sections::MEASURED`] order for the sections
 //! present, then `.svc0`, `.svc1`, … in manifest order, then extra `[sections]` sorted by name.
-//! Checks read only the first 4 KiB of each file; [`read`] then reads each file once.
+//! Checks read only the first 4 KiB of each file; the build then streams each file once.
 
 use std::fs::File;
 use std::io::Read;
@@ -13,7 +13,6 @@ use policies::sections;
 
 use crate::disk::Layout;
 use crate::manifest::{ErrorKind, Manifest, ManifestError, Payload, human_size};
-use crate::progress::Progress;
 
 /// What a file must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,47 +285,6 @@ pub fn plan(
             ),
         ));
     }
-    Ok(out)
-}
-
-/// Read every file source once (progress shown for large files). Returns the contents in plan
-/// order.
-pub fn read(plan: &[Planned], progress: &Progress) -> std::io::Result<Vec<Vec<u8>>> {
-    let total: u64 = plan.iter().map(Planned::len).sum();
-    let bar = progress.bar("reading", total);
-    let mut out = Vec::with_capacity(plan.len());
-    for p in plan {
-        match &p.source {
-            Source::Inline(b) => {
-                bar.inc(b.len() as u64);
-                out.push(b.clone());
-            }
-            Source::File {
-                abs, path, size, ..
-            } => {
-                let mut f = File::open(abs)
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {e}")))?;
-                let mut v = vec![0u8; usize::try_from(*size).map_err(std::io::Error::other)?];
-                for chunk in v.chunks_mut(8 << 20) {
-                    f.read_exact(chunk).map_err(|e| {
-                        std::io::Error::new(
-                            e.kind(),
-                            format!("{path}: {e} (did it change during the build?)"),
-                        )
-                    })?;
-                    bar.inc(chunk.len() as u64);
-                }
-                let mut extra = [0u8; 1];
-                if f.read(&mut extra)? != 0 {
-                    return Err(std::io::Error::other(format!(
-                        "{path}: the file grew during the build"
-                    )));
-                }
-                out.push(v);
-            }
-        }
-    }
-    bar.finish_and_clear();
     Ok(out)
 }
 

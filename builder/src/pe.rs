@@ -67,12 +67,31 @@ pub struct SectionLayout {
     pub added: bool,
 }
 
-/// The composed appliance PE, as pieces that borrow the stub and the payloads.
+/// One piece of the output PE, in file order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece<'p> {
+    /// Bytes vmseal holds (the headers, the stub's body).
+    Bytes(&'p [u8]),
+    /// The content of added section number N (in the order given to [`Composed::new`]),
+    /// supplied by the caller: exactly the length given.
+    Section(usize),
+    /// Zero padding to `FileAlignment`.
+    Zeros(usize),
+}
+
+/// The zero bytes of a [`Piece::Zeros`] (padding is always shorter than 64 KiB).
+pub fn zeros(n: usize) -> &'static [u8] {
+    ZEROS.get(..n).unwrap_or(&[])
+}
+
+/// The composed appliance PE: its headers and layout, with the added sections' contents left
+/// to the caller, who streams them ([`Composed::pieces`]).
 #[derive(Debug)]
 pub struct Composed<'a> {
     headers: Vec<u8>,
     body: Cow<'a, [u8]>,
-    added: Vec<(&'a [u8], usize)>,
+    added: Vec<(u64, usize)>,
+    checksum_offset: u64,
     /// Every section, in section-table order.
     pub sections: Vec<SectionLayout>,
     /// Total file size.
@@ -108,12 +127,9 @@ pub fn stub_section_names(stub: &[u8]) -> Result<Vec<String>, PeError> {
 }
 
 impl<'a> Composed<'a> {
-    /// Append `added` (name, content) to `stub`, in the given order.
-    pub fn new(
-        stub: &'a [u8],
-        added: &[(String, &'a [u8])],
-        timestamp: u32,
-    ) -> Result<Self, PeError> {
+    /// Lay out `added` (name, content length) after `stub`'s sections, in the given order.
+    /// `CheckSum` is left 0: set it with [`PeChecksum`] once the contents have streamed by.
+    pub fn new(stub: &'a [u8], added: &[(String, u64)], timestamp: u32) -> Result<Self, PeError> {
         let pe = PE::parse(stub).map_err(|e| PeError::Parse(e.to_string()))?;
         let unsupported = |m: &str| Err(PeError::Unsupported(m.to_string()));
         if pe.header.coff_header.machine != goblin::pe::header::COFF_MACHINE_X86_64 {
@@ -306,8 +322,8 @@ impl<'a> Composed<'a> {
         let mut file_off = end + delta;
         let mut init_data = opt.standard_fields.size_of_initialized_data;
         let mut added_pieces = Vec::with_capacity(added.len());
-        for (name, data) in added {
-            let len = data.len() as u64;
+        for (name, len) in added {
+            let len = *len;
             if len == 0 {
                 return Err(PeError::Section(
                     name.clone(),
@@ -325,7 +341,7 @@ impl<'a> Composed<'a> {
                 added: true,
             });
             added_pieces.push((
-                *data,
+                len,
                 usize::try_from(raw_len - len).map_err(|_| PeError::TooLarge)?,
             ));
             va = align_up(va + len, sa);
@@ -343,7 +359,7 @@ impl<'a> Composed<'a> {
         put32(&mut headers, opt_off + 8, t(init_data)?)?;
         put32(&mut headers, opt_off + 56, t(va)?)?; // SizeOfImage
         put32(&mut headers, opt_off + 60, t(new_soh)?)?;
-        put32(&mut headers, opt_off + 64, 0)?; // CheckSum, computed below
+        put32(&mut headers, opt_off + 64, 0)?; // CheckSum: see `PeChecksum`
         for (i, s) in sections.iter().enumerate() {
             let h = table_off + i * SECTION_HEADER_SIZE;
             if s.added {
@@ -362,75 +378,38 @@ impl<'a> Composed<'a> {
             }
             put32(&mut headers, h + 20, s.pointer_to_raw_data)?;
         }
-        let mut c = Composed {
+        let c = Composed {
             headers,
             body,
             added: added_pieces,
+            checksum_offset: (opt_off + 64) as u64,
             sections,
             len: file_off,
         };
-        let sum = c.checksum();
-        put32(&mut c.headers, opt_off + 64, sum)?;
         c.validate()?;
         Ok(c)
     }
 
-    /// The output bytes, in order, as borrowed pieces.
-    pub fn pieces(&self) -> Vec<&[u8]> {
-        let mut v: Vec<&[u8]> = vec![&self.headers, &self.body];
-        for (data, pad) in &self.added {
-            v.push(data);
+    /// File offset of the 4-byte `CheckSum` field.
+    pub fn checksum_offset(&self) -> u64 {
+        self.checksum_offset
+    }
+
+    /// The output, in order.
+    pub fn pieces(&self) -> Vec<Piece<'_>> {
+        let mut v = vec![Piece::Bytes(&self.headers), Piece::Bytes(&self.body)];
+        for (i, (_, pad)) in self.added.iter().enumerate() {
+            v.push(Piece::Section(i));
             if *pad > 0 {
-                v.push(ZEROS.get(..*pad).unwrap_or(&[]));
+                v.push(Piece::Zeros(*pad));
             }
         }
         v
     }
 
-    /// The header bytes (`[0, SizeOfHeaders)`).
+    /// The header bytes (`[0, SizeOfHeaders)`, `CheckSum` 0).
     pub fn headers(&self) -> &[u8] {
         &self.headers
-    }
-
-    /// The PE checksum (`imagehlp!CheckSumMappedFile`): the 16-bit ones'-complement sum of the
-    /// file as little-endian words with the CheckSum field as zero, plus the file length.
-    fn checksum(&self) -> u32 {
-        let mut sum = 0u64;
-        let mut pos = 0u64;
-        let mut odd: Option<u8> = None;
-        for piece in self.pieces() {
-            let mut p = piece;
-            if let Some(lo) = odd.take() {
-                if let Some((&hi, rest)) = p.split_first() {
-                    sum += u64::from(u16::from_le_bytes([lo, hi]));
-                    p = rest;
-                } else {
-                    odd = Some(lo);
-                    continue;
-                }
-            }
-            let mut chunks = p.chunks_exact(8);
-            for c in &mut chunks {
-                let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-                sum += (w & 0xffff) + ((w >> 16) & 0xffff) + ((w >> 32) & 0xffff) + (w >> 48);
-            }
-            let mut rest = chunks.remainder();
-            while rest.len() >= 2 {
-                sum += u64::from(u16::from_le_bytes([rest[0], rest[1]]));
-                rest = &rest[2..];
-            }
-            if let Some(&b) = rest.first() {
-                odd = Some(b);
-            }
-            pos += piece.len() as u64;
-        }
-        if let Some(lo) = odd {
-            sum += u64::from(lo);
-        }
-        while sum >> 16 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        (sum + pos) as u32
     }
 
     /// Re-parse the result (headers and section table with goblin, layout and contiguity with
@@ -442,8 +421,8 @@ impl<'a> Composed<'a> {
         if pe.sections.len() != self.sections.len() {
             return Err(PeError::Validate("section count".into()));
         }
-        let l =
-            signing::authenticode::layout(self).map_err(|e| PeError::Validate(e.to_string()))?;
+        let l = signing::authenticode::layout(&HeaderView(self))
+            .map_err(|e| PeError::Validate(e.to_string()))?;
         let mut raw: Vec<_> = l.sections.iter().copied().filter(|s| s.1 != 0).collect();
         raw.sort();
         let mut end = l.size_of_headers;
@@ -464,29 +443,78 @@ impl<'a> Composed<'a> {
     }
 }
 
-impl signing::authenticode::PeSource for Composed<'_> {
+/// The PE checksum (`imagehlp!CheckSumMappedFile`), computed incrementally: the 16-bit
+/// ones'-complement sum of the file as little-endian words, with the CheckSum field counted
+/// as zero, plus the file length. Feed it the whole file in order with `CheckSum` = 0.
+#[derive(Clone, Debug, Default)]
+pub struct PeChecksum {
+    sum: u64,
+    len: u64,
+    odd: Option<u8>,
+}
+
+impl PeChecksum {
+    /// Feed the next bytes.
+    pub fn update(&mut self, mut p: &[u8]) {
+        self.len += p.len() as u64;
+        if let Some(lo) = self.odd.take() {
+            match p.split_first() {
+                Some((&hi, rest)) => {
+                    self.sum += u64::from(u16::from_le_bytes([lo, hi]));
+                    p = rest;
+                }
+                None => {
+                    self.odd = Some(lo);
+                    return;
+                }
+            }
+        }
+        let mut chunks = p.chunks_exact(8);
+        let mut acc = 0u64;
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+            acc += (w & 0xffff) + ((w >> 16) & 0xffff) + ((w >> 32) & 0xffff) + (w >> 48);
+        }
+        self.sum += acc;
+        let mut rest = chunks.remainder();
+        while let [a, b, tail @ ..] = rest {
+            self.sum += u64::from(u16::from_le_bytes([*a, *b]));
+            rest = tail;
+        }
+        if let [b] = rest {
+            self.odd = Some(*b);
+        }
+    }
+
+    /// The checksum.
+    pub fn finish(&self) -> u32 {
+        let mut sum = self.sum + self.odd.map_or(0, u64::from);
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        (sum + self.len) as u32
+    }
+}
+
+/// The headers and stub body of a [`Composed`] as a [`signing::authenticode::PeSource`]
+/// (zeros beyond them): enough for [`signing::authenticode::layout`].
+struct HeaderView<'c, 'a>(&'c Composed<'a>);
+
+impl signing::authenticode::PeSource for HeaderView<'_, '_> {
     fn size(&self) -> u64 {
-        self.len
+        self.0.len
     }
 
     fn visit(&self, start: u64, end: u64, f: &mut dyn FnMut(&[u8])) -> std::io::Result<()> {
-        if start > end || end > self.len {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "outside the PE",
-            ));
-        }
-        let mut pos = 0u64;
-        for p in self.pieces() {
-            let (ps, pe) = (pos, pos + p.len() as u64);
-            pos = pe;
-            if pe <= start || ps >= end {
-                continue;
-            }
-            let a = (start.max(ps) - ps) as usize;
-            let b = (end.min(pe) - ps) as usize;
-            f(p.get(a..b).unwrap_or(&[]));
-        }
+        let mut known = self.0.headers.clone();
+        known.extend_from_slice(&self.0.body);
+        known.resize(
+            usize::try_from(end)
+                .map_err(std::io::Error::other)?
+                .max(known.len()),
+            0,
+        );
+        f(known.get(start as usize..end as usize).unwrap_or(&[]));
         Ok(())
     }
 }
@@ -528,8 +556,21 @@ pub(crate) mod tests {
         f
     }
 
-    fn bytes(c: &Composed<'_>) -> Vec<u8> {
-        c.pieces().concat()
+    /// The file bytes of `c` with these section contents, CheckSum filled in.
+    fn materialize(c: &Composed<'_>, contents: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in c.pieces() {
+            match p {
+                Piece::Bytes(b) => out.extend_from_slice(b),
+                Piece::Section(i) => out.extend_from_slice(contents[i]),
+                Piece::Zeros(n) => out.extend_from_slice(zeros(n)),
+            }
+        }
+        let mut sum = PeChecksum::default();
+        sum.update(&out);
+        let at = c.checksum_offset() as usize;
+        out[at..at + 4].copy_from_slice(&sum.finish().to_le_bytes());
+        out
     }
 
     #[test]
@@ -537,8 +578,13 @@ pub(crate) mod tests {
         let stub = tiny_stub();
         let a = vec![1u8; 0x345];
         let b = vec![2u8; 0x200];
-        let c = Composed::new(&stub, &[(".guest".into(), &a), (".vmseal".into(), &b)], 7).unwrap();
-        let out = bytes(&c);
+        let c = Composed::new(
+            &stub,
+            &[(".guest".into(), 0x345), (".vmseal".into(), 0x200)],
+            7,
+        )
+        .unwrap();
+        let out = materialize(&c, &[&a, &b]);
         assert_eq!(out.len() as u64, c.len);
         let pe = PE::parse(&out).unwrap();
         let names: Vec<_> = pe
@@ -567,12 +613,10 @@ pub(crate) mod tests {
         assert_eq!(w.size_of_image, 0x4000);
         assert_eq!(pe.header.coff_header.time_date_stamp, 7);
         assert_eq!(&out[0x600..0x945], &a[..]);
-        // Authenticode of the pieces = of the bytes.
-        use signing::authenticode::{DigestAlgorithm, digest};
-        assert_eq!(
-            digest(&c, DigestAlgorithm::Sha256).unwrap(),
-            digest(out.as_slice(), DigestAlgorithm::Sha256).unwrap()
-        );
+        // The layout is what the Authenticode walker sees.
+        let l = signing::authenticode::layout(out.as_slice()).unwrap();
+        assert_eq!(l.sections.len(), 3);
+        assert_eq!(l.checksum_offset, c.checksum_offset());
     }
 
     #[test]
@@ -580,9 +624,9 @@ pub(crate) mod tests {
         let stub = tiny_stub();
         let data = [7u8; 3];
         let names: Vec<String> = (0..20).map(|i| format!(".x{i}")).collect();
-        let added: Vec<(String, &[u8])> = names.iter().map(|n| (n.clone(), &data[..])).collect();
+        let added: Vec<(String, u64)> = names.iter().map(|n| (n.clone(), 3)).collect();
         let c = Composed::new(&stub, &added, 0).unwrap();
-        let out = bytes(&c);
+        let out = materialize(&c, &[&data[..]; 20]);
         let pe = PE::parse(&out).unwrap();
         assert_eq!(pe.sections.len(), 21);
         let soh = pe
@@ -599,16 +643,16 @@ pub(crate) mod tests {
     #[test]
     fn refuses_signed_stub_and_bad_names() {
         let mut stub = tiny_stub();
-        let data = [1u8; 4];
-        assert!(Composed::new(&stub, &[(".text".into(), &data[..])], 0).is_err());
-        assert!(Composed::new(&stub, &[(".toolongname".into(), &data[..])], 0).is_err());
+        assert!(Composed::new(&stub, &[(".text".into(), 4)], 0).is_err());
+        assert!(Composed::new(&stub, &[(".toolongname".into(), 4)], 0).is_err());
+        assert!(Composed::new(&stub, &[(".empty".into(), 0)], 0).is_err());
         let o = 0x80 + 24;
         stub[o + 144..o + 148].copy_from_slice(&0x600u32.to_le_bytes());
         stub[o + 148..o + 152].copy_from_slice(&8u32.to_le_bytes());
         stub.extend_from_slice(&8u32.to_le_bytes());
         stub.extend_from_slice(&0x0200u16.to_le_bytes());
         stub.extend_from_slice(&2u16.to_le_bytes());
-        let e = Composed::new(&stub, &[(".guest".into(), &data[..])], 0).unwrap_err();
+        let e = Composed::new(&stub, &[(".guest".into(), 4)], 0).unwrap_err();
         assert!(e.to_string().contains("signed"), "{e}");
     }
 
@@ -616,8 +660,8 @@ pub(crate) mod tests {
     fn checksum_is_the_pe_checksum() {
         let stub = tiny_stub();
         let data = [9u8; 0x1001];
-        let c = Composed::new(&stub, &[(".guest".into(), &data[..])], 0).unwrap();
-        let mut out = bytes(&c);
+        let c = Composed::new(&stub, &[(".guest".into(), 0x1001)], 0).unwrap();
+        let mut out = materialize(&c, &[&data[..]]);
         let o = 0x80 + 24 + 64;
         let stored = u32::from_le_bytes(out[o..o + 4].try_into().unwrap());
         out[o..o + 4].fill(0);
@@ -629,5 +673,11 @@ pub(crate) mod tests {
         }
         sum = (sum & 0xffff) + (sum >> 16);
         assert_eq!(stored, sum + out.len() as u32);
+        // Fed in odd-sized pieces, the incremental sum is the same.
+        let mut inc = PeChecksum::default();
+        for piece in out.chunks(7) {
+            inc.update(piece);
+        }
+        assert_eq!(inc.finish(), stored);
     }
 }
