@@ -5,10 +5,12 @@
 //! [`qemu_args`] — it is part of the measured configuration (boot options reach PCR 1, see
 //! `shared/reference/measured-boot.md` §B.5 and §G), so it is fixed here and nowhere else.
 //! COM1 (the console) goes to `DIR/console.log`, COM2 (the stub's record channel,
-//! [`policies::record`]) to `DIR/record.log`.
+//! [`policies::record`]) to `DIR/record.log`; QEMU's and swtpm's own messages to
+//! `DIR/qemu.log` and `DIR/swtpm.log`. OVMF writes its console to both serial ports, so the
+//! record reader skips every line that is not a record line.
 //!
-//! It waits until QEMU exits, the record says `end`, the firmware refuses the image, or the
-//! timeout passes, then stops everything it started (drop guards, so also on error and panic
+//! It waits until QEMU exits, the record says `end`, the firmware refuses the image or runs
+//! out of boot options (its shell prompt), or the timeout passes, then stops everything it started (drop guards, so also on error and panic
 //! paths) and writes `DIR/verdict.json`. The verdict is decided by [`decide`] from what was
 //! printed — never from QEMU's exit status, which says nothing about the boot.
 //!
@@ -70,7 +72,8 @@ pub struct BootOptions {
     pub vars: Option<PathBuf>,
     /// Use [`OVMF_CODE_SECBOOT`] (Secure Boot is then enforced when `vars` enrolls keys).
     pub secure_boot: bool,
-    /// The record directory: `console.log`, `record.log`, `verdict.json` (created).
+    /// The record directory (created): `console.log`, `record.log`, `verdict.json`,
+    /// `qemu.log`, `swtpm.log`, and for the Linux appliance `pcrs.json` and `eventlog.bin`.
     pub record_dir: PathBuf,
     /// Give up after this many seconds ([`DEFAULT_TIMEOUT_SECS`] is a good value).
     pub timeout_secs: u64,
