@@ -9,8 +9,7 @@ run() { echo "+ $*" >&2; "$@"; }
 
 packages=(
     qemu-system-x86 ovmf swtpm swtpm-tools tpm2-tools sbsigntool osslsigncode
-    dosfstools mtools gdisk binutils cpio kmod xz-utils python3-pip python3-venv
-    ca-certificates
+    dosfstools mtools gdisk binutils cpio kmod xz-utils python3-pip ca-certificates
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -29,6 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if command -v rustup >/dev/null 2>&1; then
+    rustup toolchain list | grep -q "^$toolchain" ||
+        run rustup toolchain install "$toolchain" --profile minimal
     installed=$(rustup target list --installed --toolchain "$toolchain" 2>/dev/null || true)
     for t in x86_64-unknown-uefi x86_64-unknown-none; do
         grep -qx "$t" <<<"$installed" || run rustup target add --toolchain "$toolchain" "$t"
