@@ -12,20 +12,40 @@ use policies::sections;
 use sha2::{Digest, Sha256};
 use vmseal::boot::{self, BootOptions, Verdict};
 use vmseal_tests::{
-    BANKS, check_measurements, expected_measurements, hello_elf, hex, linux_inputs, replay,
+    BANKS, Built, check_measurements, expected_measurements, hello_elf, hex, linux_inputs, replay,
     repo_root, run, section, tpm2_eventlog, vm_lock, vmseal_build,
 };
 
-fn boot_image(image: &Path, record_dir: &Path) -> boot::BootOutcome {
+/// Build `images/NAME` (its payload first, then `vmseal build`) into `scratch/out`.
+fn build_example(name: &str, scratch: &Path) -> Built {
+    let payload_ready = match name {
+        "hello" => hello_elf().is_file(),
+        _ => {
+            linux_inputs().join("vmlinuz").is_file() && linux_inputs().join("initrd.img").is_file()
+        }
+    };
+    assert!(
+        payload_ready,
+        "images/{name}: the build script wrote no payload"
+    );
+    vmseal_build(
+        &repo_root().join(format!("images/{name}/vmseal.toml")),
+        &scratch.join("out"),
+        name,
+    )
+}
+
+/// Boot with `opts` (timeout raised to 240 s), one VM at a time.
+fn boot_image(opts: BootOptions) -> boot::BootOutcome {
     let _vm = vm_lock();
     let opts = BootOptions {
         timeout_secs: 240,
-        ..BootOptions::new(image, record_dir)
+        ..opts
     };
     let outcome = boot::run(&opts).expect("the boot runner ran");
     eprintln!(
         "{}: {} ({}) in {:.1} s",
-        image.display(),
+        opts.image.display(),
         outcome.verdict(),
         outcome.decision.reason,
         outcome.elapsed.as_secs_f64()
@@ -44,12 +64,7 @@ fn record_text(record: &[Line]) -> String {
 #[test]
 fn hello_guest_boots_and_its_measurements_match() {
     let scratch = tempfile::tempdir().expect("scratch dir");
-    assert!(hello_elf().is_file());
-    let built = vmseal_build(
-        &repo_root().join("images/hello/vmseal.toml"),
-        &scratch.path().join("out"),
-        "hello",
-    );
+    let built = build_example("hello", scratch.path());
     let expected = expected_measurements(&built.efi, scratch.path());
     assert!(
         expected.iter().any(|e| e.section == sections::GUEST),
@@ -57,7 +72,7 @@ fn hello_guest_boots_and_its_measurements_match() {
         sections::GUEST
     );
 
-    let outcome = boot_image(&built.image, &scratch.path().join("run"));
+    let outcome = boot_image(BootOptions::new(&built.image, scratch.path().join("run")));
     let record = &outcome.record;
     let text = record_text(record);
     assert!(
@@ -113,13 +128,7 @@ fn hello_guest_boots_and_its_measurements_match() {
 #[test]
 fn linux_appliance_boots_and_its_pcrs_match_the_record() {
     let scratch = tempfile::tempdir().expect("scratch dir");
-    let inputs = linux_inputs();
-    assert!(inputs.join("vmlinuz").is_file() && inputs.join("initrd.img").is_file());
-    let built = vmseal_build(
-        &repo_root().join("images/linux/vmseal.toml"),
-        &scratch.path().join("out"),
-        "linux",
-    );
+    let built = build_example("linux", scratch.path());
     let expected = expected_measurements(&built.efi, scratch.path());
     for s in [
         sections::LINUX,
@@ -133,7 +142,7 @@ fn linux_appliance_boots_and_its_pcrs_match_the_record() {
         );
     }
 
-    let outcome = boot_image(&built.image, &scratch.path().join("run"));
+    let outcome = boot_image(BootOptions::new(&built.image, scratch.path().join("run")));
     let record = &outcome.record;
     let text = record_text(record);
     assert_eq!(
@@ -232,20 +241,12 @@ fn secure_boot_refuses_an_image_signed_by_no_enrolled_key() {
     // must be refused by the firmware before the stub runs.
     let ms_vars = Path::new("/usr/share/OVMF/OVMF_VARS_4M.ms.fd");
     let scratch = tempfile::tempdir().expect("scratch dir");
-    assert!(hello_elf().is_file());
-    let built = vmseal_build(
-        &repo_root().join("images/hello/vmseal.toml"),
-        &scratch.path().join("out"),
-        "hello",
-    );
-    let _vm = vm_lock();
-    let opts = BootOptions {
+    let built = build_example("hello", scratch.path());
+    let outcome = boot_image(BootOptions {
         vars: Some(ms_vars.to_path_buf()),
         secure_boot: true,
-        timeout_secs: 240,
         ..BootOptions::new(&built.image, scratch.path().join("run"))
-    };
-    let outcome = boot::run(&opts).expect("the boot runner ran");
+    });
     assert_eq!(
         outcome.verdict(),
         Verdict::FirmwareRejected,
