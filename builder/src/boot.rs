@@ -416,6 +416,8 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
         "verdict.json",
         "pcrs.json",
         "eventlog.bin",
+        "qemu.log",
+        "swtpm.log",
     ] {
         let p = dir.join(stale);
         if p.exists() {
