@@ -2,15 +2,100 @@
 //! `$OUT_DIR/stub-hypervisor.efi` for `include_bytes!` (see `src/stub.rs`).
 //!
 //! - `VMSEAL_STUB_EFI=/path` at build time: copy that file instead of building.
+//! - **Path independence.** The stub depends on `../policies`, which lies outside the stub's own
+//!   workspace; cargo then mixes the *absolute* path of `policies` into every crate's metadata
+//!   hash, so symbol names, code layout and the PDB name would change with the checkout's
+//!   location. So this script assembles a build workspace under `OUT_DIR` with both crates as
+//!   members (the stub's manifest without its `[workspace]`, its `[profile]` moved to the root;
+//!   the root `Cargo.toml`'s `[workspace.package]`, `[workspace.dependencies]` and lints that
+//!   `policies` inherits; the stub's `Cargo.lock`), and builds it there. Inside one workspace
+//!   cargo hashes relative paths only. `--remap-path-prefix` for that workspace, the target
+//!   directory and `CARGO_HOME` keeps absolute paths out of panic locations, and linking with
+//!   `/DEBUG:NONE` drops the CodeView entry whose PDB GUID hashes absolute object paths.
 //! - The nested `cargo build --release` runs with its own `CARGO_TARGET_DIR` under `OUT_DIR`
 //!   and without the variables the outer cargo sets for build scripts (rustflags, target,
 //!   wrappers, profile and feature variables), so host settings never leak into the firmware
-//!   build; `--remap-path-prefix` for the repository, `CARGO_HOME` and the target directory
-//!   makes the stub's bytes independent of where the checkout lives.
+//!   build.
 //! - A missing `x86_64-unknown-uefi` target fails with the `rustup target add` command.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("{}: {e}", from.display()))
+        .map(|e| e.expect("directory entry"))
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type().expect("file type").is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        }
+    }
+}
+
+fn read_toml(p: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    text.parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn write(p: &Path, text: &str) {
+    std::fs::write(p, text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+}
+
+/// The build workspace: `ws/Cargo.toml`, `ws/stub-hypervisor/`, `ws/policies/`.
+fn assemble(root: &Path, ws: &Path) {
+    let _ = std::fs::remove_dir_all(ws);
+    let stub = root.join("stub-hypervisor");
+    let mut stub_manifest = read_toml(&stub.join("Cargo.toml"));
+    stub_manifest.remove("workspace");
+    let profile = stub_manifest.remove("profile");
+    let root_manifest = read_toml(&root.join("Cargo.toml"));
+    let root_ws = root_manifest
+        .get("workspace")
+        .and_then(|w| w.as_table())
+        .cloned()
+        .unwrap_or_default();
+    let mut workspace = toml::Table::new();
+    workspace.insert("resolver".into(), "2".into());
+    workspace.insert(
+        "members".into(),
+        toml::Value::Array(vec!["stub-hypervisor".into(), "policies".into()]),
+    );
+    for key in ["package", "dependencies", "lints"] {
+        if let Some(v) = root_ws.get(key) {
+            workspace.insert(key.into(), v.clone());
+        }
+    }
+    let mut manifest = toml::Table::new();
+    manifest.insert("workspace".into(), toml::Value::Table(workspace));
+    if let Some(p) = profile {
+        manifest.insert("profile".into(), p);
+    }
+    copy_dir(&stub.join("src"), &ws.join("stub-hypervisor/src"));
+    copy_dir(&root.join("policies/src"), &ws.join("policies/src"));
+    std::fs::copy(
+        root.join("policies/Cargo.toml"),
+        ws.join("policies/Cargo.toml"),
+    )
+    .expect("policies/Cargo.toml");
+    write(
+        &ws.join("stub-hypervisor/Cargo.toml"),
+        &toml::to_string(&stub_manifest).expect("toml"),
+    );
+    write(
+        &ws.join("Cargo.toml"),
+        &toml::to_string(&manifest).expect("toml"),
+    );
+    if stub.join("Cargo.lock").exists() {
+        std::fs::copy(stub.join("Cargo.lock"), ws.join("Cargo.lock")).expect("Cargo.lock");
+    }
+}
 
 fn main() {
     let manifest_dir =
@@ -33,7 +118,7 @@ fn main() {
     }
 
     let stub = root.join("stub-hypervisor");
-    for p in ["src", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+    for p in ["src", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", stub.join(p).display());
     }
     println!(
@@ -44,7 +129,13 @@ fn main() {
         "cargo:rerun-if-changed={}",
         root.join("policies/Cargo.toml").display()
     );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.toml").display()
+    );
 
+    let ws = out.join("stub-ws");
+    assemble(&root, &ws);
     let target_dir = out.join("stub-target");
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -53,20 +144,32 @@ fn main() {
     let remap = |from: &Path, to: &str| format!("--remap-path-prefix={}={to}", from.display());
     let flags = [
         remap(&target_dir, "/vmseal/target"),
-        remap(&root, "/vmseal"),
+        remap(&ws, "/vmseal"),
         remap(&cargo_home, "/cargo"),
+        // No CodeView debug directory: lld derives its PDB GUID from a PDB that holds
+        // absolute object paths, so it would differ between checkouts.
+        "-Clink-arg=/DEBUG:NONE".to_string(),
+        // TimeDateStamp from a hash of the output, not the clock.
+        "-Clink-arg=/Brepro".to_string(),
     ]
     .join("\x1f");
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&stub)
-        .args(["build", "--release", "--target", "x86_64-unknown-uefi"]);
+    cmd.current_dir(&ws).args([
+        "build",
+        "--release",
+        "--target",
+        "x86_64-unknown-uefi",
+        "-p",
+        "stub-hypervisor",
+    ]);
     for (key, _) in std::env::vars_os() {
         let Some(k) = key.to_str() else { continue };
         let drop = matches!(
             k,
             "RUSTFLAGS"
+                | "CARGO_ENCODED_RUSTFLAGS"
                 | "CARGO_BUILD_TARGET"
                 | "CARGO_BUILD_RUSTFLAGS"
                 | "RUSTC_WRAPPER"
@@ -95,8 +198,8 @@ fn main() {
     cmd.env("CARGO_TARGET_DIR", &target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", flags);
     eprintln!(
-        "+ (cd {}; cargo build --release --target x86_64-unknown-uefi)",
-        stub.display()
+        "+ (cd {}; cargo build --release --target x86_64-unknown-uefi -p stub-hypervisor)",
+        ws.display()
     );
     let output = cmd
         .output()
