@@ -641,6 +641,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn moving_sections_fixes_the_debug_directory() {
+        let mut stub = tiny_stub();
+        let o = 0x80 + 24;
+        // Debug directory (one 28-byte entry) at RVA 0x1020 = file 0x420, its data at 0x460.
+        stub[o + 112 + 6 * 8..o + 112 + 6 * 8 + 4].copy_from_slice(&0x1020u32.to_le_bytes());
+        stub[o + 112 + 6 * 8 + 4..o + 112 + 6 * 8 + 8].copy_from_slice(&28u32.to_le_bytes());
+        stub[0x420 + 12..0x420 + 16].copy_from_slice(&0u32.to_le_bytes()); // unknown type
+        stub[0x420 + 16..0x420 + 20].copy_from_slice(&8u32.to_le_bytes());
+        stub[0x420 + 20..0x420 + 24].copy_from_slice(&0x1060u32.to_le_bytes());
+        stub[0x420 + 24..0x420 + 28].copy_from_slice(&0x460u32.to_le_bytes());
+        let added: Vec<(String, u64)> = (0..20).map(|i| (format!(".x{i}"), 3)).collect();
+        let c = Composed::new(&stub, &added, 0).unwrap();
+        let out = materialize(&c, &[&[7u8; 3][..]; 20]);
+        // Headers grew by 0x200: the entry moved to 0x620 and points at 0x660.
+        assert_eq!(
+            u32::from_le_bytes(out[0x620 + 24..0x620 + 28].try_into().unwrap()),
+            0x660
+        );
+        assert_eq!(
+            u32::from_le_bytes(out[0x620 + 20..0x620 + 24].try_into().unwrap()),
+            0x1060
+        );
+    }
+
+    #[test]
     fn refuses_signed_stub_and_bad_names() {
         let mut stub = tiny_stub();
         assert!(Composed::new(&stub, &[(".text".into(), 4)], 0).is_err());
