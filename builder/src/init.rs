@@ -1,4 +1,4 @@
-//! `vmseal init DIR`: a starter that builds as it is — a manifest, a tiny sample guest ELF
+//! `vmseal init DIR`: a starter that builds and boots as it is — a manifest, a tiny sample guest ELF
 //! and a README explaining how to replace it with a real guest (`images/hello`).
 
 use std::path::{Path, PathBuf};
@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 pub const SAMPLE_BASE: u64 = 0x400_0000;
 
 /// A minimal ELF64 x86_64 `ET_EXEC`: one `PT_LOAD` segment that writes `text` to COM1
-/// (I/O port 0x3f8) byte by byte, then halts forever. Deterministic bytes.
+/// (I/O port 0x3f8) byte by byte, then returns exit status 0 in `RAX` (the direct-mode
+/// contract of `policies::bootinfo`). Deterministic bytes.
 pub fn sample_guest_elf(text: &str) -> Vec<u8> {
     let mut code = Vec::new();
     code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x03]); // mov dx, 0x3f8
     for b in text.bytes() {
         code.extend_from_slice(&[0xb0, b, 0xee]); // mov al, b; out dx, al
     }
-    code.extend_from_slice(&[0xfa, 0xf4, 0xeb, 0xfd]); // cli; hlt; jmp hlt
+    code.extend_from_slice(&[0x31, 0xc0, 0xc3]); // xor eax, eax; ret
     let (ehsize, phsize) = (64u64, 56u64);
     let entry = SAMPLE_BASE + ehsize + phsize;
     let filesz = ehsize + phsize + code.len() as u64;
@@ -72,7 +73,7 @@ console = "on"
 const README: &str = "This directory is a vmseal appliance starter.
 
   vmseal.toml   the manifest: image name and size, the guest, its memory and console
-  guest.elf     a tiny sample guest: an x86_64 ELF that prints a line on COM1 and halts
+  guest.elf     a tiny sample guest: an x86_64 ELF that prints a line on COM1 and returns 0
 
 Build the appliance (writes out/hello.img, out/hello.efi, out/hello.lock.json):
 
