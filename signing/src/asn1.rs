@@ -8,7 +8,6 @@
 
 /// Universal and context tags used by this crate.
 pub(crate) mod tag {
-    pub(crate) const BOOLEAN: u8 = 0x01;
     pub(crate) const INTEGER: u8 = 0x02;
     pub(crate) const BIT_STRING: u8 = 0x03;
     pub(crate) const OCTET_STRING: u8 = 0x04;
@@ -90,15 +89,6 @@ pub(crate) mod oids {
     /// 1.2.840.113549.1.1.1 rsaEncryption
     pub(crate) const RSA_ENCRYPTION: &[u8] =
         &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-    /// 1.2.840.113549.1.1.11 sha256WithRSAEncryption
-    pub(crate) const SHA256_WITH_RSA: &[u8] =
-        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
-    /// 1.2.840.113549.1.1.12 sha384WithRSAEncryption
-    pub(crate) const SHA384_WITH_RSA: &[u8] =
-        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
-    /// 1.2.840.113549.1.1.13 sha512WithRSAEncryption
-    pub(crate) const SHA512_WITH_RSA: &[u8] =
-        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
     /// 1.3.14.3.2.26 sha1
     pub(crate) const SHA1: &[u8] = &[0x2b, 0x0e, 0x03, 0x02, 0x1a];
     /// 2.16.840.1.101.3.4.2.1 sha256

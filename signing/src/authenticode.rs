@@ -19,6 +19,13 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use sha2::Digest as _;
 
+mod sign;
+pub use sign::{
+    SignError, SignatureReport, VerifyReport, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_EFI_GUID,
+    WIN_CERT_TYPE_PKCS_SIGNED_DATA, WinCertificate, authenticode_pkcs7, certificates, pe_checksum,
+    sign, verify,
+};
+
 /// A hash algorithm that EDK2 accepts for Authenticode (sha224 has no implementation there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DigestAlgorithm {

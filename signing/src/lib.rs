@@ -17,7 +17,7 @@
     )
 )]
 
-#[expect(dead_code, reason = "the PKCS#7 writers that use the rest come next")]
 mod asn1;
 pub mod authenticode;
 pub mod keys;
+mod pkcs7;

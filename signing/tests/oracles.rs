@@ -109,3 +109,130 @@ fn openssl_verifies_the_chain_and_shows_the_extensions() {
     .unwrap();
     assert_eq!(key_pub, cert_pub);
 }
+
+/// A real PE to sign: the stub if it was built, else a minimal PE32+ made here.
+fn real_pe() -> Vec<u8> {
+    let stub = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../stub-hypervisor/target/x86_64-unknown-uefi/release/stub-hypervisor.efi");
+    if let Ok(b) = std::fs::read(&stub)
+        && signing::authenticode::certificates(&b).is_ok_and(|c| c.is_empty())
+    {
+        return b;
+    }
+    println!(
+        "NOTICE: {} not built; signing a minimal PE instead",
+        stub.display()
+    );
+    minimal_pe()
+}
+
+fn minimal_pe() -> Vec<u8> {
+    let mut f = vec![0u8; 0x400 + 3];
+    f[0..2].copy_from_slice(b"MZ");
+    f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+    f[0x40..0x44].copy_from_slice(b"PE\0\0");
+    let coff = 0x44;
+    f[coff..coff + 2].copy_from_slice(&0x8664u16.to_le_bytes());
+    f[coff + 2..coff + 4].copy_from_slice(&1u16.to_le_bytes());
+    f[coff + 16..coff + 18].copy_from_slice(&240u16.to_le_bytes());
+    f[coff + 18..coff + 20].copy_from_slice(&0x2022u16.to_le_bytes());
+    let opt = coff + 20;
+    f[opt..opt + 2].copy_from_slice(&0x20bu16.to_le_bytes());
+    f[opt + 16..opt + 20].copy_from_slice(&0x1000u32.to_le_bytes()); // entry
+    f[opt + 32..opt + 36].copy_from_slice(&0x1000u32.to_le_bytes()); // section align
+    f[opt + 36..opt + 40].copy_from_slice(&0x200u32.to_le_bytes()); // file align
+    f[opt + 56..opt + 60].copy_from_slice(&0x2000u32.to_le_bytes()); // SizeOfImage
+    f[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
+    f[opt + 68..opt + 70].copy_from_slice(&10u16.to_le_bytes()); // EFI application
+    f[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
+    let t = opt + 240;
+    f[t..t + 5].copy_from_slice(b".text");
+    f[t + 8..t + 12].copy_from_slice(&0x200u32.to_le_bytes());
+    f[t + 12..t + 16].copy_from_slice(&0x1000u32.to_le_bytes());
+    f[t + 16..t + 20].copy_from_slice(&0x200u32.to_le_bytes());
+    f[t + 20..t + 24].copy_from_slice(&0x200u32.to_le_bytes());
+    f[t + 36..t + 40].copy_from_slice(&0x6000_0020u32.to_le_bytes());
+    f[0x200] = 0xc3;
+    f
+}
+
+#[test]
+fn sbverify_and_osslsigncode_accept_a_signed_pe() {
+    let h = hierarchy();
+    let d = key_dir();
+    let pe = real_pe();
+    let signed = signing::authenticode::sign(&pe, &h.db).unwrap();
+    assert_eq!(
+        signed,
+        signing::authenticode::sign(&pe, &h.db).unwrap(),
+        "deterministic"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("signed.efi");
+    std::fs::write(&path, &signed).unwrap();
+    let mut tampered = signed.clone();
+    tampered[0x300] ^= 0x01;
+    let tpath = work.path().join("tampered.efi");
+    std::fs::write(&tpath, &tampered).unwrap();
+    let db_crt = p(d.join("db.crt"));
+    if let Some((ok, out)) = run("sbverify", &["--cert", &db_crt, &p(path.clone())]) {
+        assert!(ok && out.contains("Signature verification OK"), "{out}");
+        let (ok, out) = run("sbverify", &["--cert", &db_crt, &p(tpath.clone())]).unwrap();
+        assert!(!ok, "sbverify accepted a tampered image: {out}");
+        let (ok, out) = run(
+            "sbverify",
+            &["--cert", &p(d.join("pk.crt")), &p(path.clone())],
+        )
+        .unwrap();
+        assert!(!ok, "sbverify accepted an untrusted signer: {out}");
+    }
+    // osslsigncode builds a full OpenSSL chain (no partial chains), so its CA file holds the
+    // hierarchy's root and intermediate: PK and KEK.
+    let chain = work.path().join("chain.pem");
+    let pem = [h.pk.cert.to_pem().unwrap(), h.kek.cert.to_pem().unwrap()].concat();
+    std::fs::write(&chain, pem).unwrap();
+    let chain = p(chain);
+    if let Some((ok, out)) = run(
+        "osslsigncode",
+        &["verify", "-CAfile", &chain, "-in", &p(path.clone())],
+    ) {
+        assert!(
+            out.contains("Calculated message digest") && !out.contains("MISMATCH"),
+            "{out}"
+        );
+        assert!(ok && out.contains("Signature verification: ok"), "{out}");
+        let (ok, out) = run(
+            "osslsigncode",
+            &["verify", "-CAfile", &chain, "-in", &p(tpath)],
+        )
+        .unwrap();
+        assert!(!ok, "osslsigncode accepted a tampered image: {out}");
+    }
+    // The same signature from vmseal's own verifier.
+    let rep = signing::authenticode::verify(&signed, std::slice::from_ref(&h.db.cert)).unwrap();
+    assert!(rep.ok(), "{rep:?}");
+    assert!(
+        !signing::authenticode::verify(&tampered, std::slice::from_ref(&h.db.cert))
+            .unwrap()
+            .ok()
+    );
+}
+
+#[test]
+fn sbverify_reads_an_org_signature_added_after_a_vendor_one() {
+    let h = hierarchy();
+    let d = key_dir();
+    let vendor = signing::authenticode::sign(&real_pe(), &h.kek).unwrap();
+    let both = signing::authenticode::sign(&vendor, &h.db).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("both.efi");
+    std::fs::write(&path, &both).unwrap();
+    if let Some((ok, out)) = run("sbverify", &["--list", &p(path.clone())]) {
+        assert!(
+            ok && out.contains("signature 1") && out.contains("signature 2"),
+            "{out}"
+        );
+        let (ok, out) = run("sbverify", &["--cert", &p(d.join("db.crt")), &p(path)]).unwrap();
+        assert!(ok, "{out}");
+    }
+}
