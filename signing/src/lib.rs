@@ -19,5 +19,6 @@
 
 mod asn1;
 pub mod authenticode;
+pub mod efivar;
 pub mod keys;
 mod pkcs7;

@@ -87,10 +87,6 @@ pub(crate) fn authenticode(spc: &[u8], signer: &dyn Signer) -> Result<Vec<u8>, K
 /// A detached `SignedData` (no `ContentInfo` wrapper, as `sign-efi-sig-list` writes it) over
 /// `data`, content type id-data, no authenticated attributes: the `CertData` of an
 /// `EFI_VARIABLE_AUTHENTICATION_2`.
-#[expect(
-    dead_code,
-    reason = "used by the authenticated variables (next commit)"
-)]
 pub(crate) fn detached(data: &[u8], signer: &dyn Signer) -> Result<Vec<u8>, KeyError> {
     Ok(asn1::seq(&[
         &asn1::small_int(1),

@@ -236,3 +236,80 @@ fn sbverify_reads_an_org_signature_added_after_a_vendor_one() {
         assert!(ok, "{out}");
     }
 }
+
+#[test]
+fn efitools_make_the_same_signature_lists_and_auth_payloads() {
+    use signing::efivar::{EfiTime, Guid, hierarchy_auth_files};
+    let h = hierarchy();
+    let d = key_dir();
+    let owner = "11111111-2222-3333-4444-555555555555";
+    let files = hierarchy_auth_files(
+        h,
+        Guid::parse(owner).unwrap(),
+        EfiTime::from_unix(1_700_000_000).unwrap(),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    for (stem, ours) in [
+        ("pk", &files.pk_esl),
+        ("kek", &files.kek_esl),
+        ("db", &files.db_esl),
+    ] {
+        let out = work.path().join(format!("{stem}.esl"));
+        let Some((ok, text)) = run(
+            "cert-to-efi-sig-list",
+            &[
+                "-g",
+                owner,
+                &p(d.join(format!("{stem}.crt"))),
+                &p(out.clone()),
+            ],
+        ) else {
+            return;
+        };
+        assert!(ok, "{text}");
+        assert_eq!(
+            &std::fs::read(&out).unwrap(),
+            ours,
+            "{stem}.esl differs from efitools'"
+        );
+    }
+    // sign-efi-sig-list with the same timestamp: the whole .auth must be byte-identical
+    // (PKCS#1 v1.5 is deterministic and both write a detached, attribute-less SignedData).
+    for (var, stem, signer, ours) in [
+        ("PK", "pk", "pk", &files.pk_auth),
+        ("KEK", "kek", "pk", &files.kek_auth),
+        ("db", "db", "kek", &files.db_auth),
+    ] {
+        let out = work.path().join(format!("{stem}.auth"));
+        let (ok, text) = run(
+            "sign-efi-sig-list",
+            &[
+                "-t",
+                "2023-11-14 22:13:20",
+                "-g",
+                owner,
+                "-k",
+                &p(d.join(format!("{signer}.key"))),
+                "-c",
+                &p(d.join(format!("{signer}.crt"))),
+                var,
+                &p(work.path().join(format!("{stem}.esl"))),
+                &p(out.clone()),
+            ],
+        )
+        .unwrap();
+        assert!(ok, "{text}");
+        let theirs = std::fs::read(&out).unwrap();
+        assert_eq!(&theirs[..40], &ours[..40], "{var}.auth header differs");
+        assert_eq!(
+            hex(&theirs),
+            hex(ours),
+            "{var}.auth differs from sign-efi-sig-list's"
+        );
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
