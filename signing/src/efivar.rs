@@ -18,7 +18,7 @@ use std::fmt;
 use crate::keys::{Hierarchy, KeyError, Signer};
 
 /// A GUID in its on-disk (mixed-endian, `EFI_GUID`) byte order.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Guid(pub [u8; 16]);
 
 impl Guid {

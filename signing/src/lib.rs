@@ -1,11 +1,18 @@
 //! # signing — keys, Authenticode, EFI signature lists, variable stores
 //!
-//! Issue-by-issue: this crate starts with the Authenticode image digest ([`authenticode`]),
-//! the hash that both a signature and the firmware's PCR 4 measurement contain
-//! (`shared/reference/measured-boot.md` §C.1). Keys, signing and the variable store come with
-//! the Secure Boot work.
+//! The Secure Boot half of vmseal (`shared/reference/measured-boot.md` §C, §D, §B.2):
 //!
-//! What it does not do yet: sign, verify signatures, or write variable stores.
+//! * [`keys`] — an org hierarchy (PK, KEK, db: RSA keys + X.509 v3 certificates), key files
+//!   written 0600 and never overwritten, and the [`keys::Signer`] trait every signature goes
+//!   through (a file key today, an HSM later).
+//! * [`authenticode`] — the EDK2 Authenticode digest, [`authenticode::sign`] (PKCS#7 laid out
+//!   for EDK2's fixed-offset parser, deterministic) and [`authenticode::verify`].
+//! * [`efivar`] — EFI signature lists and `EFI_VARIABLE_AUTHENTICATION_2` (`.auth`) payloads.
+//! * [`varstore`] — read an OVMF `VARS` template and write one with the org keys enrolled.
+//!
+//! Parsers of untrusted bytes (PE, PKCS#7, signature lists, variable stores) return errors,
+//! never panic. Not done here: timestamping (countersignatures), dbx updates from the UEFI
+//! revocation list, RSA-PSS or ECDSA keys, encrypted private keys.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -22,3 +29,4 @@ pub mod authenticode;
 pub mod efivar;
 pub mod keys;
 mod pkcs7;
+pub mod varstore;

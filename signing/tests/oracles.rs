@@ -313,3 +313,90 @@ fn efitools_make_the_same_signature_lists_and_auth_payloads() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn virt_fw_vars_reads_the_enrolled_store() {
+    use signing::efivar::Guid;
+    use signing::varstore::{EnrollOptions, OrgCerts, enroll};
+    let Ok(template) = std::fs::read("/usr/share/OVMF/OVMF_VARS_4M.fd") else {
+        println!("NOTICE: /usr/share/OVMF/OVMF_VARS_4M.fd is not installed; skipping");
+        return;
+    };
+    let ms = std::fs::read("/usr/share/OVMF/OVMF_VARS_4M.ms.fd").ok();
+    let h = hierarchy();
+    let owner = "5eed5eed-0000-4000-8000-00000000cafe";
+    let opts = EnrollOptions {
+        owner: Guid::parse(owner).unwrap(),
+        microsoft_from: ms.as_deref(),
+        ..Default::default()
+    };
+    let certs = OrgCerts {
+        pk: &h.pk.cert,
+        kek: &h.kek.cert,
+        db: &h.db.cert,
+    };
+    let out = enroll(&template, certs, &opts).unwrap();
+    assert_eq!(out.len(), template.len());
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("out.fd");
+    std::fs::write(&path, &out).unwrap();
+    let json = work.path().join("vars.json");
+    let Some((ok, text)) = run(
+        "virt-fw-vars",
+        &[
+            "--input",
+            &p(path.clone()),
+            "--print",
+            "--verbose",
+            "--output-json",
+            &p(json.clone()),
+        ],
+    ) else {
+        return;
+    };
+    assert!(ok, "{text}");
+    for needle in [
+        "name=PK guid=guid:EfiGlobalVariable",
+        "name=KEK guid=guid:EfiGlobalVariable",
+        "name=db guid=guid:EfiImageSecurityDatabase",
+        "name=dbx guid=guid:EfiImageSecurityDatabase",
+        "name=SecureBootEnable",
+        "name=CustomMode",
+        "Oracle Org PK",
+        "Oracle Org KEK",
+        "Oracle Org db",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    if ms.is_some() {
+        assert!(text.contains("Microsoft Corporation KEK CA 2011"), "{text}");
+        assert!(
+            text.contains("Microsoft Windows Production PCA 2011"),
+            "{text}"
+        );
+    }
+    let block = |name: &str| {
+        let start = text.find(&format!("name={name} ")).unwrap();
+        let rest = &text[start..];
+        rest[..rest.find("\n\n").unwrap_or(rest.len())].to_owned()
+    };
+    assert!(
+        block("SecureBootEnable").contains("bool: ON"),
+        "{}",
+        block("SecureBootEnable")
+    );
+    assert!(
+        block("CustomMode").contains("bool: off"),
+        "{}",
+        block("CustomMode")
+    );
+    // The owner GUID of every org entry, from virt-fw-vars' JSON dump.
+    let json = std::fs::read_to_string(&json).unwrap();
+    let owner_hex = hex(&Guid::parse(owner).unwrap().0);
+    for name in ["PK", "KEK", "db"] {
+        let at = json.find(&format!("\"name\": \"{name}\"")).unwrap();
+        let data_at = at + json[at..].find("\"data\": \"").unwrap() + 9;
+        let data = &json[data_at..data_at + 200];
+        assert_eq!(&data[56..88], owner_hex, "{name} owner in {data}");
+    }
+}
