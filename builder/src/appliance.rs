@@ -64,6 +64,9 @@ pub struct Built {
     pub efi: PathBuf,
     /// `NAME.lock.json`.
     pub lock: PathBuf,
+    /// `NAME.pcrs.json`: the predicted event log and PCRs (pristine variables, Secure Boot
+    /// off, the four banks of a fresh swtpm, the shipped firmware profile).
+    pub pcrs: PathBuf,
     /// The lock file's contents.
     pub lock_json: serde_json::Value,
 }
@@ -85,6 +88,9 @@ pub enum BuildError {
         "SOURCE_DATE_EPOCH: '{0}' is not a number of seconds — unset it or give seconds since 1970 (e.g. `git log -1 --format=%ct`)"
     )]
     Epoch(String),
+    /// The PCR prediction failed.
+    #[error("predicting NAME.pcrs.json: {0}")]
+    Predict(#[from] crate::predict::PredictError),
     /// Reading or writing failed.
     #[error("{what}: {source}")]
     Io {
@@ -437,14 +443,28 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         .write_all(text.as_bytes())
         .map_err(io_err("writing the lock file"))?;
 
-    // Rename into place.
+    // The prediction, from the finished image alone (docs/pcrs-json.md).
     let efi_path = opts.out.join(file_name("efi"));
     let img_path = opts.out.join(file_name("img"));
     let lock_path = opts.out.join(file_name("lock.json"));
+    let pcrs_path = opts.out.join(file_name("pcrs.json"));
+    let mut pcrs_tmp = tmp("pcrs")?;
+    let mut prediction =
+        crate::predict::predict(&crate::predict::PredictOptions::new(img_tmp.path()))?;
+    prediction
+        .sources
+        .insert("image".into(), file_name("img").into());
+    pcrs_tmp
+        .write_all(prediction.to_file().to_text().as_bytes())
+        .map_err(io_err("writing the PCR prediction"))?;
+    timings.mark("predict PCRs");
+
+    // Rename into place.
     for (t, dest) in [
         (efi_tmp, &efi_path),
         (img_tmp, &img_path),
         (lock_tmp, &lock_path),
+        (pcrs_tmp, &pcrs_path),
     ] {
         #[cfg(unix)]
         {
@@ -463,6 +483,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         img: img_path,
         efi: efi_path,
         lock: lock_path,
+        pcrs: pcrs_path,
         lock_json: lock,
     })
 }

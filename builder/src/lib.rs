@@ -5,18 +5,31 @@
 //! `vmseal build` ([`appliance`]), `vmseal inspect` ([`inspect`]), `vmseal init` ([`init`]),
 //! the embedded stub ([`stub`]) and the QEMU + swtpm boot runner ([`boot`]).
 //!
+//! Measured boot: [`predict`] (the expected event log and PCRs of an image, `vmseal pcr
+//! predict`), [`firmware`] (firmware profiles for PCR 0–3 and 6, `vmseal firmware learn`),
+//! [`pcrs_json`] (the `NAME.pcrs.json` format), [`diff`] (`vmseal pcr diff`),
+//! [`eventlog_cmd`] (`vmseal eventlog show`), [`describe`] (events in words) and [`vars`] (an
+//! interim read-only OVMF variable-store walk).
+//!
 //! The file formats: the UEFI 2.10 GPT (§5.3), PE/COFF with Authenticode as EDK2 hashes it
 //! (`shared/reference/measured-boot.md` §C.1), FAT via the `fatfs` crate. What it does not do
-//! yet: sign images, write variable stores, predict PCRs.
+//! yet: sign images, write variable stores.
 #![forbid(unsafe_code)]
 pub mod appliance;
 pub mod boot;
+pub mod describe;
+pub mod diff;
 pub mod disk;
+pub mod eventlog_cmd;
+pub mod firmware;
 pub mod init;
 pub mod inputs;
 pub mod inspect;
 pub mod manifest;
+pub mod pcrs_json;
 pub mod pe;
 pub mod policy;
+pub mod predict;
 pub mod progress;
 pub mod stub;
+pub mod vars;

@@ -40,6 +40,131 @@ enum Verb {
     /// Boot an image in QEMU + OVMF + swtpm and record the console, the stub's record and the
     /// verdict.
     Boot(BootArgs),
+    /// Read TCG2 event logs.
+    #[command(subcommand)]
+    Eventlog(EventlogVerb),
+    /// Predict PCRs and compare a prediction with a boot.
+    #[command(subcommand)]
+    Pcr(PcrVerb),
+    /// Firmware profiles (the events of PCR 0-3 and 6 that vmseal cannot compute).
+    #[command(subcommand)]
+    Firmware(FirmwareVerb),
+}
+
+#[derive(Subcommand, Debug)]
+enum EventlogVerb {
+    /// Decode and replay a TCG2 crypto-agile event log: every event (PCR, type, digests,
+    /// decoded payload), then the final PCRs per bank.
+    Show(EventlogShowArgs),
+}
+
+#[derive(Args, Debug)]
+struct EventlogShowArgs {
+    /// The binary log (binary_bios_measurements, or a record's eventlog.bin).
+    file: PathBuf,
+    /// Print the log as pcrs.json (format 1, see docs/pcrs-json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum PcrVerb {
+    /// The expected event log and PCR values of an image, from the image, the variable store
+    /// and a firmware profile (docs/pcrs-json.md).
+    Predict(PcrPredictArgs),
+    /// Compare a prediction with what a boot measured, and explain every difference. Exit 0
+    /// identical, 1 different, 2 unreadable.
+    Diff(PcrDiffArgs),
+}
+
+/// A TPM bank vmseal computes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Bank {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Bank {
+    fn alg(self) -> policies::tcg::HashAlg {
+        use policies::tcg::HashAlg;
+        match self {
+            Self::Sha1 => HashAlg::SHA1,
+            Self::Sha256 => HashAlg::SHA256,
+            Self::Sha384 => HashAlg::SHA384,
+            Self::Sha512 => HashAlg::SHA512,
+        }
+    }
+}
+
+/// On or off.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Args, Debug)]
+struct PcrPredictArgs {
+    /// The disk image (NAME.img).
+    image: PathBuf,
+    /// The OVMF variable store the image boots with; default: Debian's pristine
+    /// OVMF_VARS_4M.fd (no keys, Secure Boot off).
+    #[arg(long)]
+    vars: Option<PathBuf>,
+    /// Which OVMF build boots it (as `vmseal boot --secure-boot`); default: on when the
+    /// variable store enables Secure Boot.
+    #[arg(long, value_enum)]
+    secure_boot: Option<OnOff>,
+    /// Banks to predict (repeat); default: the four a fresh swtpm has.
+    #[arg(long, value_enum)]
+    bank: Vec<Bank>,
+    /// Firmware profile (from `vmseal firmware learn`); default: the shipped profile matching
+    /// the installed OVMF.
+    #[arg(long, value_name = "FILE")]
+    firmware_profile: Option<PathBuf>,
+    /// Print pcrs.json instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct PcrDiffArgs {
+    /// The prediction (NAME.pcrs.json).
+    expected: PathBuf,
+    /// A record directory of `vmseal boot --record` (eventlog.bin, pcrs.json), a pcrs.json,
+    /// or a binary event log.
+    actual: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum FirmwareVerb {
+    /// Record a firmware profile: boot a probe appliance with this firmware under vmseal's
+    /// pinned QEMU command line and keep the firmware's events (PCR 0-3, 6).
+    Learn(FirmwareLearnArgs),
+}
+
+#[derive(Args, Debug)]
+struct FirmwareLearnArgs {
+    /// The OVMF code file (its SHA-256 keys the profile).
+    #[arg(long)]
+    code: PathBuf,
+    /// Variable store to boot the probe with (default: pristine).
+    #[arg(long)]
+    vars: Option<PathBuf>,
+    /// Take the events from this event log of the same firmware instead of booting.
+    #[arg(long, value_name = "LOG")]
+    from_log: Option<PathBuf>,
+    /// Where to write the profile.
+    #[arg(long)]
+    out: PathBuf,
+    /// Scratch directory for the probe image and the boot record.
+    #[arg(long, default_value = "firmware-learn")]
+    work: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -130,7 +255,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 code: if e.is_input_error() { 2 } else { 1 },
                 error: e.into(),
             })?;
-            for p in [&built.img, &built.efi, &built.lock] {
+            for p in [&built.img, &built.efi, &built.lock, &built.pcrs] {
                 println!("{}", p.display());
             }
             Ok(())
@@ -148,6 +273,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let _ = std::io::stdout().write_all(text.as_bytes());
             Ok(())
         }
+        Verb::Eventlog(v) => run_eventlog(v),
+        Verb::Pcr(v) => run_pcr(v),
+        Verb::Firmware(v) => run_firmware(v),
         Verb::Boot(a) => {
             let mut opts = vmseal::boot::BootOptions::new(a.image, a.record);
             opts.vars = a.vars;
@@ -163,6 +291,115 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     error: anyhow::anyhow!("boot verdict: {}", outcome.verdict().as_str()),
                 })
             }
+        }
+    }
+}
+
+fn print(text: &str) {
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+fn run_eventlog(v: EventlogVerb) -> Result<(), Failure> {
+    match v {
+        EventlogVerb::Show(a) => {
+            let shown = vmseal::eventlog_cmd::load(&a.file).map_err(input)?;
+            if a.json {
+                print(
+                    &vmseal::eventlog_cmd::to_json(&shown, &a.file.display().to_string()).to_text(),
+                );
+            } else {
+                print(&vmseal::eventlog_cmd::render(&shown));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_pcr(v: PcrVerb) -> Result<(), Failure> {
+    match v {
+        PcrVerb::Predict(a) => {
+            let mut opts = vmseal::predict::PredictOptions::new(a.image);
+            opts.vars = a.vars;
+            opts.secure_boot = a.secure_boot.map(|s| s == OnOff::On);
+            if !a.bank.is_empty() {
+                let mut banks: Vec<_> = a.bank.iter().map(|b| b.alg()).collect();
+                banks.sort();
+                banks.dedup();
+                opts.banks = Some(banks);
+            }
+            opts.profile = a.firmware_profile;
+            let p = vmseal::predict::predict(&opts).map_err(input)?;
+            let file = p.to_file();
+            if a.json {
+                print(&file.to_text());
+            } else {
+                print(&render_prediction(&file));
+            }
+            Ok(())
+        }
+        PcrVerb::Diff(a) => {
+            let exp = vmseal::diff::load_expected(&a.expected).map_err(input)?;
+            let act = vmseal::diff::load_actual(&a.actual).map_err(input)?;
+            let report = vmseal::diff::diff(&exp, &act);
+            if a.json {
+                print(&(serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"));
+            } else {
+                print(&vmseal::diff::render(&report));
+            }
+            if report.identical {
+                Ok(())
+            } else {
+                Err(Failure {
+                    code: 1,
+                    error: anyhow::anyhow!(
+                        "{} PCR(s) differ between {} and {}",
+                        report.differences.len(),
+                        a.expected.display(),
+                        a.actual.display()
+                    ),
+                })
+            }
+        }
+    }
+}
+
+fn render_prediction(f: &vmseal::pcrs_json::PcrsFile) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for (k, v) in &f.sources {
+        let _ = writeln!(
+            s,
+            "{k}: {}",
+            v.as_str().map_or_else(|| v.to_string(), str::to_string)
+        );
+    }
+    for e in &f.events {
+        let _ = writeln!(s, "PCR {:<2} {:<34} {}", e.pcr, e.event_type, e.description);
+    }
+    for (bank, values) in &f.pcrs {
+        let _ = writeln!(s, "PCRs {bank}:");
+        for (i, v) in values {
+            let _ = writeln!(s, "  {i:>2}: {v}");
+        }
+    }
+    s
+}
+
+fn run_firmware(v: FirmwareVerb) -> Result<(), Failure> {
+    match v {
+        FirmwareVerb::Learn(a) => {
+            let opts = vmseal::firmware::LearnOptions {
+                code: a.code,
+                vars: a.vars,
+                from_log: a.from_log,
+                work: a.work,
+            };
+            let p = vmseal::firmware::learn(&opts).map_err(input)?;
+            std::fs::write(&a.out, p.to_text())
+                .with_context(|| format!("writing {}", a.out.display()))
+                .map_err(|e| Failure { code: 1, error: e })?;
+            println!("{}", a.out.display());
+            Ok(())
         }
     }
 }

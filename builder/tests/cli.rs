@@ -121,8 +121,8 @@ fn same_manifest_in_two_directories_gives_identical_bytes() {
         .collect();
     assert_eq!(
         names.len(),
-        3,
-        "only the three outputs, no temporaries: {names:?}"
+        4,
+        "only the four outputs (.img, .efi, .lock.json, .pcrs.json), no temporaries: {names:?}"
     );
 }
 

@@ -1,0 +1,934 @@
+//! `vmseal pcr diff`: expected (a `.pcrs.json` prediction) against actual (a boot record
+//! directory, a `.pcrs.json`, or a binary event log), explained in words a person can act on.
+//!
+//! Compared: every bank present on both sides, every PCR with a value on both sides. The
+//! actual side's values are the TPM's (the record's `pcrs.json`) when present — after checking
+//! that its event log replays to them — else the replay of its log.
+//!
+//! **Alignment.** For each differing PCR, the two event lists of that PCR are aligned by a
+//! longest common subsequence (LCS) on the event identity (type, digests of the common banks,
+//! and the event data unless a side marks it `data_compared: false`). LCS rather than a
+//! scored Needleman–Wunsch: the lists are short (< 50 events), and an LCS gives exactly the
+//! minimal set of missing and extra events, which is what the explanation needs; there is no
+//! meaningful substitution cost to tune. Within each run of unmatched events, a missing and an
+//! extra event of the same kind (type plus variable name, section name or tag) are paired as
+//! "changed"; the rest stay missing or extra. Each change, miss or extra becomes one sentence
+//! ([`explain`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use policies::eventlog::{Event, Payload};
+use policies::replay::{NUM_PCRS, Pcrs};
+use policies::tcg::{EventType, HashAlg, pcr};
+use serde::Serialize;
+
+use crate::describe::{self, TAG_LINUX_INITRD, TAG_LINUX_LOAD_OPTIONS, variable_summary};
+use crate::pcrs_json::{LoggedEvent, PcrsFile, PcrsJsonError, bank_name};
+use crate::predict::{CALLING_BOOT_OPTION, EXIT_BOOT_SERVICES, RETURNING_BOOT_OPTION};
+
+/// One side of a comparison.
+#[derive(Clone, Debug)]
+pub struct Side {
+    /// What was read (for messages).
+    pub origin: String,
+    /// The events (empty if only values are known).
+    pub events: Vec<LoggedEvent>,
+    /// Whether `events` is a log at all.
+    pub has_log: bool,
+    /// PCR values.
+    pub pcrs: Pcrs,
+    /// Problems found while reading (e.g. a log that does not replay to the TPM's values).
+    pub problems: Vec<String>,
+}
+
+/// Why a side cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// A `.pcrs.json` problem.
+    #[error(transparent)]
+    Json(#[from] PcrsJsonError),
+    /// An event-log problem.
+    #[error(transparent)]
+    Log(#[from] crate::eventlog_cmd::EventlogError),
+    /// Something else.
+    #[error("{file}: {problem}")]
+    Other {
+        /// The file.
+        file: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// PCR 10 belongs to Linux IMA: the kernel extends it after ExitBootServices and logs that in
+/// the IMA log, not in the firmware log, so a record's firmware log cannot replay it (the
+/// same exception as `policies/tests/fixtures.rs`). It is not predicted either.
+pub const IMA_PCR: u32 = 10;
+
+/// `pcrs.json` as `vmseal boot` writes it for a Linux guest: `[{"bank","index","value"}]`.
+#[derive(serde::Deserialize)]
+struct BootPcr {
+    bank: String,
+    index: u32,
+    value: String,
+}
+
+fn read_values(path: &Path) -> Result<(Pcrs, Option<PcrsFile>), DiffError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| PcrsJsonError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    if text.trim_start().starts_with('[') {
+        let list: Vec<BootPcr> =
+            serde_json::from_str(&text).map_err(|source| PcrsJsonError::Json {
+                file: file.clone(),
+                source,
+            })?;
+        let mut p = Pcrs::new();
+        for (i, v) in list.iter().enumerate() {
+            let alg = HashAlg::from_name(&v.bank);
+            let value = hex::decode(&v.value).ok();
+            match (alg, value) {
+                (Some(a), Some(d))
+                    if Some(d.len()) == a.digest_size() && v.index < NUM_PCRS as u32 =>
+                {
+                    let _ = p.set(a, v.index, d);
+                }
+                _ => {
+                    return Err(DiffError::Other {
+                        file,
+                        problem: format!(
+                            "[{i}]: {}/{}/{:?} is not a PCR value",
+                            v.bank, v.index, v.value
+                        ),
+                    });
+                }
+            }
+        }
+        return Ok((p, None));
+    }
+    let f = PcrsFile::parse(&text, &file)?;
+    Ok((f.pcr_values(), Some(f)))
+}
+
+/// Read the expected side: a `.pcrs.json`.
+pub fn load_expected(path: &Path) -> Result<Side, DiffError> {
+    let f = PcrsFile::load(path)?;
+    Ok(Side {
+        origin: path.display().to_string(),
+        events: f.logged_events(),
+        has_log: true,
+        pcrs: f.pcr_values(),
+        problems: Vec::new(),
+    })
+}
+
+/// Read the actual side: a record directory (`eventlog.bin` and/or `pcrs.json`), a
+/// `.pcrs.json`, or a binary event log.
+pub fn load_actual(path: &Path) -> Result<Side, DiffError> {
+    let origin = path.display().to_string();
+    let (log_path, values_path) = if path.is_dir() {
+        let l = path.join("eventlog.bin");
+        let v = path.join("pcrs.json");
+        (l.is_file().then_some(l), v.is_file().then_some(v))
+    } else if std::fs::read(path)
+        .map(|b| b.first() == Some(&b'{') || b.first() == Some(&b'['))
+        .unwrap_or(false)
+    {
+        (None, Some(path.to_path_buf()))
+    } else {
+        (Some(path.to_path_buf()), None)
+    };
+    if log_path.is_none() && values_path.is_none() {
+        return Err(DiffError::Other {
+            file: origin,
+            problem: "neither eventlog.bin nor pcrs.json is in the record — give the directory of `vmseal boot --record` after a boot that reported its PCRs".into(),
+        });
+    }
+    let mut side = Side {
+        origin,
+        events: Vec::new(),
+        has_log: false,
+        pcrs: Pcrs::new(),
+        problems: Vec::new(),
+    };
+    let mut replayed = None;
+    if let Some(l) = &log_path {
+        let shown = crate::eventlog_cmd::load(l)?;
+        side.events = shown
+            .log
+            .events
+            .iter()
+            .cloned()
+            .map(LoggedEvent::new)
+            .collect();
+        side.has_log = true;
+        replayed = Some(shown.pcrs);
+    }
+    match values_path {
+        Some(v) => {
+            let (values, file) = read_values(&v)?;
+            if let (Some(f), None) = (&file, &log_path)
+                && !f.events.is_empty()
+            {
+                side.events = f.logged_events();
+                side.has_log = true;
+                replayed = policies::replay::replay_events(
+                    side.events.iter().map(|e| &e.event),
+                    &values.banks().collect::<Vec<_>>(),
+                )
+                .ok();
+            }
+            if let Some(r) = &replayed {
+                for alg in values.banks() {
+                    for i in (0..NUM_PCRS as u32).filter(|i| *i != IMA_PCR) {
+                        if let (Some(tpm), Some(log)) = (values.get(alg, i), r.get(alg, i))
+                            && tpm != log
+                        {
+                            side.problems.push(format!(
+                                "{}: PCR {i} {}: the event log replays to {}, the TPM reported {} — the log is incomplete or does not belong to this boot",
+                                side.origin,
+                                bank_name(alg),
+                                hex::encode(log),
+                                hex::encode(tpm)
+                            ));
+                        }
+                    }
+                }
+            }
+            side.pcrs = values;
+        }
+        None => side.pcrs = replayed.unwrap_or_default(),
+    }
+    Ok(side)
+}
+
+/// How two event lists of one PCR line up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Step {
+    /// The same event on both sides.
+    Same {
+        /// Index in the expected list.
+        expected: usize,
+        /// Index in the actual list.
+        actual: usize,
+    },
+    /// An expected event of the same kind as an actual one, with different contents.
+    Changed {
+        /// Index in the expected list.
+        expected: usize,
+        /// Index in the actual list.
+        actual: usize,
+    },
+    /// Expected, not measured.
+    Missing {
+        /// Index in the expected list.
+        expected: usize,
+    },
+    /// Measured, not expected.
+    Extra {
+        /// Index in the actual list.
+        actual: usize,
+    },
+}
+
+fn same(a: &LoggedEvent, b: &LoggedEvent, banks: &[HashAlg]) -> bool {
+    a.event.pcr == b.event.pcr
+        && a.event.event_type == b.event.event_type
+        && banks
+            .iter()
+            .all(|alg| a.event.digest(*alg) == b.event.digest(*alg))
+        && (!a.data_compared || !b.data_compared || a.event.data == b.event.data)
+}
+
+/// What kind of event this is, for pairing a missing with an extra event.
+fn kind(e: &Event) -> (EventType, String) {
+    let detail = match e.describe() {
+        Payload::Variable { name, .. } => name,
+        Payload::Tagged { id, .. } => format!("{id:#x}"),
+        Payload::Text { text, .. } if e.event_type == EventType::IPL => text,
+        _ => String::new(),
+    };
+    (e.event_type, detail)
+}
+
+/// Align `exp` and `act` (one PCR's events) by LCS, then pair changes (see the module docs).
+pub fn align(exp: &[LoggedEvent], act: &[LoggedEvent], banks: &[HashAlg]) -> Vec<Step> {
+    let (n, m) = (exp.len(), act.len());
+    let mut t = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            t[i][j] = if same(&exp[i], &act[j], banks) {
+                t[i + 1][j + 1] + 1
+            } else {
+                t[i + 1][j].max(t[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut raw = Vec::new();
+    while i < n || j < m {
+        if i < n && j < m && same(&exp[i], &act[j], banks) {
+            raw.push(Step::Same {
+                expected: i,
+                actual: j,
+            });
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || t[i][j + 1] >= t[i + 1][j]) {
+            raw.push(Step::Extra { actual: j });
+            j += 1;
+        } else {
+            raw.push(Step::Missing { expected: i });
+            i += 1;
+        }
+    }
+    // Pair missing/extra of the same kind within each run of unmatched steps.
+    let mut out = Vec::new();
+    let mut run: Vec<Step> = Vec::new();
+    let flush = |run: &mut Vec<Step>, out: &mut Vec<Step>| {
+        let mut missing: Vec<usize> = run
+            .iter()
+            .filter_map(|s| {
+                if let Step::Missing { expected } = s {
+                    Some(*expected)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for s in run.drain(..) {
+            match s {
+                Step::Extra { actual } => {
+                    let k = kind(&act[actual].event);
+                    if let Some(p) = missing.iter().position(|e| kind(&exp[*e].event) == k) {
+                        let expected = missing.remove(p);
+                        out.push(Step::Changed { expected, actual });
+                    } else {
+                        out.push(Step::Extra { actual });
+                    }
+                }
+                Step::Missing { .. } => {}
+                other => out.push(other),
+            }
+        }
+        out.extend(
+            missing
+                .into_iter()
+                .map(|expected| Step::Missing { expected }),
+        );
+    };
+    for s in raw {
+        if let Step::Same { .. } = s {
+            flush(&mut run, &mut out);
+            out.push(s);
+        } else {
+            run.push(s);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+fn sha(e: &Event) -> String {
+    e.digest(HashAlg::SHA256)
+        .or_else(|| e.digests.first().map(|(_, d)| d.as_slice()))
+        .map_or_else(|| "(no digest)".into(), hex::encode)
+}
+
+fn section_name(e: &Event) -> String {
+    match e.describe() {
+        Payload::Text { text, .. } => text,
+        _ => "?".into(),
+    }
+}
+
+fn var_parts(e: &Event) -> Option<(String, String)> {
+    match e.describe() {
+        Payload::Variable { name, data, .. } => {
+            let s = variable_summary(e.event_type, &name, data);
+            Some((name, s))
+        }
+        _ => None,
+    }
+}
+
+/// The position of `e` among the PCR 4 image loads of `list` (0 = BOOTX64.EFI).
+fn image_ordinal(list: &[LoggedEvent], idx: usize) -> usize {
+    list.iter()
+        .take(idx)
+        .filter(|e| e.event.event_type == EventType::EFI_BOOT_SERVICES_APPLICATION)
+        .count()
+}
+
+fn image_name(ordinal: usize) -> &'static str {
+    if ordinal == 0 {
+        "BOOTX64.EFI (the appliance PE)"
+    } else {
+        "the kernel the stub passes to LoadImage (.linux)"
+    }
+}
+
+/// One sentence per step that is not [`Step::Same`].
+pub fn explain(p: u32, exp: &[LoggedEvent], act: &[LoggedEvent], steps: &[Step]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in steps {
+        let line = match *s {
+            Step::Same { .. } => continue,
+            Step::Changed { expected, actual } => {
+                let (x, y) = (&exp[expected].event, &act[actual].event);
+                changed(p, x, y, image_ordinal(exp, expected))
+            }
+            Step::Missing { expected } => missing(p, &exp[expected].event),
+            Step::Extra { actual } => extra(p, &act[actual].event, image_ordinal(act, actual)),
+        };
+        out.push(line);
+    }
+    out
+}
+
+fn changed(p: u32, x: &Event, y: &Event, ordinal: usize) -> String {
+    let t = x.event_type;
+    if t == EventType::EFI_VARIABLE_DRIVER_CONFIG
+        && let (Some((name, a)), Some((_, b))) = (var_parts(x), var_parts(y))
+    {
+        return format!("PCR {p}: {name} differs — expected {a}, the firmware measured {b}");
+    }
+    if t == EventType::EFI_VARIABLE_AUTHORITY
+        && let (Some((_, a)), Some((_, b))) = (var_parts(x), var_parts(y))
+    {
+        return format!(
+            "PCR {p}: the db entry that verified an image differs — expected {a}, the firmware measured {b}"
+        );
+    }
+    if t == EventType::EFI_VARIABLE_BOOT
+        && let (Some((name, a)), Some((_, b))) = (var_parts(x), var_parts(y))
+    {
+        return format!(
+            "PCR {p}: boot variable {name} differs — expected {a}, the firmware measured {b}: the QEMU devices or boot order differ from the firmware profile's (learn the profile with `vmseal firmware learn`)"
+        );
+    }
+    if t == EventType::EFI_BOOT_SERVICES_APPLICATION {
+        return format!(
+            "PCR {p}: {} differs — expected Authenticode sha256 {}, the firmware measured {}: the disk holds a different PE than the one predicted (rebuilt or modified after the prediction?)",
+            image_name(ordinal),
+            sha(x),
+            sha(y)
+        );
+    }
+    if t == EventType::EFI_GPT_EVENT {
+        let g = |e: &Event| match e.describe() {
+            Payload::Gpt {
+                disk_guid,
+                partitions,
+                ..
+            } => format!("disk {disk_guid} with {partitions} partition(s)"),
+            _ => "an undecodable GPT".into(),
+        };
+        return format!(
+            "PCR {p}: the GPT differs — expected {}, the firmware measured {}: the disk was repartitioned or is not this image",
+            g(x),
+            g(y)
+        );
+    }
+    if t == EventType::IPL {
+        return format!(
+            "PCR {p}: section {} differs — expected sha256 {}, measured {}",
+            section_name(x),
+            sha(x),
+            sha(y)
+        );
+    }
+    if t == EventType::EVENT_TAG {
+        let what = match x.describe() {
+            Payload::Tagged {
+                id: TAG_LINUX_LOAD_OPTIONS,
+                ..
+            } => "the kernel command line (LoadOptions, from .cmdline)",
+            Payload::Tagged {
+                id: TAG_LINUX_INITRD,
+                ..
+            } => "the initrd (.initrd)",
+            _ => "a tagged event",
+        };
+        return format!(
+            "PCR {p}: {what} differs — expected sha256 {}, measured {}",
+            sha(x),
+            sha(y)
+        );
+    }
+    if p == 0 || t == EventType::EFI_PLATFORM_FIRMWARE_BLOB || t == EventType::S_CRTM_VERSION {
+        return format!(
+            "PCR {p}: firmware event {} differs ({}): the firmware build is not the profile's — learn a profile for it with `vmseal firmware learn`",
+            describe::describe(x),
+            describe::type_name(t)
+        );
+    }
+    format!(
+        "PCR {p}: event {} {} differs — expected {} (sha256 {}), the firmware measured {} (sha256 {})",
+        describe::type_name(t),
+        kind(x).1,
+        describe::describe(x),
+        sha(x),
+        describe::describe(y),
+        sha(y)
+    )
+}
+
+fn action_text(e: &Event) -> Option<String> {
+    match e.describe() {
+        Payload::Text { text, .. } if e.event_type == EventType::EFI_ACTION => Some(text),
+        _ => None,
+    }
+}
+
+fn extra(p: u32, y: &Event, ordinal: usize) -> String {
+    match action_text(y).as_deref() {
+        Some(RETURNING_BOOT_OPTION) => {
+            return format!(
+                "PCR {p}: extra event '{RETURNING_BOOT_OPTION}' — a boot option before the disk failed: make the disk the first boot option (QEMU -nodefaults, bootindex=0, as `vmseal boot` does)"
+            );
+        }
+        Some(CALLING_BOOT_OPTION) => {
+            return format!(
+                "PCR {p}: extra event '{CALLING_BOOT_OPTION}' — the firmware attempted more than one boot option"
+            );
+        }
+        _ => {}
+    }
+    match y.event_type {
+        EventType::EFI_VARIABLE_AUTHORITY => format!(
+            "PCR {p}: extra authority event — the firmware verified an image against {}: Secure Boot was enforced although the prediction expected no verification (predict with the same --vars/--secure-boot as the boot)",
+            var_parts(y).map_or_else(String::new, |v| v.1)
+        ),
+        EventType::EFI_BOOT_SERVICES_APPLICATION => format!(
+            "PCR {p}: extra image load (Authenticode sha256 {}) as {} — something the prediction did not expect was started",
+            sha(y),
+            if ordinal == 0 {
+                "the first image"
+            } else {
+                "a later image"
+            }
+        ),
+        EventType::IPL => format!(
+            "PCR {p}: extra measurement of section {} — the stub measured a section the prediction did not see",
+            section_name(y)
+        ),
+        _ => format!(
+            "PCR {p}: extra event {} {}",
+            describe::type_name(y.event_type),
+            describe::describe(y)
+        ),
+    }
+}
+
+fn missing(p: u32, x: &Event) -> String {
+    if action_text(x).as_deref() == Some(EXIT_BOOT_SERVICES) {
+        return format!(
+            "PCR {p}: missing event '{EXIT_BOOT_SERVICES}' — the PCRs were read before ExitBootServices, or the boot stopped before it"
+        );
+    }
+    match x.event_type {
+        EventType::EFI_VARIABLE_AUTHORITY => format!(
+            "PCR {p}: missing authority event for {} — the firmware did not verify the image against db: Secure Boot was not enforced (wrong OVMF build or variable store?)",
+            var_parts(x).map_or_else(String::new, |v| v.1)
+        ),
+        EventType::IPL => format!(
+            "PCR {p}: section {} was not measured — the stub stopped before it, or a different stub ran",
+            section_name(x)
+        ),
+        EventType::EFI_BOOT_SERVICES_APPLICATION => format!(
+            "PCR {p}: missing image load (Authenticode sha256 {}) — the image was never loaded",
+            sha(x)
+        ),
+        _ => format!(
+            "PCR {p}: missing event {} {}",
+            describe::type_name(x.event_type),
+            describe::describe(x)
+        ),
+    }
+}
+
+/// One differing PCR.
+#[derive(Clone, Debug, Serialize)]
+pub struct PcrDiff {
+    /// The PCR.
+    pub pcr: u32,
+    /// Expected value per differing bank.
+    pub expected: BTreeMap<String, String>,
+    /// Actual value per differing bank.
+    pub actual: BTreeMap<String, String>,
+    /// The explanation, one sentence each.
+    pub explanations: Vec<String>,
+    /// The alignment (indices into each side's events of this PCR).
+    pub alignment: Vec<Step>,
+}
+
+/// The result of a comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// True when every compared PCR matched and nothing else was wrong.
+    pub identical: bool,
+    /// The expected side.
+    pub expected: String,
+    /// The actual side.
+    pub actual: String,
+    /// Banks compared.
+    pub banks: Vec<String>,
+    /// PCRs compared (present on both sides).
+    pub pcrs_compared: Vec<u32>,
+    /// The PCRs that differ.
+    pub differences: Vec<PcrDiff>,
+    /// Problems outside a single PCR (an actual log that does not replay to its PCRs, no
+    /// common bank).
+    pub problems: Vec<String>,
+}
+
+/// Compare.
+pub fn diff(exp: &Side, act: &Side) -> Report {
+    let banks: Vec<HashAlg> = exp
+        .pcrs
+        .banks()
+        .filter(|b| act.pcrs.bank(*b).is_some())
+        .collect();
+    let mut problems = act.problems.clone();
+    if banks.is_empty() {
+        problems.push(format!(
+            "no bank in common: expected has {:?}, actual has {:?}",
+            exp.pcrs.banks().map(bank_name).collect::<Vec<_>>(),
+            act.pcrs.banks().map(bank_name).collect::<Vec<_>>()
+        ));
+    }
+    let mut compared = Vec::new();
+    let mut differences = Vec::new();
+    for i in 0..NUM_PCRS as u32 {
+        let both: Vec<HashAlg> = banks
+            .iter()
+            .copied()
+            .filter(|b| exp.pcrs.get(*b, i).is_some() && act.pcrs.get(*b, i).is_some())
+            .collect();
+        if both.is_empty() {
+            continue;
+        }
+        compared.push(i);
+        let differing: Vec<HashAlg> = both
+            .iter()
+            .copied()
+            .filter(|b| exp.pcrs.get(*b, i) != act.pcrs.get(*b, i))
+            .collect();
+        if differing.is_empty() {
+            continue;
+        }
+        let e: Vec<LoggedEvent> = exp
+            .events
+            .iter()
+            .filter(|x| x.event.pcr == i)
+            .cloned()
+            .collect();
+        let a: Vec<LoggedEvent> = act
+            .events
+            .iter()
+            .filter(|x| x.event.pcr == i)
+            .cloned()
+            .collect();
+        let (alignment, mut explanations) = if act.has_log {
+            let steps = align(&e, &a, &both);
+            let ex = explain(i, &e, &a, &steps);
+            (steps, ex)
+        } else {
+            (
+                Vec::new(),
+                vec![format!(
+                    "PCR {i} differs; the actual side has no event log, so the difference cannot be explained"
+                )],
+            )
+        };
+        if explanations.is_empty() {
+            explanations.push(format!("PCR {i}: the events agree but the values differ — an event log that does not match its PCR values"));
+        }
+        let vals = |p: &Pcrs| {
+            differing
+                .iter()
+                .map(|b| {
+                    (
+                        bank_name(*b),
+                        p.get(*b, i).map(hex::encode).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+        differences.push(PcrDiff {
+            pcr: i,
+            expected: vals(&exp.pcrs),
+            actual: vals(&act.pcrs),
+            explanations,
+            alignment,
+        });
+    }
+    Report {
+        identical: differences.is_empty() && problems.is_empty(),
+        expected: exp.origin.clone(),
+        actual: act.origin.clone(),
+        banks: banks.iter().map(|b| bank_name(*b)).collect(),
+        pcrs_compared: compared,
+        differences,
+        problems,
+    }
+}
+
+/// The text form of a report.
+pub fn render(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for d in &r.differences {
+        let banks: Vec<&str> = d.expected.keys().map(String::as_str).collect();
+        let _ = writeln!(s, "PCR {} differs ({}):", d.pcr, banks.join(", "));
+        for (b, v) in &d.expected {
+            let _ = writeln!(s, "  expected {b:<7} {v}");
+            let _ = writeln!(
+                s,
+                "  actual   {b:<7} {}",
+                d.actual.get(b).map_or("", String::as_str)
+            );
+        }
+        for e in &d.explanations {
+            let _ = writeln!(s, "  - {e}");
+        }
+    }
+    for p in &r.problems {
+        let _ = writeln!(s, "problem: {p}");
+    }
+    let _ = writeln!(
+        s,
+        "{}: {} PCR(s) × {} bank(s) compared ({}), {} differ",
+        if r.identical {
+            "identical"
+        } else {
+            "different"
+        },
+        r.pcrs_compared.len(),
+        r.banks.len(),
+        r.banks.join(","),
+        r.differences.len()
+    );
+    s
+}
+
+/// PCR 7's index, re-exported for tests.
+pub const SECURE_BOOT_PCR: u32 = pcr::SECURE_BOOT_POLICY;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::predict::{action, image_event, separator, variable_data};
+    use crate::vars::{GLOBAL_VARIABLE, IMAGE_SECURITY_DATABASE};
+
+    const B: &[HashAlg] = &[HashAlg::SHA256];
+
+    fn var(t: EventType, guid: &[u8; 16], name: &str, data: &[u8]) -> LoggedEvent {
+        let d = variable_data(guid, name, data);
+        LoggedEvent::new(Event {
+            pcr: 7,
+            event_type: t,
+            digests: vec![(
+                HashAlg::SHA256,
+                policies::digest::hash(HashAlg::SHA256, &d).unwrap(),
+            )],
+            data: d,
+        })
+    }
+
+    fn x509_list(der: &[u8]) -> Vec<u8> {
+        let mut v = describe::CERT_X509.to_vec();
+        v.extend_from_slice(&((28 + 16 + der.len()) as u32).to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&((16 + der.len()) as u32).to_le_bytes());
+        v.extend_from_slice(&[0x11; 16]);
+        v.extend_from_slice(der);
+        v
+    }
+
+    /// A minimal DER "certificate" with just enough structure for the subject CN.
+    fn cert(cn: &str) -> Vec<u8> {
+        fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+            let mut v = vec![tag, body.len() as u8];
+            v.extend_from_slice(body);
+            v
+        }
+        let name = tlv(
+            0x30,
+            &tlv(
+                0x31,
+                &tlv(
+                    0x30,
+                    &[tlv(0x06, &[0x55, 4, 3]), tlv(0x0c, cn.as_bytes())].concat(),
+                ),
+            ),
+        );
+        let tbs = [
+            tlv(0xA0, &tlv(2, &[2])),
+            tlv(2, &[1]),
+            tlv(0x30, &[]),
+            name.clone(),
+            tlv(0x30, &[]),
+            name,
+        ]
+        .concat();
+        tlv(0x30, &tlv(0x30, &tbs))
+    }
+
+    fn run(p: u32, e: &[LoggedEvent], a: &[LoggedEvent]) -> Vec<String> {
+        let steps = align(e, a, B);
+        explain(p, e, a, &steps)
+    }
+
+    #[test]
+    fn db_certificate_change_names_both_cns() {
+        let e = [var(
+            EventType::EFI_VARIABLE_DRIVER_CONFIG,
+            &IMAGE_SECURITY_DATABASE,
+            "db",
+            &x509_list(&cert("Org DB")),
+        )];
+        let a = [var(
+            EventType::EFI_VARIABLE_DRIVER_CONFIG,
+            &IMAGE_SECURITY_DATABASE,
+            "db",
+            &x509_list(&cert("Other CA")),
+        )];
+        let x = run(7, &e, &a);
+        assert_eq!(x.len(), 1, "{x:?}");
+        assert!(
+            x[0].starts_with("PCR 7: db differs — expected certificate CN=Org DB (sha256 "),
+            "{x:?}"
+        );
+        assert!(
+            x[0].contains("the firmware measured certificate CN=Other CA"),
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn secure_boot_value_change() {
+        let e = [var(
+            EventType::EFI_VARIABLE_DRIVER_CONFIG,
+            &GLOBAL_VARIABLE,
+            "SecureBoot",
+            &[1],
+        )];
+        let a = [var(
+            EventType::EFI_VARIABLE_DRIVER_CONFIG,
+            &GLOBAL_VARIABLE,
+            "SecureBoot",
+            &[0],
+        )];
+        assert_eq!(
+            run(7, &e, &a),
+            [
+                "PCR 7: SecureBoot differs — expected 1 (enabled), the firmware measured 0 (disabled)"
+            ]
+        );
+    }
+
+    #[test]
+    fn failed_boot_option_is_named() {
+        let e = vec![
+            action(B, 4, CALLING_BOOT_OPTION).unwrap(),
+            separator(B, 4).unwrap(),
+        ];
+        let a = vec![
+            action(B, 4, CALLING_BOOT_OPTION).unwrap(),
+            separator(B, 4).unwrap(),
+            action(B, 4, RETURNING_BOOT_OPTION).unwrap(),
+            action(B, 4, CALLING_BOOT_OPTION).unwrap(),
+        ];
+        let x = run(4, &e, &a);
+        assert_eq!(x.len(), 2, "{x:?}");
+        assert!(x[0].starts_with("PCR 4: extra event 'Returning from EFI Application from Boot Option' — a boot option before the disk failed"), "{x:?}");
+        assert!(x[1].contains("extra event 'Calling EFI Application from Boot Option'"));
+    }
+
+    #[test]
+    fn section_change_is_named_by_section() {
+        let ev = |c: &[u8]| policies::predict::stub_events(&[(".guest", c)], B).unwrap();
+        let e: Vec<LoggedEvent> = ev(b"one").into_iter().map(LoggedEvent::new).collect();
+        let a: Vec<LoggedEvent> = ev(b"two").into_iter().map(LoggedEvent::new).collect();
+        let x = run(11, &e, &a);
+        assert_eq!(x.len(), 1, "{x:?}");
+        assert!(
+            x[0].starts_with("PCR 11: section .guest differs — expected sha256 "),
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn image_change_ignores_load_addresses() {
+        let stub = crate::stub::load(None).unwrap();
+        let a = image_event(B, &stub, "x").unwrap();
+        let mut real = a.clone();
+        real.event.data = vec![0xAB; 40];
+        real.data_compared = true;
+        assert!(run(4, std::slice::from_ref(&a), &[real]).is_empty());
+        let mut other = a.clone();
+        other.event.digests[0].1 = vec![9; 32];
+        let x = run(4, &[a], &[other]);
+        assert!(
+            x[0].starts_with(
+                "PCR 4: BOOTX64.EFI (the appliance PE) differs — expected Authenticode sha256"
+            ),
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn missing_exit_boot_services_and_authority() {
+        let e = vec![action(B, 5, EXIT_BOOT_SERVICES).unwrap()];
+        let x = run(5, &e, &[]);
+        assert!(
+            x[0].contains("missing event 'Exit Boot Services Invocation'"),
+            "{x:?}"
+        );
+        let auth = var(
+            EventType::EFI_VARIABLE_AUTHORITY,
+            &IMAGE_SECURITY_DATABASE,
+            "db",
+            &[[0x22; 16].as_slice(), &cert("Org DB")].concat(),
+        );
+        let x = run(7, &[], std::slice::from_ref(&auth));
+        assert!(x[0].starts_with("PCR 7: extra authority event — the firmware verified an image against certificate CN=Org DB"), "{x:?}");
+        let x = run(7, &[auth], &[]);
+        assert!(
+            x[0].starts_with("PCR 7: missing authority event for certificate CN=Org DB"),
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn lcs_keeps_common_events_in_order() {
+        let ev = |t: &str| action(B, 4, t).unwrap();
+        let e = vec![ev("a"), ev("b"), ev("c")];
+        let a = vec![ev("a"), ev("x"), ev("c"), ev("d")];
+        let steps = align(&e, &a, B);
+        assert_eq!(
+            steps,
+            vec![
+                Step::Same {
+                    expected: 0,
+                    actual: 0
+                },
+                Step::Changed {
+                    expected: 1,
+                    actual: 1
+                },
+                Step::Same {
+                    expected: 2,
+                    actual: 2
+                },
+                Step::Extra { actual: 3 },
+            ]
+        );
+    }
+}
