@@ -19,7 +19,9 @@
 //!   the exact events it logs.
 //! - [`replay`] (host only): PCR replay of an event log, start values, PCR dumps.
 //! - [`record`]: the line format the stub writes on its record channel (the second serial
-//!   port), and its parser.
+//!   port), its parser, and the collectors of the event log and PCR values it carries.
+//! - [`tpm2`]: TPM 2.0 command bytes and response parsers for bank discovery and PCR_Read
+//!   (no allocation: the stub runs it after ExitBootServices over its TIS driver).
 //!
 //! What it does not do: talk to hardware or firmware, read files, or allocate beyond `alloc`.
 //! Every parser here returns an error on bad input and never panics.
@@ -43,3 +45,4 @@ pub mod record;
 pub mod replay;
 pub mod sections;
 pub mod tcg;
+pub mod tpm2;

@@ -16,14 +16,23 @@
 //! | --- | --- | --- |
 //! | `start` | `stub` (version), `mode` (`linux`/`guest`/`hypervisor`) | the stub runs |
 //! | `measure` | `pcr`, `type` (`0x%08x`), `section`, `part` (`name`/`data`), `size`, one `<bank>=<hex>` per logged bank | one HashLogExtendEvent succeeded; the digests are read back from the firmware's event log entry |
+//! | `eventlog` | `offset` (decimal), `hex` (at most [`EVENTLOG_CHUNK`] bytes) | direct mode, after ExitBootServices: a piece of the complete event log (the copy taken before ExitBootServices, then the Final Events Table entries logged after it); offsets are contiguous from 0 |
+//! | `eventlog-end` | `size`, `crc32` (`0x%08x`, [`Crc32`]), `copied`, `final_added` | the log is complete: `size` bytes, of which `copied` from the pre-ExitBootServices copy and `final_added` Final Events Table entries |
+//! | `pcr` | `bank` (`sha256`, … or `0x%04x`), `index`, `value` (hex) | one PCR as read from the TPM over TIS after ExitBootServices |
+//! | `pcrs-end` | `banks` (comma-separated), `count`, `update_counter`, `ms` | every PCR of every allocated bank was written; `ms` is how long the TIS reads took |
 //! | `launch` | `kind` (`linux`/`guest`), `section`, `entry` (guest: `0x…`) | about to hand over |
 //! | `exit` | `status` | a direct-mode guest returned |
-//! | `error` | `stage`, `status` (`0x…` EFI status or a word) | the stub stops (fail closed) |
+//! | `error` | `stage`, `status` (`0x…` EFI status or a word) | the stub stops (fail closed) — except for the stages in [`NONFATAL_STAGES`], after which the boot goes on and the record lacks what that stage would have written |
 //! | `end` | — | the last line before power-off |
+//!
+//! The host collects the event log with [`collect_eventlog`] and the PCRs with
+//! [`collect_pcrs`].
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+
+use crate::tcg::HashAlg;
 
 /// The prefix of every record line (includes the version and the separating space).
 pub const PREFIX: &str = "VMSEAL1 ";
@@ -106,10 +115,215 @@ impl fmt::Display for Line {
     }
 }
 
+/// Most event-log bytes in one `eventlog` line (128 hex digits).
+pub const EVENTLOG_CHUNK: usize = 64;
+
+/// `error` stages after which the stub does not stop: the record of the event log
+/// (`eventlog`) or of the PCRs (`tis`) is missing or incomplete, but every measurement was
+/// already made, so the guest is still launched. A verdict must report the missing values.
+pub const NONFATAL_STAGES: [&str; 2] = ["eventlog", "tis"];
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320, as zlib's `crc32`), the check value
+/// of `eventlog-end`. Bitwise: small, and the stub has no table to spare.
+#[derive(Clone, Copy, Debug)]
+pub struct Crc32(u32);
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Crc32 {
+    /// A fresh checksum.
+    pub const fn new() -> Self {
+        Self(0xFFFF_FFFF)
+    }
+
+    /// Feed `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u32::from(*b);
+            for _ in 0..8 {
+                self.0 = (self.0 >> 1) ^ (0xEDB8_8320 & (self.0 & 1).wrapping_neg());
+            }
+        }
+    }
+
+    /// The checksum of everything fed.
+    pub const fn finish(self) -> u32 {
+        !self.0
+    }
+}
+
+/// Why the event log or the PCRs could not be collected from a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CollectError {
+    /// The record has no line with this verb (the stub did not get that far, or reported an
+    /// `error` for the stage).
+    Missing(&'static str),
+    /// A field is missing or its value cannot be read (`verb`, `key`, value).
+    BadValue(&'static str, &'static str, String),
+    /// An `eventlog` line does not continue where the previous one ended.
+    Gap {
+        /// The offset expected (bytes collected so far).
+        expected: usize,
+        /// The offset the line carries.
+        found: usize,
+    },
+    /// `eventlog-end` disagrees with the collected bytes.
+    EventlogEnd {
+        /// Bytes collected.
+        size: usize,
+        /// CRC-32 of the bytes collected.
+        crc32: u32,
+        /// The `eventlog-end` line.
+        line: String,
+    },
+    /// A PCR value has the wrong size for its bank, or an index over 23.
+    BadPcr(String),
+    /// The same PCR of the same bank twice.
+    DuplicatePcr(String),
+    /// `pcrs-end` counts a different number of `pcr` lines.
+    PcrCount {
+        /// `pcr` lines seen.
+        found: usize,
+        /// `pcrs-end count=`.
+        expected: usize,
+    },
+}
+
+impl fmt::Display for CollectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing(verb) => write!(f, "the record has no `{verb}` line"),
+            Self::BadValue(verb, key, v) => {
+                write!(f, "record `{verb}` field {key}={v:?} is missing or unreadable")
+            }
+            Self::Gap { expected, found } => write!(
+                f,
+                "record event log is not contiguous: expected offset {expected}, found {found} (lost serial output?)"
+            ),
+            Self::EventlogEnd { size, crc32, line } => write!(
+                f,
+                "record event log has {size} bytes with crc32 {crc32:#010x}, but the stub wrote `{line}`"
+            ),
+            Self::BadPcr(l) => write!(f, "record PCR line has a bad index or value size: `{l}`"),
+            Self::DuplicatePcr(l) => write!(f, "record PCR line repeats a PCR: `{l}`"),
+            Self::PcrCount { found, expected } => {
+                write!(f, "record has {found} PCR lines, pcrs-end says {expected}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CollectError {}
+
+fn field<'l>(l: &'l Line, verb: &'static str, key: &'static str) -> Result<&'l str, CollectError> {
+    l.get(key).ok_or_else(|| CollectError::BadValue(verb, key, String::new()))
+}
+
+fn number(l: &Line, verb: &'static str, key: &'static str) -> Result<u64, CollectError> {
+    let v = field(l, verb, key)?;
+    let n = match v.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => v.parse(),
+    };
+    n.map_err(|_| CollectError::BadValue(verb, key, v.into()))
+}
+
+fn hex(l: &Line, verb: &'static str, key: &'static str) -> Result<Vec<u8>, CollectError> {
+    let v = field(l, verb, key)?;
+    let bad = || CollectError::BadValue(verb, key, v.into());
+    if !v.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    v.as_bytes()
+        .chunks_exact(2)
+        .map(|c| core::str::from_utf8(c).ok().and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)
+}
+
+/// The event log carried by the `eventlog` lines of a record: the chunks must be contiguous
+/// from offset 0, and `eventlog-end` must give their total size and CRC-32. The result is
+/// the binary TCG2 log (parse it with [`crate::eventlog::parse`]).
+pub fn collect_eventlog(lines: &[Line]) -> Result<Vec<u8>, CollectError> {
+    const V: &str = "eventlog";
+    let mut log = Vec::new();
+    let mut crc = Crc32::new();
+    for l in lines {
+        if l.verb == V {
+            let offset = number(l, V, "offset")?;
+            if usize::try_from(offset).ok() != Some(log.len()) {
+                let found = usize::try_from(offset).unwrap_or(usize::MAX);
+                return Err(CollectError::Gap { expected: log.len(), found });
+            }
+            let bytes = hex(l, V, "hex")?;
+            crc.update(&bytes);
+            log.extend_from_slice(&bytes);
+        } else if l.verb == "eventlog-end" {
+            let crc32 = crc.finish();
+            let size = number(l, "eventlog-end", "size")?;
+            let want = number(l, "eventlog-end", "crc32")?;
+            if usize::try_from(size).ok() != Some(log.len()) || u64::from(crc32) != want {
+                return Err(CollectError::EventlogEnd {
+                    size: log.len(),
+                    crc32,
+                    line: l.to_string(),
+                });
+            }
+            return Ok(log);
+        }
+    }
+    Err(CollectError::Missing("eventlog-end"))
+}
+
+/// The PCR values carried by the `pcr` lines of a record, `(bank, index, value)` in record
+/// order. Each value must have its bank's digest size (any size up to 64 bytes for a bank
+/// vmseal does not know), each `(bank, index)` appear once, and `pcrs-end` must count them.
+pub fn collect_pcrs(lines: &[Line]) -> Result<Vec<(HashAlg, u32, Vec<u8>)>, CollectError> {
+    const V: &str = "pcr";
+    let mut out: Vec<(HashAlg, u32, Vec<u8>)> = Vec::new();
+    for l in lines {
+        if l.verb == V {
+            let bank = field(l, V, "bank")?;
+            let alg = HashAlg::from_name(bank)
+                .or_else(|| {
+                    bank.strip_prefix("0x")
+                        .and_then(|h| u16::from_str_radix(h, 16).ok())
+                        .map(HashAlg)
+                })
+                .ok_or_else(|| CollectError::BadValue(V, "bank", bank.into()))?;
+            let index = number(l, V, "index")?;
+            let value = hex(l, V, "value")?;
+            let size_ok = alg.digest_size().map_or(value.len() <= 64, |s| s == value.len());
+            let index = u32::try_from(index)
+                .ok()
+                .filter(|i| *i < 24)
+                .filter(|_| size_ok && !value.is_empty());
+            let Some(index) = index else {
+                return Err(CollectError::BadPcr(l.to_string()));
+            };
+            if out.iter().any(|(a, i, _)| *a == alg && *i == index) {
+                return Err(CollectError::DuplicatePcr(l.to_string()));
+            }
+            out.push((alg, index, value));
+        } else if l.verb == "pcrs-end" {
+            let expected = number(l, "pcrs-end", "count")?;
+            if usize::try_from(expected).ok() != Some(out.len()) {
+                let expected = usize::try_from(expected).unwrap_or(usize::MAX);
+                return Err(CollectError::PcrCount { found: out.len(), expected });
+            }
+            return Ok(out);
+        }
+    }
+    Err(CollectError::Missing("pcrs-end"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
 
     #[test]
     fn parses_a_measure_line_amid_noise() {
@@ -126,5 +340,80 @@ mod tests {
     fn rejects_bad_fields() {
         assert_eq!(Line::parse("VMSEAL1 measure pcr"), Err(RecordError::BadField("pcr".into())));
         assert_eq!(Line::parse("VMSEAL1 "), Err(RecordError::MissingVerb));
+    }
+
+    #[test]
+    fn crc32_is_zlibs() {
+        // The standard check value of CRC-32/ISO-HDLC.
+        let mut c = Crc32::new();
+        c.update(b"1234");
+        c.update(b"56789");
+        assert_eq!(c.finish(), 0xCBF4_3926);
+        assert_eq!(Crc32::new().finish(), 0);
+    }
+
+    fn record(text: &str) -> Vec<Line> {
+        Line::parse_all(text).unwrap()
+    }
+
+    #[test]
+    fn collects_a_chunked_event_log() {
+        let mut c = Crc32::new();
+        c.update(&[0xde, 0xad, 0xbe, 0xef, 0x01]);
+        let end = alloc::format!(
+            "VMSEAL1 eventlog-end size=5 crc32={:#010x} copied=4 final_added=1\r\n",
+            c.finish()
+        );
+        let text = alloc::format!(
+            "VMSEAL1 start stub=0.1.0 mode=guest\r\nVMSEAL1 eventlog offset=0 hex=deadbe\r\nnoise\r\nVMSEAL1 eventlog offset=3 hex=ef01\r\n{end}"
+        );
+        assert_eq!(collect_eventlog(&record(&text)), Ok(alloc::vec![0xde, 0xad, 0xbe, 0xef, 0x01]));
+
+        let gap = text.replace("offset=3", "offset=4");
+        assert_eq!(
+            collect_eventlog(&record(&gap)),
+            Err(CollectError::Gap { expected: 3, found: 4 })
+        );
+        let flipped = text.replace("hex=ef01", "hex=ef02");
+        assert!(matches!(
+            collect_eventlog(&record(&flipped)),
+            Err(CollectError::EventlogEnd { size: 5, .. })
+        ));
+        let odd = text.replace("hex=ef01", "hex=ef0");
+        assert!(matches!(
+            collect_eventlog(&record(&odd)),
+            Err(CollectError::BadValue("eventlog", "hex", _))
+        ));
+        let cut = text.replace(&end, "");
+        assert_eq!(collect_eventlog(&record(&cut)), Err(CollectError::Missing("eventlog-end")));
+    }
+
+    #[test]
+    fn collects_pcrs() {
+        let v32 = "ab".repeat(32);
+        let text = alloc::format!(
+            "VMSEAL1 pcr bank=sha256 index=0 value={v32}\r\nVMSEAL1 pcr bank=sha1 index=23 value={}\r\nVMSEAL1 pcrs-end banks=sha1,sha256 count=2 update_counter=7 ms=3\r\n",
+            "00".repeat(20)
+        );
+        let p = collect_pcrs(&record(&text)).unwrap();
+        assert_eq!(
+            p,
+            [(HashAlg::SHA256, 0, alloc::vec![0xab; 32]), (HashAlg::SHA1, 23, alloc::vec![0; 20])]
+        );
+
+        let dup = text.replace("sha1 index=23", "sha256 index=0").replace(&"00".repeat(20), &v32);
+        assert!(matches!(collect_pcrs(&record(&dup)), Err(CollectError::DuplicatePcr(_))));
+        let short = text.replace(&v32, "abab");
+        assert!(matches!(collect_pcrs(&record(&short)), Err(CollectError::BadPcr(_))));
+        let index = text.replace("index=23", "index=24");
+        assert!(matches!(collect_pcrs(&record(&index)), Err(CollectError::BadPcr(_))));
+        let count = text.replace("count=2", "count=3");
+        assert_eq!(
+            collect_pcrs(&record(&count)),
+            Err(CollectError::PcrCount { found: 2, expected: 3 })
+        );
+        let unknown = text.replace("bank=sha256", "bank=0x0012");
+        assert_eq!(collect_pcrs(&record(&unknown)).unwrap()[0].0, HashAlg::SM3_256);
+        assert_eq!(collect_pcrs(&record("")), Err(CollectError::Missing("pcrs-end")));
     }
 }

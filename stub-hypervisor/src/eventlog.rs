@@ -1,14 +1,19 @@
 //! Just enough of the TCG crypto-agile event log (`EFI_TCG2_EVENT_LOG_FORMAT_TCG_2`) for the
 //! stub: the digest sizes from the first entry ("Spec ID Event03"), and one `TCG_PCR_EVENT2`
 //! entry read with bounds checks. Reference: TCG PC Client PFP spec §10.2 and
-//! `shared/reference/measured-boot.md` §A.3–A.4. To be replaced by `policies::eventlog`.
+//! `shared/reference/measured-boot.md` §A.3–A.4.
+//!
+//! Why not `policies::eventlog`: its parser builds `Vec`s, and the stub reads entries also
+//! after ExitBootServices (the Final Events Table, [`final_events_tail`]) where nothing may
+//! allocate; and before it, the log can only be mapped in growing prefixes. The host parses
+//! what the stub sends with `policies::eventlog` (and `tpm2_eventlog`).
 //!
 //! The firmware hands out only the log's start and the start of its last entry, not a length,
 //! so the parsers here are *incremental*: given too few bytes they answer
 //! [`LogError::Truncated`] with how many they need, and the caller maps that many and asks
 //! again (see [`read_entry`]). Bad input gives an error, never a panic.
 
-use crate::bytes::{slice, u16_at, u32_at};
+use crate::bytes::{slice, u16_at, u32_at, u64_at};
 use core::fmt;
 use policies::tcg::{EventType, HashAlg};
 
@@ -30,6 +35,8 @@ pub enum LogError {
     UnknownAlg(u16),
     /// An entry is larger than [`MAX_ENTRY`] or its size overflows.
     TooLarge,
+    /// The Final Events Table has a version other than 1 or more than [`MAX_FINAL_EVENTS`].
+    BadFinalTable,
 }
 
 impl fmt::Display for LogError {
@@ -40,6 +47,7 @@ impl fmt::Display for LogError {
             Self::BadSpecId => "log-bad-spec-id",
             Self::UnknownAlg(_) => "log-unknown-alg",
             Self::TooLarge => "log-entry-too-large",
+            Self::BadFinalTable => "log-bad-final-events-table",
         })
     }
 }
@@ -183,6 +191,46 @@ pub fn read_entry<'a, T>(
     }
 }
 
+/// Most events accepted in the Final Events Table (its area is 0x8000 bytes on EDK2,
+/// `PcdTcg2FinalLogAreaLen`, and an entry is at least 16 bytes).
+pub const MAX_FINAL_EVENTS: u64 = 0x8000 / 16;
+
+/// The entries of an `EFI_TCG2_FINAL_EVENTS_TABLE` (`Version u64 = 1 | NumberOfEvents u64 |
+/// TCG_PCR_EVENT2…`) with index ≥ `preboot` — the events logged after the log was copied
+/// (`shared/reference/tpm-tis-and-commands.md` §C.7). `map(n)` returns the table's first `n`
+/// bytes. Returns `(offset, length, count)` of those entries: they are contiguous, and
+/// appended to the copy they make the complete log.
+///
+/// Alloc-free, unlike `policies::eventlog::parse_final_events`: the stub calls it after
+/// ExitBootServices, where it has no allocator.
+pub fn final_events_tail<'a>(
+    mut map: impl FnMut(usize) -> Option<&'a [u8]>,
+    sizes: &DigestSizes,
+    preboot: u64,
+) -> Result<(usize, usize, u64), LogError> {
+    let head = map(16).ok_or(LogError::Truncated(16))?;
+    let version = u64_at(head, 0).ok_or(LogError::Truncated(16))?;
+    let count = u64_at(head, 8).ok_or(LogError::Truncated(16))?;
+    if version != 1 || count > MAX_FINAL_EVENTS {
+        return Err(LogError::BadFinalTable);
+    }
+    let mut off = 16usize;
+    let mut start = None;
+    for i in 0..count {
+        if i == preboot {
+            start = Some(off);
+        }
+        let at = off;
+        let ev = read_entry(
+            |n| map(at.checked_add(n)?)?.get(at..),
+            |b| parse_event2(sizes, b),
+        )?;
+        off = off.checked_add(ev.len).ok_or(LogError::TooLarge)?;
+    }
+    let start = start.unwrap_or(off);
+    Ok((start, off - start, count.saturating_sub(preboot)))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -245,6 +293,48 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(asked, [12, 14, 36, 72, 74]);
+    }
+
+    #[test]
+    fn finds_the_final_events_after_the_copy() {
+        let (sizes, _) = parse_spec_id(&spec_id()).unwrap();
+        let evs = [
+            event2(14, [1; 20], [2; 32], b"before copy"),
+            event2(5, [3; 20], [4; 32], b"Exit Boot Services Invocation"),
+            event2(
+                5,
+                [5; 20],
+                [6; 32],
+                b"Exit Boot Services Returned with Success",
+            ),
+        ];
+        let mut t = 1u64.to_le_bytes().to_vec();
+        t.extend_from_slice(&3u64.to_le_bytes());
+        for e in &evs {
+            t.extend_from_slice(e);
+        }
+        let body = t.len();
+        t.extend_from_slice(&[0xFF; 64]); // the unused, 0xFF-filled rest of the area
+        let (off, len, n) = final_events_tail(|n| t.get(..n), &sizes, 1).unwrap();
+        assert_eq!(
+            (off, len, n),
+            (16 + evs[0].len(), evs[1].len() + evs[2].len(), 2)
+        );
+        assert_eq!(off + len, body);
+        assert_eq!(
+            final_events_tail(|n| t.get(..n), &sizes, 3).unwrap(),
+            (body, 0, 0)
+        );
+        assert_eq!(
+            final_events_tail(|n| t.get(..n), &sizes, 9).unwrap(),
+            (body, 0, 0)
+        );
+        assert!(final_events_tail(|n| t.get(..n.min(body - 1)), &sizes, 0).is_err());
+        t[0] = 2;
+        assert_eq!(
+            final_events_tail(|n| t.get(..n), &sizes, 0),
+            Err(LogError::BadFinalTable)
+        );
     }
 
     #[test]

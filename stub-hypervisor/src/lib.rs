@@ -6,11 +6,13 @@
 //!
 //! - [`pe`]: the stub's own PE headers and section table, read from the loaded image.
 //! - [`elf`]: the `.guest` ELF64 unikernel and the plan to load it into its memory grant.
-//! - [`eventlog`]: just enough of the TCG crypto-agile event log to read back one entry and to
-//!   size the log (until `policies::eventlog` lands).
+//! - [`eventlog`]: just enough of the TCG crypto-agile event log to read back one entry, to
+//!   size the log and to find the Final Events Table entries after the copy — alloc-free.
 //! - [`measure`]: the measurement loop over `policies::sections::MEASURED`, against a [`measure::Tpm`].
 //! - [`policy`]: the decisions the stub takes from the `.vmseal` launch policy.
 //! - [`record`]: the writer for the record channel (`policies::record` is the format and parser).
+//! - [`report`]: the after-ExitBootServices record: the complete event log and the PCRs.
+//! - [`tis`]: the polled TPM TIS driver under `policies::tpm2` (registers behind a trait).
 //! - [`devpath`]: the device paths the stub builds (initrd media, the kernel's own path).
 //! - [`serial`]: the polled 16550 UART (COM1 console, COM2 record channel).
 //!
@@ -38,4 +40,6 @@ pub mod measure;
 pub mod pe;
 pub mod policy;
 pub mod record;
+pub mod report;
 pub mod serial;
+pub mod tis;

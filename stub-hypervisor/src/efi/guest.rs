@@ -87,6 +87,8 @@ pub fn launch(
         policy_len: policy.len() as u64,
     }));
 
+    // The TIS driver's deadlines need a clock; the TSC is calibrated while Stall exists.
+    let tsc_per_ms = super::report::calibrate_tsc();
     // SAFETY: nothing below uses boot services, the allocator or a protocol opened before
     // (the record writer is port I/O only); the memory map is kept alive (forgotten) for the
     // guest.
@@ -97,6 +99,9 @@ pub fn launch(
     info.memory_descriptor_size = meta.desc_size as u64;
     core::mem::forget(mmap);
 
+    // The complete event log and the PCRs, read after the firmware's last extend (the PCR 5
+    // ExitBootServices events) and before the guest could touch the TPM.
+    super::report::after_exit(rec, log, tsc_per_ms);
     line(rec, "launch")
         .kv("kind", "guest")
         .kv("section", policies::sections::GUEST)

@@ -6,6 +6,7 @@
 
 mod guest;
 mod linux;
+mod report;
 mod tcg2;
 
 use policies::sections;
@@ -173,4 +174,6 @@ pub struct LogCopy {
     pub final_events: u64,
     /// Its `NumberOfEvents` at copy time.
     pub final_count: u64,
+    /// The log's algorithms and digest sizes (its Spec ID event).
+    pub sizes: stub::eventlog::DigestSizes,
 }

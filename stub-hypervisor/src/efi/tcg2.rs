@@ -158,6 +158,7 @@ impl Tcg2 {
             len: len as u64,
             final_events,
             final_count,
+            sizes,
         })
     }
 }
