@@ -118,10 +118,12 @@ impl fmt::Display for Line {
 /// Most event-log bytes in one `eventlog` line (128 hex digits).
 pub const EVENTLOG_CHUNK: usize = 64;
 
-/// `error` stages after which the stub does not stop: the record of the event log
-/// (`eventlog`) or of the PCRs (`tis`) is missing or incomplete, but every measurement was
-/// already made, so the guest is still launched. A verdict must report the missing values.
-pub const NONFATAL_STAGES: [&str; 2] = ["eventlog", "tis"];
+/// `error` stages after which the stub does not stop (direct mode, after ExitBootServices):
+/// `eventlog-final` (the Final Events Table could not be read: no `eventlog` lines) and `tis`
+/// (the TPM could not be read: no `pcr` lines). Every measurement was already made, so the
+/// guest is still launched; a verdict must report the missing values. (`error
+/// stage=eventlog`, a failed copy before ExitBootServices, stops the boot like every other.)
+pub const NONFATAL_STAGES: [&str; 2] = ["eventlog-final", "tis"];
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320, as zlib's `crc32`), the check value
 /// of `eventlog-end`. Bitwise: small, and the stub has no table to spare.

@@ -737,6 +737,29 @@ mod tests {
         assert_eq!(parse_pcr_read(&size), Err(Malformed::DigestSize(20)));
     }
 
+    #[test]
+    fn random_responses_never_panic() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut buf = [0u8; 64];
+        for _ in 0..20_000 {
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            let n = (x >> 40) as usize % buf.len();
+            // Small counts and sizes, so that some inputs get deep into the parsers.
+            buf[3] &= 3;
+            buf[7] &= 3;
+            let _ = parse_header(&buf[..n]);
+            let _ = parse_pcr_banks(&buf[..n]);
+            if let Ok(r) = parse_pcr_read(&buf[..n]) {
+                assert_eq!(r.values().count() as u32, r.selected.len());
+            }
+        }
+    }
+
     /// A TPM behind [`Transport`]: every PCR of bank `alg` has value `[pcr + alg; size]`.
     struct Fake {
         banks: Vec<u8>,

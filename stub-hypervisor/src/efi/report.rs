@@ -4,7 +4,7 @@
 //! Decision on failures here (written down as `STYLE.md` asks): every measurement was already
 //! made and logged before ExitBootServices, so nothing here can make the guest run unmeasured.
 //! A failure to read the Final Events Table or the TPM is therefore *reported* —
-//! `error stage=eventlog …` or `error stage=tis …` (`policies::record::NONFATAL_STAGES`) — and
+//! `error stage=eventlog-final …` or `error stage=tis …` (`policies::record::NONFATAL_STAGES`) — and
 //! the guest is still launched; the host's verdict reports the missing event log or PCRs, and
 //! a verifier cannot attest such a boot. Stopping instead would turn a broken TPM into a
 //! denial of service without protecting anything.
@@ -112,7 +112,7 @@ pub fn after_exit(rec: &mut Uart, log: &LogCopy, tsc_per_ms: u64) {
         }
         // Non-fatal, see the module docs.
         Err(e) => line(rec, "error")
-            .kv("stage", "eventlog")
+            .kv("stage", "eventlog-final")
             .kv("status", e)
             .end(),
     }
