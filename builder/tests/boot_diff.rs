@@ -1,0 +1,116 @@
+//! Boot-and-diff: build an example appliance, boot it with `vmseal boot --record` (QEMU, OVMF
+//! and swtpm: the real firmware measures), and check that `vmseal pcr diff` of the build's
+//! `NAME.pcrs.json` against the record exits 0 — the prediction from the image alone equals
+//! what the firmware, the stub and the kernel measured, in every bank.
+//!
+//! Each test boots one VM; a lock keeps it to one at a time. They are `#[ignore]`d because a
+//! boot takes 10–60 s under TCG and needs qemu-system-x86, ovmf and swtpm: run them with
+//! `cargo test -p vmseal --test boot_diff -- --ignored --test-threads=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// One VM at a time.
+static VM: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn vmseal(args: &[&std::ffi::OsStr]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_vmseal"))
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("VMSEAL_STUB_EFI")
+        .output()
+        .expect("run vmseal");
+    eprintln!(
+        "vmseal {:?}: {:?}\n{}{}",
+        args,
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Build `manifest` into `out`, boot `out/NAME.img`, diff; returns the diff's output.
+fn build_boot_diff(manifest: &Path, name: &str, scratch: &Path) -> Option<Output> {
+    let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let out = scratch.join("out");
+    let o = vmseal(&[
+        "-q".as_ref(),
+        "build".as_ref(),
+        manifest.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(o.status.success(), "build failed");
+    let img = out.join(format!("{name}.img"));
+    let record = scratch.join("run");
+    let o = vmseal(&[
+        "boot".as_ref(),
+        img.as_os_str(),
+        "--record".as_ref(),
+        record.as_os_str(),
+        "--timeout".as_ref(),
+        "240".as_ref(),
+    ]);
+    assert!(o.status.success(), "boot verdict is not booted");
+    if !record.join("eventlog.bin").is_file() && !record.join("pcrs.json").is_file() {
+        eprintln!("skipped: the record of {name} has neither eventlog.bin nor pcrs.json yet");
+        return None;
+    }
+    let pcrs = out.join(format!("{name}.pcrs.json"));
+    Some(vmseal(&[
+        "pcr".as_ref(),
+        "diff".as_ref(),
+        pcrs.as_os_str(),
+        record.as_os_str(),
+    ]))
+}
+
+#[test]
+#[ignore = "boots a VM (QEMU + OVMF + swtpm); run with --ignored"]
+fn linux_appliance_boots_exactly_as_predicted() {
+    let dir = repo().join("images/linux");
+    if !dir.join("out/vmlinuz").is_file() {
+        let o = Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .status()
+            .expect("bash");
+        assert!(o.success(), "images/linux/build.sh failed");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let Some(o) = build_boot_diff(&dir.join("vmseal.toml"), "linux", t.path()) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("identical: 12 PCR(s) × 4 bank(s)"),
+        "{text}"
+    );
+}
+
+#[test]
+#[ignore = "boots a VM (QEMU + OVMF + swtpm); run with --ignored"]
+fn hello_appliance_boots_exactly_as_predicted() {
+    let dir = repo().join("images/hello");
+    let o = Command::new("bash")
+        .arg(dir.join("build.sh"))
+        .status()
+        .expect("bash");
+    assert!(o.success(), "images/hello/build.sh failed");
+    let t = tempfile::tempdir().unwrap();
+    let Some(o) = build_boot_diff(&dir.join("vmseal.toml"), "hello", t.path()) else {
+        return;
+    };
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
