@@ -132,6 +132,9 @@ pub fn load_actual(path: &Path) -> Result<Side, DiffError> {
     let (log_path, values_path) = if path.is_dir() {
         let l = path.join("eventlog.bin");
         let v = path.join("pcrs.json");
+        if !l.is_file() && !v.is_file() && path.join("record.log").is_file() {
+            return from_record_log(&path.join("record.log"));
+        }
         (l.is_file().then_some(l), v.is_file().then_some(v))
     } else if std::fs::read(path)
         .map(|b| b.first() == Some(&b'{') || b.first() == Some(&b'['))
@@ -144,7 +147,7 @@ pub fn load_actual(path: &Path) -> Result<Side, DiffError> {
     if log_path.is_none() && values_path.is_none() {
         return Err(DiffError::Other {
             file: origin,
-            problem: "neither eventlog.bin nor pcrs.json is in the record — give the directory of `vmseal boot --record` after a boot that reported its PCRs".into(),
+            problem: "neither eventlog.bin, pcrs.json nor record.log is in the record — give the directory of `vmseal boot --record` after a boot that reported its PCRs".into(),
         });
     }
     let mut side = Side {
@@ -201,6 +204,63 @@ pub fn load_actual(path: &Path) -> Result<Side, DiffError> {
             side.pcrs = values;
         }
         None => side.pcrs = replayed.unwrap_or_default(),
+    }
+    Ok(side)
+}
+
+/// The actual side from the stub's record channel (`record.log`: `VMSEAL1 eventlog …` and
+/// `VMSEAL1 pcr …` lines, [`policies::record::collect_eventlog`] and
+/// [`policies::record::collect_pcrs`]), for a record directory without `eventlog.bin`.
+fn from_record_log(path: &Path) -> Result<Side, DiffError> {
+    let file = path.display().to_string();
+    let other = |problem: String| DiffError::Other {
+        file: file.clone(),
+        problem,
+    };
+    let text = std::fs::read(path).map_err(|e| other(e.to_string()))?;
+    let lines = policies::record::Line::parse_all(&String::from_utf8_lossy(&text))
+        .map_err(|e| other(e.to_string()))?;
+    let log = policies::record::collect_eventlog(&lines).map_err(|e| {
+        other(format!(
+            "no complete event log on the record channel: {e} — boot with a stub that sends it (VMSEAL1 eventlog lines)"
+        ))
+    })?;
+    let shown = crate::eventlog_cmd::parse(&log, &format!("{file} (event log)"))?;
+    let mut side = Side {
+        origin: file.clone(),
+        events: shown
+            .log
+            .events
+            .iter()
+            .cloned()
+            .map(LoggedEvent::new)
+            .collect(),
+        has_log: true,
+        pcrs: shown.pcrs.clone(),
+        problems: Vec::new(),
+    };
+    if let Ok(values) = policies::record::collect_pcrs(&lines) {
+        let mut tpm = Pcrs::new();
+        for (alg, i, v) in values {
+            if alg.digest_size() == Some(v.len()) {
+                let _ = tpm.set(alg, i, v);
+            }
+        }
+        for alg in tpm.banks() {
+            for i in (0..NUM_PCRS as u32).filter(|i| *i != IMA_PCR) {
+                if let (Some(t), Some(l)) = (tpm.get(alg, i), shown.pcrs.get(alg, i))
+                    && t != l
+                {
+                    side.problems.push(format!(
+                        "{file}: PCR {i} {}: the event log replays to {}, the TPM reported {} — the log is incomplete or does not belong to this boot",
+                        bank_name(alg),
+                        hex::encode(l),
+                        hex::encode(t)
+                    ));
+                }
+            }
+        }
+        side.pcrs = tpm;
     }
     Ok(side)
 }

@@ -321,7 +321,8 @@ pub struct LearnOptions {
 
 /// Learn a profile: from `from_log` if given, else by building the `vmseal init` starter and
 /// booting it with [`crate::boot::run`], taking the event log from the record directory
-/// (`eventlog.bin`).
+/// (`eventlog.bin`, or the stub's `VMSEAL1 eventlog` lines in `record.log`, then saved as
+/// `eventlog.bin`).
 pub fn learn(opts: &LearnOptions) -> Result<Profile, ProfileError> {
     let sha256 = sha256_file(&opts.code)?;
     let firmware = FirmwareId {
@@ -364,11 +365,19 @@ pub fn learn(opts: &LearnOptions) -> Result<Profile, ProfileError> {
                 .map_err(|e| ProfileError::Learn(format!("probe boot: {e}")))?;
             let log = record.join("eventlog.bin");
             if !log.is_file() {
-                return Err(ProfileError::Learn(format!(
-                    "the probe boot ({}) left no event log in {} — the stub must dump the log on its record channel",
-                    outcome.verdict(),
-                    record.display()
-                )));
+                // Direct mode: the stub sends the log over the record channel.
+                let text = std::fs::read_to_string(record.join("record.log")).unwrap_or_default();
+                let lines = policies::record::Line::parse_all(&text)
+                    .map_err(|e| ProfileError::Learn(format!("record.log: {e}")))?;
+                let bytes = policies::record::collect_eventlog(&lines).map_err(|e| {
+                    ProfileError::Learn(format!(
+                        "the probe boot ({}) left no event log in {}: {e}",
+                        outcome.verdict(),
+                        record.display()
+                    ))
+                })?;
+                std::fs::write(&log, bytes)
+                    .map_err(|e| ProfileError::Learn(format!("{}: {e}", log.display())))?;
             }
             (
                 log,

@@ -121,6 +121,7 @@ pub enum PredictError {
         /// The file.
         file: String,
         /// What is wrong.
+        #[source]
         source: VarsError,
     },
     /// No usable profile.

@@ -1,23 +1,11 @@
-//! A minimal, read-only walk of an OVMF variable store (`OVMF_VARS*.fd`), for PCR 7
-//! prediction.
+//! The OVMF variable store as PCR 7 prediction needs it: the live variables, and the
+//! `SecureBoot` value the firmware computes from them.
 //!
-//! Interim: `signing::varstore` (the full parser/writer) is being written; until it lands,
-//! this is the smallest reader the prediction needs. Layout (`shared/reference/measured-boot.md`
-//! §D.3–D.5; EDK2 `MdeModulePkg/Include/Guid/VariableFormat.h`): `EFI_FIRMWARE_VOLUME_HEADER`
-//! (`_FVH` at 0x28, HeaderLength u16 at 0x30), then `VARIABLE_STORE_HEADER` (the
-//! authenticated-variable GUID, Size u32, Format 0x5A, State 0xFE), then
-//! `AUTHENTICATED_VARIABLE_HEADER`s (60 bytes: StartId 0x55AA, State, Attributes, …,
-//! NameSize, DataSize, VendorGuid) each followed by the UTF-16 name and the data, 4-byte
-//! aligned. The walk stops at the first StartId ≠ 0x55AA. Only live variables (State 0x3F,
-//! `VAR_ADDED`) are kept, later ones replacing earlier ones of the same name and GUID.
-//! Bad input gives a [`VarsError`], never a panic.
+//! Parsing is `signing::varstore` (the store reader/writer, checked against `virt-fw-vars`);
+//! this module only adapts its variables and names the GUIDs of the Secure Boot policy
+//! (`shared/reference/measured-boot.md` §B.2, §D.7). Bad input gives a [`VarsError`], never a
+//! panic.
 
-use policies::eventlog::Guid;
-
-/// `gEfiAuthenticatedVariableGuid` aaf32c78-947b-439a-a180-2e144ec37792, serialized.
-const AUTH_VARIABLE_GUID: [u8; 16] = [
-    0x78, 0x2c, 0xf3, 0xaa, 0x7b, 0x94, 0x9a, 0x43, 0xa1, 0x80, 0x2e, 0x14, 0x4e, 0xc3, 0x77, 0x92,
-];
 /// `EFI_GLOBAL_VARIABLE` 8be4df61-93ca-11d2-aa0d-00e098032b8c, serialized.
 pub const GLOBAL_VARIABLE: [u8; 16] = [
     0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c,
@@ -45,93 +33,23 @@ pub struct Variable {
 }
 
 /// What is wrong with a variable store.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum VarsError {
-    /// No firmware-volume header.
-    #[error("no firmware volume header (_FVH at offset 0x28) — give an OVMF_VARS*.fd file")]
-    NoFvHeader,
-    /// Not an authenticated variable store.
-    #[error(
-        "offset {0:#x}: variable store GUID is {1}, expected the authenticated-variable store aaf32c78-947b-439a-a180-2e144ec37792"
-    )]
-    NotAuthenticated(usize, Guid),
-    /// A variable runs past the store.
-    #[error("offset {0:#x}: variable header or contents run past the end of the store")]
-    Truncated(usize),
-    /// A name that is not UTF-16.
-    #[error("offset {0:#x}: variable name is not valid UTF-16")]
-    BadName(usize),
-}
-
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
+#[derive(Debug, thiserror::Error)]
+#[error("{0} — give an OVMF_VARS*.fd file (e.g. NAME.vars.fd from vmseal build)")]
+pub struct VarsError(#[from] signing::varstore::VarStoreError);
 
 /// The live variables of a store image, in store order.
 pub fn parse(b: &[u8]) -> Result<Vec<Variable>, VarsError> {
-    if b.get(0x28..0x2C) != Some(b"_FVH") {
-        return Err(VarsError::NoFvHeader);
-    }
-    let hdr = usize::from(u16_at(b, 0x30).ok_or(VarsError::NoFvHeader)?);
-    let guid: [u8; 16] = b
-        .get(hdr..hdr + 16)
-        .and_then(|g| g.try_into().ok())
-        .ok_or(VarsError::Truncated(hdr))?;
-    if guid != AUTH_VARIABLE_GUID {
-        return Err(VarsError::NotAuthenticated(hdr, Guid(guid)));
-    }
-    let size = u32_at(b, hdr + 16).ok_or(VarsError::Truncated(hdr))? as usize;
-    let end = hdr
-        .checked_add(size)
-        .filter(|e| *e <= b.len())
-        .unwrap_or(b.len());
-    let mut at = hdr + 0x1C;
-    let mut out: Vec<Variable> = Vec::new();
-    while at + 60 <= end && u16_at(b, at) == Some(0x55AA) {
-        let state = *b.get(at + 2).ok_or(VarsError::Truncated(at))?;
-        let attributes = u32_at(b, at + 4).ok_or(VarsError::Truncated(at))?;
-        let name_size = u32_at(b, at + 36).ok_or(VarsError::Truncated(at))? as usize;
-        let data_size = u32_at(b, at + 40).ok_or(VarsError::Truncated(at))? as usize;
-        let guid: [u8; 16] = b
-            .get(at + 44..at + 60)
-            .and_then(|g| g.try_into().ok())
-            .ok_or(VarsError::Truncated(at))?;
-        let name_end = (at + 60)
-            .checked_add(name_size)
-            .ok_or(VarsError::Truncated(at))?;
-        let data_end = name_end
-            .checked_add(data_size)
-            .ok_or(VarsError::Truncated(at))?;
-        if data_end > end {
-            return Err(VarsError::Truncated(at));
-        }
-        let name_units: Vec<u16> = b
-            .get(at + 60..name_end)
-            .ok_or(VarsError::Truncated(at))?
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .take_while(|c| *c != 0)
-            .collect();
-        let name = String::from_utf16(&name_units).map_err(|_| VarsError::BadName(at))?;
-        if state == 0x3F {
-            let data = b
-                .get(name_end..data_end)
-                .ok_or(VarsError::Truncated(at))?
-                .to_vec();
-            out.retain(|v| !(v.guid == guid && v.name == name));
-            out.push(Variable {
-                guid,
-                name,
-                attributes,
-                data,
-            });
-        }
-        at = data_end.div_ceil(4) * 4;
-    }
-    Ok(out)
+    let store = signing::varstore::VarStore::parse(b)?;
+    Ok(store
+        .variables
+        .into_iter()
+        .map(|v| Variable {
+            guid: v.guid.0,
+            name: v.name,
+            attributes: v.attributes,
+            data: v.data,
+        })
+        .collect())
 }
 
 /// The variable `name` of vendor `guid`.
@@ -153,57 +71,25 @@ pub fn secure_boot_value(vars: &[Variable]) -> u8 {
 mod tests {
     use super::*;
 
-    fn store(vars: &[(&[u8; 16], &str, &[u8], u8)]) -> Vec<u8> {
-        let mut b = vec![0u8; 0x48];
-        b[0x28..0x2C].copy_from_slice(b"_FVH");
-        b[0x30..0x32].copy_from_slice(&0x48u16.to_le_bytes());
-        b.extend_from_slice(&AUTH_VARIABLE_GUID);
-        b.extend_from_slice(&0x1000u32.to_le_bytes());
-        b.extend_from_slice(&[0x5A, 0xFE, 0, 0, 0, 0, 0, 0]);
-        for (guid, name, data, state) in vars {
-            let name: Vec<u8> = name
-                .encode_utf16()
-                .chain([0])
-                .flat_map(u16::to_le_bytes)
-                .collect();
-            let mut h = vec![0u8; 60];
-            h[0..2].copy_from_slice(&0x55AAu16.to_le_bytes());
-            h[2] = *state;
-            h[4..8].copy_from_slice(&0x27u32.to_le_bytes());
-            h[36..40].copy_from_slice(&(name.len() as u32).to_le_bytes());
-            h[40..44].copy_from_slice(&(data.len() as u32).to_le_bytes());
-            h[44..60].copy_from_slice(*guid);
-            b.extend_from_slice(&h);
-            b.extend_from_slice(&name);
-            b.extend_from_slice(data);
-            while !b.len().is_multiple_of(4) {
-                b.push(0xFF);
-            }
+    fn var(guid: [u8; 16], name: &str, data: &[u8]) -> Variable {
+        Variable {
+            guid,
+            name: name.into(),
+            attributes: 0x27,
+            data: data.to_vec(),
         }
-        b.resize(0x48 + 0x1000, 0xFF);
-        b
     }
 
     #[test]
-    fn walks_live_variables() {
-        let b = store(&[
-            (&GLOBAL_VARIABLE, "PK", b"old", 0x3C),
-            (&GLOBAL_VARIABLE, "PK", b"pk!", 0x3F),
-            (&IMAGE_SECURITY_DATABASE, "db", b"dbdata", 0x3F),
-        ]);
-        let v = parse(&b).unwrap();
-        assert_eq!(v.len(), 2);
-        assert_eq!(get(&v, &GLOBAL_VARIABLE, "PK").unwrap().data, b"pk!");
-        assert_eq!(secure_boot_value(&v), 1);
-        let off = store(&[
-            (&GLOBAL_VARIABLE, "PK", b"pk", 0x3F),
-            (&SECURE_BOOT_ENABLE_GUID, "SecureBootEnable", &[0], 0x3F),
-        ]);
-        assert_eq!(secure_boot_value(&parse(&off).unwrap()), 0);
-        assert_eq!(parse(&b[..0x20]), Err(VarsError::NoFvHeader));
-        for n in 0..b.len().min(0x100) {
-            let _ = parse(&b[..n]);
-        }
+    fn secure_boot_follows_pk_and_secure_boot_enable() {
+        let pk = var(GLOBAL_VARIABLE, "PK", b"pk");
+        assert_eq!(secure_boot_value(&[]), 0);
+        assert_eq!(secure_boot_value(std::slice::from_ref(&pk)), 1);
+        let off = var(SECURE_BOOT_ENABLE_GUID, "SecureBootEnable", &[0]);
+        assert_eq!(secure_boot_value(&[pk.clone(), off]), 0);
+        let on = var(SECURE_BOOT_ENABLE_GUID, "SecureBootEnable", &[1]);
+        assert_eq!(secure_boot_value(&[pk, on]), 1);
+        assert!(parse(&[0u8; 0x100]).is_err());
     }
 
     #[test]

@@ -742,3 +742,63 @@ fn build_writes_a_prediction_whose_pcr4_and_pcr5_come_from_the_image() {
         Some(2)
     );
 }
+
+#[test]
+fn firmware_learn_from_a_log_keeps_the_firmware_pcrs_in_log_order() {
+    let t = tempfile::tempdir().unwrap();
+    let code = t.path().join("OVMF_CODE_TEST.fd");
+    std::fs::write(&code, b"not really firmware").unwrap();
+    let out = t.path().join("p.json");
+    let o = vmseal(
+        &[
+            "firmware".as_ref(),
+            "learn".as_ref(),
+            "--code".as_ref(),
+            code.as_os_str(),
+            "--from-log".as_ref(),
+            fixture("eventlog-sb-on.bin").as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+        t.path(),
+    );
+    ok(&o);
+    let p = vmseal::firmware::Profile::load(&out).unwrap();
+    // sha256("not really firmware"), by the independent sha256sum.
+    let sum = tool(Command::new("sha256sum").arg(&code)).stdout;
+    assert_eq!(
+        p.firmware.sha256,
+        String::from_utf8_lossy(&sum)
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+    let want: Vec<Event> =
+        policies::eventlog::parse(&std::fs::read(fixture("eventlog-sb-on.bin")).unwrap())
+            .unwrap()
+            .events
+            .into_iter()
+            .filter(|e| [0, 1, 2, 3, 6].contains(&e.pcr))
+            .collect();
+    let got: Vec<Event> = p
+        .events_for(&HashAlg::COMPUTED)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(got, want);
+    // A prediction with this profile for an unknown firmware: it is used as given.
+    let bad = t.path().join("bad.json");
+    std::fs::write(&bad, "{}").unwrap();
+    let o = run(
+        &[
+            "pcr",
+            "predict",
+            "--firmware-profile",
+            bad.to_str().unwrap(),
+            "x.img",
+        ],
+        t.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
