@@ -117,6 +117,39 @@ fn hello_appliance_boots_exactly_as_predicted() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+    // The same record against the prediction of a variant with another command line: the
+    // diff must name the section, the PE and the disk (its GUIDs derive from the content).
+    let variant = t.path().join("variant");
+    std::fs::create_dir_all(variant.join("out")).unwrap();
+    std::fs::copy(dir.join("out/hello.elf"), variant.join("out/hello.elf")).unwrap();
+    let manifest = std::fs::read_to_string(dir.join("vmseal.toml"))
+        .unwrap()
+        .replace("greeting=hello", "greeting=tampered");
+    std::fs::write(variant.join("vmseal.toml"), manifest).unwrap();
+    let vout = variant.join("built");
+    let o = vmseal(&[
+        "-q".as_ref(),
+        "build".as_ref(),
+        variant.join("vmseal.toml").as_os_str(),
+        "--out".as_ref(),
+        vout.as_os_str(),
+    ]);
+    assert!(o.status.success());
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "diff".as_ref(),
+        vout.join("hello.pcrs.json").as_os_str(),
+        t.path().join("run").as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    for want in [
+        "PCR 4: BOOTX64.EFI (the appliance PE) differs — expected Authenticode sha256",
+        "PCR 5: the GPT differs — expected disk",
+        "PCR 11: section .cmdline differs — expected sha256",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
 }
 
 #[test]
@@ -149,4 +182,151 @@ fn firmware_learn_reproduces_the_shipped_profile() {
         .1;
     assert_eq!(learned.firmware.sha256, shipped.firmware.sha256);
     assert_eq!(learned.events, shipped.events);
+}
+
+fn tool(cmd: &mut Command) {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+#[ignore = "boots a VM (QEMU + OVMF + swtpm); run with --ignored"]
+fn secure_boot_hello_boots_exactly_as_predicted_with_the_db_authority() {
+    // hello signed by sbsign with a throwaway key, put back into the ESP with mcopy, the cert
+    // enrolled as PK/KEK/db by virt-fw-vars; OVMF_CODE_4M.secboot.fd verifies and measures.
+    let dir = repo().join("images/hello");
+    let o = Command::new("bash")
+        .arg(dir.join("build.sh"))
+        .status()
+        .expect("bash");
+    assert!(o.success(), "images/hello/build.sh failed");
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let out = d.join("out");
+    let o = vmseal(&[
+        "-q".as_ref(),
+        "build".as_ref(),
+        dir.join("vmseal.toml").as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(o.status.success());
+    let (key, crt) = (d.join("k.pem"), d.join("c.pem"));
+    tool(
+        Command::new("openssl")
+            .args(["req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes"])
+            .args(["-subj", "/CN=vmseal e2e db", "-days", "1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt),
+    );
+    let signed = d.join("signed.efi");
+    tool(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(&key)
+            .arg("--cert")
+            .arg(&crt)
+            .arg("--output")
+            .arg(&signed)
+            .arg(out.join("hello.efi")),
+    );
+    let img = d.join("sb.img");
+    std::fs::copy(out.join("hello.img"), &img).unwrap();
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("hello.lock.json")).unwrap()).unwrap();
+    let offset = lock["disk"]["esp_first_lba"].as_u64().unwrap() * 512;
+    tool(
+        Command::new("mcopy")
+            .arg("-o")
+            .arg("-i")
+            .arg(format!("{}@@{offset}", img.display()))
+            .arg(&signed)
+            .arg("::EFI/BOOT/BOOTX64.EFI"),
+    );
+    let vars = d.join("vars.fd");
+    let g = "22222222-3333-4444-5555-666666666666";
+    tool(
+        Command::new("virt-fw-vars")
+            .args(["-i", "/usr/share/OVMF/OVMF_VARS_4M.fd", "-o"])
+            .arg(&vars)
+            .args(["--set-pk", g])
+            .arg(&crt)
+            .args(["--add-kek", g])
+            .arg(&crt)
+            .args(["--add-db", g])
+            .arg(&crt)
+            .arg("--secure-boot"),
+    );
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "predict".as_ref(),
+        "--json".as_ref(),
+        img.as_os_str(),
+        "--vars".as_ref(),
+        vars.as_os_str(),
+    ]);
+    assert!(o.status.success());
+    let expected = d.join("sb.pcrs.json");
+    std::fs::write(&expected, &o.stdout).unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("certificate CN=vmseal e2e db"));
+    assert_eq!(text.matches("EV_EFI_VARIABLE_AUTHORITY").count(), 1);
+    let record = d.join("run");
+    let o = vmseal(&[
+        "boot".as_ref(),
+        img.as_os_str(),
+        "--vars".as_ref(),
+        vars.as_os_str(),
+        "--secure-boot".as_ref(),
+        "--record".as_ref(),
+        record.as_os_str(),
+        "--timeout".as_ref(),
+        "240".as_ref(),
+    ]);
+    assert!(o.status.success(), "Secure Boot refused the signed image?");
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "diff".as_ref(),
+        expected.as_os_str(),
+        record.as_os_str(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // The Secure Boot-off prediction of the same image against this boot: PCR 7 explained.
+    let off = d.join("off.pcrs.json");
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "predict".as_ref(),
+        "--json".as_ref(),
+        img.as_os_str(),
+        "--secure-boot".as_ref(),
+        "on".as_ref(),
+    ]);
+    assert!(o.status.success());
+    std::fs::write(&off, &o.stdout).unwrap();
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "diff".as_ref(),
+        off.as_os_str(),
+        record.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    for want in [
+        "PCR 7: SecureBoot differs — expected 0 (disabled), the firmware measured 1 (enabled)",
+        "PCR 7: PK differs — expected absent (measured with no data), the firmware measured certificate CN=vmseal e2e db",
+        "PCR 7: extra authority event — the firmware verified an image against certificate CN=vmseal e2e db",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
 }
