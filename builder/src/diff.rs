@@ -265,6 +265,10 @@ fn from_record_log(path: &Path) -> Result<Side, DiffError> {
     Ok(side)
 }
 
+/// Most events per PCR and side that [`diff`] aligns (the LCS table is quadratic); a real
+/// firmware log has a few dozen.
+pub const MAX_ALIGN: usize = 4096;
+
 /// How two event lists of one PCR line up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -694,7 +698,16 @@ pub fn diff(exp: &Side, act: &Side) -> Report {
             .filter(|x| x.event.pcr == i)
             .cloned()
             .collect();
-        let (alignment, mut explanations) = if act.has_log {
+        let (alignment, mut explanations) = if e.len() > MAX_ALIGN || a.len() > MAX_ALIGN {
+            (
+                Vec::new(),
+                vec![format!(
+                    "PCR {i}: {} expected and {} measured events — too many to align (at most {MAX_ALIGN})",
+                    e.len(),
+                    a.len()
+                )],
+            )
+        } else if act.has_log {
             let steps = align(&e, &a, &both);
             let ex = explain(i, &e, &a, &steps);
             (steps, ex)

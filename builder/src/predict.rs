@@ -448,7 +448,12 @@ pub fn read_image(image: &Path) -> Result<ImageFacts, PredictError> {
         .find(|p| p.type_guid == disk::ESP_TYPE)
         .ok_or_else(|| bad("no EFI System Partition in the GPT".into()))?;
     let start = esp.first_lba * disk::SECTOR;
-    let len = (esp.last_lba + 1 - esp.first_lba) * disk::SECTOR;
+    let len = esp
+        .last_lba
+        .checked_add(1)
+        .and_then(|end| end.checked_sub(esp.first_lba))
+        .and_then(|n| n.checked_mul(disk::SECTOR))
+        .ok_or_else(|| bad("the ESP's LBA range is empty or overflows".into()))?;
     let fs = fatfs::FileSystem::new(
         Window::new(ReadOnly(File::open(image).map_err(ioe)?), start, len),
         fatfs::FsOptions::new().update_accessed_date(false),
@@ -466,6 +471,10 @@ pub fn read_image(image: &Path) -> Result<ImageFacts, PredictError> {
     })
 }
 
+/// Largest section a prediction loads (`VirtualSize`): 1 GiB, beyond any payload vmseal
+/// builds; a larger value is a malformed PE, refused rather than allocated.
+pub const MAX_SECTION: usize = 1 << 30;
+
 /// The sections of a PE as `(name, VirtualSize bytes)` (zero-filled past the raw data).
 pub fn pe_sections(pe: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     let p = goblin::pe::PE::parse(pe).map_err(|e| format!("not a valid PE: {e}"))?;
@@ -476,6 +485,11 @@ pub fn pe_sections(pe: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
             .map_err(|e| format!("section name: {e}"))?
             .to_string();
         let vs = s.virtual_size as usize;
+        if vs > MAX_SECTION {
+            return Err(format!(
+                "section {name}: VirtualSize {vs:#x} is over {MAX_SECTION:#x} — not an appliance PE"
+            ));
+        }
         let raw = (s.size_of_raw_data as usize).min(vs);
         let start = s.pointer_to_raw_data as usize;
         let mut c = pe

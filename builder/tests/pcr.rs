@@ -802,3 +802,64 @@ fn firmware_learn_from_a_log_keeps_the_firmware_pcrs_in_log_order() {
     );
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn predict_refuses_bad_images_and_stores_with_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    ok(&run(&["init", "app"], dir));
+    ok(&run(
+        &["-q", "build", "app/vmseal.toml", "--out", "out"],
+        dir,
+    ));
+    let img = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "img"))
+        .unwrap();
+    let bytes = std::fs::read(&img).unwrap();
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(img.with_extension("lock.json")).unwrap()).unwrap();
+    let esp = lock["disk"]["esp_first_lba"].as_u64().unwrap() as usize * 512;
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", bytes[..4096].to_vec()),
+        ("no GPT", vec![0; 8192]),
+    ];
+    let mut b = bytes.clone();
+    b[esp..esp + 512].fill(0); // the FAT boot sector
+    cases.push(("ESP wiped", b));
+    let mut b = bytes.clone();
+    b[512 + 16] ^= 1; // GPT header CRC
+    cases.push(("GPT CRC", b));
+    for (name, b) in cases {
+        let p = dir.join("bad.img");
+        std::fs::write(&p, b).unwrap();
+        let o = run(&["pcr", "predict", "bad.img"], dir);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+        assert!(
+            err.contains("bad.img") && !err.contains("panicked"),
+            "{name}: {err}"
+        );
+    }
+    std::fs::write(dir.join("vars.fd"), vec![0xFFu8; 540_672]).unwrap();
+    let name = img.file_name().unwrap().to_str().unwrap().to_string();
+    let o = run(
+        &[
+            "pcr",
+            "predict",
+            &format!("out/{name}"),
+            "--vars",
+            "vars.fd",
+        ],
+        dir,
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("vars.fd") && err.contains("OVMF_VARS"),
+        "{err}"
+    );
+}
