@@ -980,6 +980,27 @@ mod tests {
     }
 
     #[test]
+    fn boot_variable_change_points_at_the_qemu_configuration() {
+        let boot = |desc: &str| {
+            let mut opt = vec![1, 0, 0, 0, 0, 0];
+            opt.extend(desc.encode_utf16().chain([0]).flat_map(u16::to_le_bytes));
+            let d = variable_data(&GLOBAL_VARIABLE, "Boot0001", &opt);
+            LoggedEvent::new(Event {
+                pcr: 1,
+                event_type: EventType::EFI_VARIABLE_BOOT,
+                digests: vec![(
+                    HashAlg::SHA256,
+                    policies::digest::hash(HashAlg::SHA256, &opt).unwrap(),
+                )],
+                data: d,
+            })
+        };
+        let x = run(1, &[boot("UEFI Misc Device")], &[boot("UEFI QEMU DVD-ROM")]);
+        assert_eq!(x.len(), 1, "{x:?}");
+        assert!(x[0].starts_with("PCR 1: boot variable Boot0001 differs — expected load option \"UEFI Misc Device\", the firmware measured load option \"UEFI QEMU DVD-ROM\": the QEMU devices or boot order differ"), "{x:?}");
+    }
+
+    #[test]
     fn lcs_keeps_common_events_in_order() {
         let ev = |t: &str| action(B, 4, t).unwrap();
         let e = vec![ev("a"), ev("b"), ev("c")];

@@ -31,8 +31,8 @@ struct Cli {
 enum Verb {
     /// Write a starter appliance (manifest, sample guest, README) into a directory.
     Init(InitArgs),
-    /// Build NAME.img (GPT disk with an EFI System Partition), NAME.efi (the appliance PE) and
-    /// NAME.lock.json from a manifest.
+    /// Build NAME.img (GPT disk with an EFI System Partition), NAME.efi (the appliance PE),
+    /// NAME.lock.json and NAME.pcrs.json (the predicted event log and PCRs) from a manifest.
     Build(BuildArgs),
     /// Show what is in an image or appliance PE: partitions, ESP files, PE sections with
     /// digests, the Authenticode hash and the launch policy.
