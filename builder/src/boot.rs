@@ -30,6 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use policies::record::Line;
+use policies::tcg::HashAlg;
 use serde::Serialize;
 
 /// Default timeout of a boot: generous for TCG on a 2-core machine (a Linux appliance takes
@@ -115,6 +116,9 @@ pub enum Verdict {
     /// The firmware never started the stub and did not say that it refused it (no bootable
     /// image found, or the machine stopped early).
     NoBoot,
+    /// The guest booted, but the event log it reported does not replay to the PCR values it
+    /// read from the TPM: the record cannot be trusted and is refused.
+    RecordInconsistent,
 }
 
 impl Verdict {
@@ -127,6 +131,7 @@ impl Verdict {
             Self::GuestFault => "guest-fault",
             Self::StubError => "stub-error",
             Self::NoBoot => "no-boot",
+            Self::RecordInconsistent => "record-inconsistent",
         }
     }
 }
@@ -537,8 +542,15 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
     let console = read_lossy(&console_path);
     stream_console(&console, streamed);
     let record_text = read_lossy(&record_path);
-    let (decision, record) = decide(&console, &record_text, ended);
-    let pcrs = linux_pcrs(&console);
+    let (mut decision, record) = decide(&console, &record_text, ended);
+    let evidence = Evidence::collect(&console, &record);
+    if let Err(problem) = evidence.check() {
+        if decision.verdict == Verdict::Booted {
+            decision.verdict = Verdict::RecordInconsistent;
+        }
+        decision.reason = format!("{}; {problem}", decision.reason);
+    }
+    let pcrs = evidence.pcrs.clone();
     eprintln!(
         "vmseal boot: {} ({}) after {:.1} s; record in {}",
         decision.verdict,
@@ -547,13 +559,13 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
         dir.display()
     );
 
-    if !pcrs.is_empty() {
-        let p = dir.join("pcrs.json");
-        write_json(&p, &pcrs)?;
-    }
-    if let Some(log) = linux_eventlog(&console) {
+    if let Some(log) = &evidence.log {
         let p = dir.join("eventlog.bin");
         fs::write(&p, log).map_err(io_err(&p))?;
+    }
+    if let Some(file) = evidence.pcrs_file() {
+        let p = dir.join("pcrs.json");
+        fs::write(&p, file.to_text()).map_err(io_err(&p))?;
     }
     let verdict_json = serde_json::json!({
         "verdict": decision.verdict,
@@ -690,7 +702,15 @@ pub fn decide(console: &str, record: &str, ended: Ended) -> (Decision, Vec<Line>
     let find = |verb: &str| lines.iter().find(|l| l.verb == verb);
     let timed_out = ended == Ended::Timeout;
 
-    if let Some(err) = find("error") {
+    // Errors of the stages in NONFATAL_STAGES (reading the TPM after ExitBootServices) leave
+    // the record incomplete but do not stop the boot; every other error stops the stub.
+    let fatal = lines.iter().find(|l| {
+        l.verb == "error"
+            && !l
+                .get("stage")
+                .is_some_and(|s| policies::record::NONFATAL_STAGES.contains(&s))
+    });
+    if let Some(err) = fatal {
         let reason = format!("the stub stopped: {err}");
         return (d(Verdict::StubError, reason), lines);
     }
@@ -806,6 +826,127 @@ fn parse_status(s: &str) -> Option<u64> {
     match s.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => s.parse().ok(),
+    }
+}
+
+/// What the guest reported of the TPM: the event log and the PCR values, from the stub's
+/// record (direct mode: `eventlog`/`pcr` lines) or from the Linux initrd's console lines.
+#[derive(Clone, Debug, Default)]
+pub struct Evidence {
+    /// The event log bytes (TCG2 crypto-agile), if reported completely.
+    pub log: Option<Vec<u8>>,
+    /// The PCR values read from the TPM.
+    pub pcrs: Vec<PcrValue>,
+    /// Why the stub's record lines could not be collected, if they could not.
+    pub problem: Option<String>,
+}
+
+/// PCR 10 is Linux IMA's: extended after boot, logged in the IMA log, not the firmware's.
+const IMA_PCR: u32 = 10;
+
+impl Evidence {
+    /// Collect from the record lines, falling back to the Linux console.
+    pub fn collect(console: &str, record: &[Line]) -> Self {
+        let mut ev = Self::default();
+        if record.iter().any(|l| l.verb == "eventlog") {
+            match policies::record::collect_eventlog(record) {
+                Ok(log) => ev.log = Some(log),
+                Err(e) => ev.problem = Some(format!("record event log: {e}")),
+            }
+        }
+        if record.iter().any(|l| l.verb == "pcr") {
+            match policies::record::collect_pcrs(record) {
+                Ok(values) => {
+                    ev.pcrs = values
+                        .into_iter()
+                        .map(|(alg, index, v)| PcrValue {
+                            bank: crate::pcrs_json::bank_name(alg),
+                            index,
+                            value: hex::encode(v),
+                        })
+                        .collect();
+                }
+                Err(e) => ev.problem = Some(format!("record PCR values: {e}")),
+            }
+        }
+        if ev.log.is_none() {
+            ev.log = linux_eventlog(console);
+        }
+        if ev.pcrs.is_empty() {
+            ev.pcrs = linux_pcrs(console);
+        }
+        ev
+    }
+
+    /// The reported values as a replay state (banks vmseal knows).
+    fn reported(&self) -> Result<policies::replay::Pcrs, String> {
+        let mut pcrs = policies::replay::Pcrs::new();
+        for v in &self.pcrs {
+            let alg = HashAlg::from_name(&v.bank)
+                .ok_or_else(|| format!("unknown bank {:?} in the reported PCRs", v.bank))?;
+            let value = hex::decode(&v.value)
+                .map_err(|_| format!("PCR {} ({}) is not hex", v.index, v.bank))?;
+            pcrs.set(alg, v.index, value)
+                .map_err(|e| format!("PCR {} ({}): {e}", v.index, v.bank))?;
+        }
+        Ok(pcrs)
+    }
+
+    /// Refuse a record whose event log does not replay to the PCR values the TPM reported
+    /// (every reported PCR of every bank, except PCR 10 — see [`IMA_PCR`]).
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(p) = &self.problem {
+            return Err(p.clone());
+        }
+        let (Some(log), false) = (&self.log, self.pcrs.is_empty()) else {
+            return Ok(());
+        };
+        let parsed = policies::eventlog::parse(log)
+            .map_err(|e| format!("the reported event log does not parse: {e}"))?;
+        let replayed = policies::replay::replay(&parsed)
+            .map_err(|e| format!("the reported event log does not replay: {e}"))?;
+        for v in self.pcrs.iter().filter(|v| v.index != IMA_PCR) {
+            let Some(alg) = HashAlg::from_name(&v.bank) else {
+                continue;
+            };
+            let want = replayed.get(alg, v.index).map(hex::encode);
+            if want.as_deref() != Some(v.value.as_str()) {
+                return Err(format!(
+                    "record refused: the event log replays PCR {} ({}) to {}, the TPM reported {}",
+                    v.index,
+                    v.bank,
+                    want.as_deref().unwrap_or("nothing"),
+                    v.value
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `pcrs.json` (docs/pcrs-json.md) of the actual boot: the reported log's events and the
+    /// TPM's values; `None` when the guest reported no PCR values.
+    pub fn pcrs_file(&self) -> Option<crate::pcrs_json::PcrsFile> {
+        let pcrs = self.reported().ok()?;
+        if self.pcrs.is_empty() {
+            return None;
+        }
+        let events: Vec<crate::pcrs_json::LoggedEvent> = self
+            .log
+            .as_deref()
+            .and_then(|l| policies::eventlog::parse(l).ok())
+            .map(|l| {
+                l.events
+                    .into_iter()
+                    .map(crate::pcrs_json::LoggedEvent::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let banks: Vec<HashAlg> = pcrs.banks().collect();
+        let mut sources = serde_json::Map::new();
+        sources.insert("kind".into(), "boot-record".into());
+        Some(crate::pcrs_json::PcrsFile::new(
+            &banks, &events, &pcrs, None, sources,
+        ))
     }
 }
 
@@ -1051,5 +1192,44 @@ vmseal-eventlog aGVsbG8g\r\nvmseal-eventlog d29ybGQ=\r\nvmseal-eventlog-end byte
 -serial file:/r/record.log -display none -no-reboot"
         );
         assert_eq!(shell_quote("a b'c"), r"'a b'\''c'");
+    }
+
+    /// The real-firmware fixture (Debian OVMF 2022.11): its log replays to its PCR dump, and a
+    /// record whose values disagree with its log is refused.
+    #[test]
+    fn evidence_is_checked_against_the_replay() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/ovmf-debian-2022.11"
+        );
+        let log = fs::read(format!("{dir}/eventlog-sb-off.bin"))
+            .expect("fixture log (shared/ beside the checkout)");
+        let dump = fs::read_to_string(format!("{dir}/pcrs-sb-off.txt")).expect("fixture PCR dump");
+        let pcrs: Vec<PcrValue> = dump
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_ascii_whitespace();
+                (it.next()? == "PCR").then_some(())?;
+                let bank = it.next()?.to_ascii_lowercase();
+                let index: u32 = it.next()?.parse().ok()?;
+                let value = it.next()?.to_ascii_lowercase();
+                Some(PcrValue { bank, index, value })
+            })
+            .collect();
+        assert!(pcrs.len() > 20);
+        let mut ev = Evidence {
+            log: Some(log),
+            pcrs,
+            problem: None,
+        };
+        assert_eq!(ev.check(), Ok(()));
+        let v = ev
+            .pcrs
+            .iter_mut()
+            .find(|v| v.index == 7 && v.bank == "sha256")
+            .expect("PCR 7");
+        v.value = "00".repeat(32);
+        let err = ev.check().expect_err("a value the log does not replay to");
+        assert!(err.contains("PCR 7 (sha256)"), "{err}");
     }
 }

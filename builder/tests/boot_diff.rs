@@ -3,9 +3,8 @@
 //! `NAME.pcrs.json` against the record exits 0 — the prediction from the image alone equals
 //! what the firmware, the stub and the kernel measured, in every bank.
 //!
-//! Each test boots one VM; a lock keeps it to one at a time. They are `#[ignore]`d because a
-//! boot takes 10–60 s under TCG and needs qemu-system-x86, ovmf and swtpm: run them with
-//! `cargo test -p vmseal --test boot_diff -- --ignored --test-threads=1`.
+//! Each test boots one VM; a lock keeps it to one at a time (a boot takes 10–60 s under TCG).
+//! They need qemu-system-x86, ovmf and swtpm (`scripts/setup.sh` installs them).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -36,7 +35,7 @@ fn vmseal(args: &[&std::ffi::OsStr]) -> Output {
 }
 
 /// Build `manifest` into `out`, boot `out/NAME.img`, diff; returns the diff's output.
-fn build_boot_diff(manifest: &Path, name: &str, scratch: &Path) -> Option<Output> {
+fn build_boot_diff(manifest: &Path, name: &str, scratch: &Path) -> Output {
     let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let out = scratch.join("out");
     let o = vmseal(&[
@@ -59,24 +58,20 @@ fn build_boot_diff(manifest: &Path, name: &str, scratch: &Path) -> Option<Output
     ]);
     assert!(o.status.success(), "boot verdict is not booted");
     let record_log = std::fs::read_to_string(record.join("record.log")).unwrap_or_default();
-    if !record.join("eventlog.bin").is_file()
-        && !record.join("pcrs.json").is_file()
-        && !record_log.contains("VMSEAL1 eventlog-end")
-    {
-        eprintln!("skipped: the record of {name} carries no event log yet");
-        return None;
-    }
+    assert!(
+        record.join("eventlog.bin").is_file() && record.join("pcrs.json").is_file(),
+        "the record of {name} carries no event log or PCR values: {record_log}"
+    );
     let pcrs = out.join(format!("{name}.pcrs.json"));
-    Some(vmseal(&[
+    vmseal(&[
         "pcr".as_ref(),
         "diff".as_ref(),
         pcrs.as_os_str(),
         record.as_os_str(),
-    ]))
+    ])
 }
 
 #[test]
-#[ignore = "boots a VM (QEMU + OVMF + swtpm); run with --ignored"]
 fn linux_appliance_boots_exactly_as_predicted() {
     let dir = repo().join("images/linux");
     if !dir.join("out/vmlinuz").is_file() {
@@ -87,9 +82,7 @@ fn linux_appliance_boots_exactly_as_predicted() {
         assert!(o.success(), "images/linux/build.sh failed");
     }
     let t = tempfile::tempdir().unwrap();
-    let Some(o) = build_boot_diff(&dir.join("vmseal.toml"), "linux", t.path()) else {
-        return;
-    };
+    let o = build_boot_diff(&dir.join("vmseal.toml"), "linux", t.path());
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{text}");
     assert!(
@@ -99,7 +92,6 @@ fn linux_appliance_boots_exactly_as_predicted() {
 }
 
 #[test]
-#[ignore = "boots a VM (QEMU + OVMF + swtpm); run with --ignored"]
 fn hello_appliance_boots_exactly_as_predicted() {
     let dir = repo().join("images/hello");
     let o = Command::new("bash")
@@ -108,9 +100,7 @@ fn hello_appliance_boots_exactly_as_predicted() {
         .expect("bash");
     assert!(o.success(), "images/hello/build.sh failed");
     let t = tempfile::tempdir().unwrap();
-    let Some(o) = build_boot_diff(&dir.join("vmseal.toml"), "hello", t.path()) else {
-        return;
-    };
+    let o = build_boot_diff(&dir.join("vmseal.toml"), "hello", t.path());
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -153,7 +143,6 @@ fn hello_appliance_boots_exactly_as_predicted() {
 }
 
 #[test]
-#[ignore = "boots a VM (QEMU + OVMF + swtpm); run with --ignored"]
 fn firmware_learn_reproduces_the_shipped_profile() {
     // The shipped profile was learned from a boot of images/linux; a probe boot of the
     // `vmseal init` starter must give the same firmware events (PCR 0-3 and 6 do not depend on
@@ -194,7 +183,6 @@ fn tool(cmd: &mut Command) {
 }
 
 #[test]
-#[ignore = "boots a VM (QEMU + OVMF + swtpm); run with --ignored"]
 fn secure_boot_hello_boots_exactly_as_predicted_with_the_db_authority() {
     // hello signed by sbsign with a throwaway key, put back into the ESP with mcopy, the cert
     // enrolled as PK/KEK/db by virt-fw-vars; OVMF_CODE_4M.secboot.fd verifies and measures.
