@@ -53,6 +53,10 @@ pub struct BuildOptions {
     pub stub: Option<PathBuf>,
     /// Progress bars.
     pub progress: Progress,
+    /// Write `NAME.pcrs.json` (the default). Predicting hashes the payload once more per PCR
+    /// bank; a pipeline that predicts elsewhere (`vmseal pcr predict`, e.g. with the variable
+    /// store of a signing host) can skip it.
+    pub predict: bool,
 }
 
 /// What a build wrote.
@@ -65,8 +69,9 @@ pub struct Built {
     /// `NAME.lock.json`.
     pub lock: PathBuf,
     /// `NAME.pcrs.json`: the predicted event log and PCRs (pristine variables, Secure Boot
-    /// off, the four banks of a fresh swtpm, the shipped firmware profile).
-    pub pcrs: PathBuf,
+    /// off, the four banks of a fresh swtpm, the shipped firmware profile); `None` when the
+    /// build was asked not to predict.
+    pub pcrs: Option<PathBuf>,
     /// The lock file's contents.
     pub lock_json: serde_json::Value,
 }
@@ -448,24 +453,32 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
     let img_path = opts.out.join(file_name("img"));
     let lock_path = opts.out.join(file_name("lock.json"));
     let pcrs_path = opts.out.join(file_name("pcrs.json"));
-    let mut pcrs_tmp = tmp("pcrs")?;
-    let mut prediction =
-        crate::predict::predict(&crate::predict::PredictOptions::new(img_tmp.path()))?;
-    prediction
-        .sources
-        .insert("image".into(), file_name("img").into());
-    pcrs_tmp
-        .write_all(prediction.to_file().to_text().as_bytes())
-        .map_err(io_err("writing the PCR prediction"))?;
-    timings.mark("predict PCRs");
+    let pcrs_tmp = if opts.predict {
+        let mut pcrs_tmp = tmp("pcrs")?;
+        let mut prediction =
+            crate::predict::predict(&crate::predict::PredictOptions::new(img_tmp.path()))?;
+        prediction
+            .sources
+            .insert("image".into(), file_name("img").into());
+        pcrs_tmp
+            .write_all(prediction.to_file().to_text().as_bytes())
+            .map_err(io_err("writing the PCR prediction"))?;
+        timings.mark("predict PCRs");
+        Some(pcrs_tmp)
+    } else {
+        None
+    };
 
     // Rename into place.
-    for (t, dest) in [
+    let mut outputs = vec![
         (efi_tmp, &efi_path),
         (img_tmp, &img_path),
         (lock_tmp, &lock_path),
-        (pcrs_tmp, &pcrs_path),
-    ] {
+    ];
+    if let Some(t) = pcrs_tmp {
+        outputs.push((t, &pcrs_path));
+    }
+    for (t, dest) in outputs {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -483,7 +496,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         img: img_path,
         efi: efi_path,
         lock: lock_path,
-        pcrs: pcrs_path,
+        pcrs: opts.predict.then_some(pcrs_path),
         lock_json: lock,
     })
 }

@@ -345,6 +345,8 @@ pub fn learn(opts: &LearnOptions) -> Result<Profile, ProfileError> {
                 out: probe.join("out"),
                 stub: None,
                 progress: crate::progress::Progress::new(true),
+                // Learning is how a profile comes to exist: the probe needs no prediction.
+                predict: false,
             })
             .map_err(|e| ProfileError::Learn(format!("building the probe: {e}")))?;
             let record = opts.work.join("record");

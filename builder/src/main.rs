@@ -187,6 +187,10 @@ struct BuildArgs {
     /// VMSEAL_STUB_EFI). Its digest is recorded in the lock file.
     #[arg(long, value_name = "PATH")]
     stub: Option<PathBuf>,
+    /// Do not write NAME.pcrs.json. Predicting hashes the payload once more per PCR bank; use
+    /// this when the prediction is made elsewhere (`vmseal pcr predict`).
+    #[arg(long)]
+    no_predict: bool,
 }
 
 #[derive(Args, Debug)]
@@ -250,12 +254,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 out: a.out,
                 stub: a.stub,
                 progress,
+                predict: !a.no_predict,
             };
             let built = appliance::build(&opts).map_err(|e| Failure {
                 code: if e.is_input_error() { 2 } else { 1 },
                 error: e.into(),
             })?;
-            for p in [&built.img, &built.efi, &built.lock, &built.pcrs] {
+            for p in [&built.img, &built.efi, &built.lock]
+                .into_iter()
+                .chain(built.pcrs.as_ref())
+            {
                 println!("{}", p.display());
             }
             Ok(())

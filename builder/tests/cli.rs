@@ -127,6 +127,29 @@ fn same_manifest_in_two_directories_gives_identical_bytes() {
 }
 
 #[test]
+fn no_predict_builds_the_same_image_without_the_prediction() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    appliance(&a, "16MiB");
+    let (img, efi, _) = build(&a);
+    ok(&vmseal(
+        &[
+            "build",
+            "vmseal.toml",
+            "--out",
+            "np",
+            "--quiet",
+            "--no-predict",
+        ],
+        &a,
+    ));
+    assert!(std::fs::read(a.join("np/app.img")).unwrap() == std::fs::read(img).unwrap());
+    assert!(std::fs::read(a.join("np/app.efi")).unwrap() == std::fs::read(efi).unwrap());
+    assert!(!a.join("np/app.pcrs.json").exists());
+    assert!(a.join("out/app.pcrs.json").is_file());
+}
+
+#[test]
 fn lock_file_records_inputs_outputs_and_sections() {
     let t = tempfile::tempdir().unwrap();
     appliance(t.path(), "16MiB");
