@@ -139,6 +139,13 @@ fn walk(dir: &FatDir<'_>, prefix: &str, out: &mut Vec<(String, u64, String)>) ->
 #[derive(Debug)]
 pub struct ReadOnly(File);
 
+impl ReadOnly {
+    /// Open `path` for reading.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        File::open(path).map(Self)
+    }
+}
+
 impl Read for ReadOnly {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf)
@@ -148,7 +155,7 @@ impl io::Write for ReadOnly {
     fn write(&mut self, _: &[u8]) -> io::Result<usize> {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            "inspect never writes",
+            "vmseal reads this image, it never writes it",
         ))
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -40,6 +40,7 @@ use signing::authenticode::{self, DigestAlgorithm};
 use crate::describe::{self, CERT_SHA256, CERT_X509, TAG_LINUX_INITRD, TAG_LINUX_LOAD_OPTIONS};
 use crate::disk::{self, Window};
 use crate::firmware::{self, FIRMWARE_PCRS, ProfileError};
+use crate::inspect::ReadOnly;
 use crate::pcrs_json::{LoggedEvent, PcrsFile, bank_name};
 use crate::vars::{self, GLOBAL_VARIABLE, IMAGE_SECURITY_DATABASE, Variable, VarsError};
 
@@ -374,31 +375,6 @@ fn cert_table(pe: &[u8]) -> Option<&[u8]> {
     pe.get(start..start.checked_add(d.size as usize)?)
 }
 
-/// A read-only file for `fatfs` (which wants `Write`).
-struct ReadOnly(File);
-
-impl Read for ReadOnly {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-impl io::Write for ReadOnly {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "prediction never writes the image",
-        ))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-impl Seek for ReadOnly {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        self.0.seek(to)
-    }
-}
-
 /// What prediction reads from a disk image.
 #[derive(Clone, Debug)]
 pub struct ImageFacts {
@@ -455,7 +431,7 @@ pub fn read_image(image: &Path) -> Result<ImageFacts, PredictError> {
         .and_then(|n| n.checked_mul(disk::SECTOR))
         .ok_or_else(|| bad("the ESP's LBA range is empty or overflows".into()))?;
     let fs = fatfs::FileSystem::new(
-        Window::new(ReadOnly(File::open(image).map_err(ioe)?), start, len),
+        Window::new(ReadOnly::open(image).map_err(ioe)?, start, len),
         fatfs::FsOptions::new().update_accessed_date(false),
     )
     .map_err(|e| bad(format!("ESP is not a FAT file system: {e}")))?;

@@ -54,47 +54,18 @@ impl DigestAlgorithm {
     }
 }
 
-/// An incremental hasher of one [`DigestAlgorithm`].
-#[derive(Clone)]
-pub enum Hasher {
-    /// SHA-1.
-    Sha1(sha1::Sha1),
-    /// SHA-256.
-    Sha256(sha2::Sha256),
-    /// SHA-384.
-    Sha384(sha2::Sha384),
-    /// SHA-512.
-    Sha512(sha2::Sha512),
-}
+/// The incremental hasher: the bank hasher of `policies` (one implementation for PCR banks
+/// and Authenticode digests).
+pub use policies::digest::Hasher;
 
-impl Hasher {
-    /// A fresh hasher.
-    pub fn new(alg: DigestAlgorithm) -> Self {
-        match alg {
-            DigestAlgorithm::Sha1 => Self::Sha1(sha1::Sha1::new()),
-            DigestAlgorithm::Sha256 => Self::Sha256(sha2::Sha256::new()),
-            DigestAlgorithm::Sha384 => Self::Sha384(sha2::Sha384::new()),
-            DigestAlgorithm::Sha512 => Self::Sha512(sha2::Sha512::new()),
-        }
-    }
-
-    /// Feed bytes.
-    pub fn update(&mut self, data: &[u8]) {
+impl DigestAlgorithm {
+    /// A fresh [`Hasher`] for this algorithm (every [`DigestAlgorithm`] is computable).
+    pub fn hasher(self) -> Hasher {
         match self {
-            Self::Sha1(h) => h.update(data),
-            Self::Sha256(h) => h.update(data),
-            Self::Sha384(h) => h.update(data),
-            Self::Sha512(h) => h.update(data),
-        }
-    }
-
-    /// The digest.
-    pub fn finalize(self) -> Vec<u8> {
-        match self {
-            Self::Sha1(h) => h.finalize().to_vec(),
-            Self::Sha256(h) => h.finalize().to_vec(),
-            Self::Sha384(h) => h.finalize().to_vec(),
-            Self::Sha512(h) => h.finalize().to_vec(),
+            Self::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            Self::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Self::Sha384 => Hasher::Sha384(sha2::Sha384::new()),
+            Self::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
         }
     }
 }
@@ -309,7 +280,7 @@ pub fn digest<S: PeSource + ?Sized>(
     alg: DigestAlgorithm,
 ) -> Result<Vec<u8>, AuthenticodeError> {
     let l = layout(src)?;
-    let mut h = Hasher::new(alg);
+    let mut h = alg.hasher();
     let mut feed = |b: &[u8]| h.update(b);
     // Steps 2–4: headers without CheckSum and the certificate-table entry.
     if l.checksum_offset + 4 > l.size_of_headers {
@@ -405,7 +376,7 @@ mod tests {
 
     fn by_hand(f: &[u8], alg: DigestAlgorithm) -> Vec<u8> {
         let opt = 0x44 + 20;
-        let mut h = Hasher::new(alg);
+        let mut h = alg.hasher();
         h.update(&f[..opt + 64]);
         h.update(&f[opt + 68..opt + 144]);
         h.update(&f[opt + 152..0x200]);

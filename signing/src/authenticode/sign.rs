@@ -418,7 +418,7 @@ fn check_entry(
     let md = pkcs7::attribute(attrs, oids::MESSAGE_DIGEST)
         .map_err(|d| d.to_string())?
         .ok_or("no messageDigest attribute")?;
-    let spc_hash = super::Hasher::new(alg_of(signer.digest_oid).ok_or("unknown digest")?);
+    let spc_hash = alg_of(signer.digest_oid).ok_or("unknown digest")?.hasher();
     let mut h = spc_hash;
     h.update(spc.content);
     let md_ok = h.finalize() == md.content;
