@@ -10,6 +10,7 @@ run() { echo "+ $*" >&2; "$@"; }
 packages=(
     qemu-system-x86 ovmf swtpm swtpm-tools tpm2-tools sbsigntool osslsigncode
     dosfstools mtools gdisk binutils cpio kmod xz-utils python3-pip ca-certificates
+    systemd efitools
 )
 missing=()
 for p in "${packages[@]}"; do

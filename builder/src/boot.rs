@@ -893,7 +893,7 @@ impl Evidence {
     }
 
     /// Refuse a record whose event log does not replay to the PCR values the TPM reported
-    /// (every reported PCR of every bank, except PCR 10 — see [`IMA_PCR`]).
+    /// (every reported PCR of every bank, except PCR 10, which Linux IMA extends without a firmware log entry).
     pub fn check(&self) -> Result<(), String> {
         if let Some(p) = &self.problem {
             return Err(p.clone());
