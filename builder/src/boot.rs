@@ -80,6 +80,10 @@ pub struct BootOptions {
     pub timeout_secs: u64,
     /// QEMU `-cpu` model; `None` = [`DEFAULT_CPU`].
     pub cpu: Option<String>,
+    /// The TPM's active PCR banks. `None` = a bare `swtpm` state, which comes up with sha1,
+    /// sha256, sha384 and sha512; `Some` = the state is made first with `swtpm_setup
+    /// --pcr-banks` (its default configuration activates only sha256).
+    pub pcr_banks: Option<Vec<HashAlg>>,
 }
 
 impl BootOptions {
@@ -93,6 +97,7 @@ impl BootOptions {
             record_dir: record_dir.into(),
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             cpu: None,
+            pcr_banks: None,
         }
     }
 }
@@ -212,6 +217,9 @@ impl BootOutcome {
 /// [`Verdict`]).
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// The requested PCR banks cannot be set up.
+    #[error("PCR banks: {0} (vmseal knows sha1, sha256, sha384, sha512)")]
+    Banks(String),
     /// A file could not be read, copied or written.
     #[error("{path}: {source}")]
     Io {
@@ -443,6 +451,38 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
     let socket = work.path().join("swtpm.sock");
     let swtpm_log = dir.join("swtpm.log");
 
+    if let Some(banks) = &opts.pcr_banks {
+        let names: Vec<&str> = banks.iter().filter_map(|a| a.name()).collect();
+        if names.is_empty() || names.len() != banks.len() {
+            return Err(BootError::Banks(format!("{banks:?}")));
+        }
+        let setup = find_program("swtpm_setup", "swtpm-tools")?;
+        let args: Vec<OsString> = vec![
+            "--tpm2".into(),
+            "--tpmstate".into(),
+            state.clone().into(),
+            "--pcr-banks".into(),
+            names.join(",").into(),
+        ];
+        echo(&setup, &args);
+        let out = Command::new(&setup)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io_err(&setup))?;
+        fs::write(
+            dir.join("swtpm_setup.log"),
+            [out.stdout, out.stderr].concat(),
+        )
+        .map_err(io_err(dir))?;
+        if !out.status.success() {
+            return Err(BootError::Banks(format!(
+                "swtpm_setup --pcr-banks {} failed; see {}",
+                names.join(","),
+                dir.join("swtpm_setup.log").display()
+            )));
+        }
+    }
     let swtpm_cmd: Vec<OsString> = vec![
         "socket".into(),
         "--tpm2".into(),

@@ -218,6 +218,11 @@ struct BootArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = vmseal::boot::DEFAULT_TIMEOUT_SECS)]
     timeout: u64,
+    /// The TPM's active PCR banks (repeat the flag). Default: a fresh swtpm's four banks;
+    /// `--pcr-bank sha256` models a TPM set up by swtpm_setup's defaults. Predict with the
+    /// same banks (`vmseal pcr predict --bank`).
+    #[arg(long = "pcr-bank", value_enum)]
+    pcr_banks: Vec<Bank>,
 }
 
 /// An error with the exit status it maps to.
@@ -289,13 +294,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             opts.vars = a.vars;
             opts.secure_boot = a.secure_boot;
             opts.timeout_secs = a.timeout;
+            if !a.pcr_banks.is_empty() {
+                let mut banks: Vec<_> = a.pcr_banks.iter().map(|b| b.alg()).collect();
+                banks.sort();
+                banks.dedup();
+                opts.pcr_banks = Some(banks);
+            }
             let outcome = vmseal::boot::run(&opts).map_err(input)?;
             println!("{}", outcome.verdict().as_str());
             if outcome.verdict() == vmseal::boot::Verdict::Booted {
                 Ok(())
             } else {
                 Err(Failure {
-                    code: 1,
+                    // A record whose log does not replay to its PCRs is bad input to every
+                    // later step (`pcr diff` refuses it too); other verdicts are failed checks.
+                    code: if outcome.verdict() == vmseal::boot::Verdict::RecordInconsistent {
+                        2
+                    } else {
+                        1
+                    },
                     error: anyhow::anyhow!("boot verdict: {}", outcome.verdict().as_str()),
                 })
             }

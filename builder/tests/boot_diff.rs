@@ -142,6 +142,109 @@ fn hello_appliance_boots_exactly_as_predicted() {
     }
 }
 
+/// A TPM set up by `swtpm_setup` with only the sha256 bank (its default): the prediction for
+/// that bank alone equals the boot; and a variant whose guest differs in one byte is named.
+#[test]
+fn sha256_only_tpm_and_one_changed_guest_byte() {
+    let dir = repo().join("images/hello");
+    let o = Command::new("bash")
+        .arg(dir.join("build.sh"))
+        .status()
+        .expect("bash");
+    assert!(o.success(), "images/hello/build.sh failed");
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let o = vmseal(&[
+        "-q".as_ref(),
+        "build".as_ref(),
+        dir.join("vmseal.toml").as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--no-predict".as_ref(),
+    ]);
+    assert!(o.status.success(), "build failed");
+    let img = out.join("hello.img");
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "predict".as_ref(),
+        img.as_os_str(),
+        "--bank".as_ref(),
+        "sha256".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert!(o.status.success(), "predict failed");
+    let expected = t.path().join("sha256.pcrs.json");
+    std::fs::write(&expected, &o.stdout).unwrap();
+    let record = t.path().join("run");
+    {
+        let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let o = vmseal(&[
+            "boot".as_ref(),
+            img.as_os_str(),
+            "--record".as_ref(),
+            record.as_os_str(),
+            "--pcr-bank".as_ref(),
+            "sha256".as_ref(),
+            "--timeout".as_ref(),
+            "240".as_ref(),
+        ]);
+        assert!(o.status.success(), "boot verdict is not booted");
+    }
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "diff".as_ref(),
+        expected.as_os_str(),
+        record.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("identical: 12 PCR(s) × 1 bank(s)"),
+        "{text}"
+    );
+
+    // One byte of the guest changed (its last, so the ELF stays valid): PCR 11 names .guest.
+    let variant = t.path().join("variant");
+    std::fs::create_dir_all(variant.join("out")).unwrap();
+    let mut elf = std::fs::read(dir.join("out/hello.elf")).unwrap();
+    *elf.last_mut().unwrap() ^= 0x01;
+    std::fs::write(variant.join("out/hello.elf"), elf).unwrap();
+    std::fs::copy(dir.join("vmseal.toml"), variant.join("vmseal.toml")).unwrap();
+    let vout = variant.join("built");
+    let o = vmseal(&[
+        "-q".as_ref(),
+        "build".as_ref(),
+        variant.join("vmseal.toml").as_os_str(),
+        "--out".as_ref(),
+        vout.as_os_str(),
+        "--no-predict".as_ref(),
+    ]);
+    assert!(o.status.success(), "variant build failed");
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "predict".as_ref(),
+        vout.join("hello.img").as_os_str(),
+        "--bank".as_ref(),
+        "sha256".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert!(o.status.success(), "variant predict failed");
+    let vexpected = t.path().join("variant.pcrs.json");
+    std::fs::write(&vexpected, &o.stdout).unwrap();
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "diff".as_ref(),
+        vexpected.as_os_str(),
+        record.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("PCR 11: section .guest differs"),
+        "missing the .guest explanation in\n{text}"
+    );
+}
+
 #[test]
 fn firmware_learn_reproduces_the_shipped_profile() {
     // The shipped profile was learned from a boot of images/linux; a probe boot of the
