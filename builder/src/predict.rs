@@ -520,7 +520,83 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
             have
         }
     };
-    let fw_events = selected.profile.events_for(banks)?;
+    // Hash every bank on its own thread over the image read once (the payload is hashed
+    // per bank twice: section contents for PCR 11, Authenticode for PCR 4); then put the
+    // banks' digests side by side.
+    let per_bank: Vec<Result<Vec<LoggedEvent>, PredictError>> = std::thread::scope(|s| {
+        let jobs: Vec<_> = banks
+            .iter()
+            .map(|b| {
+                let (facts, store, profile, file) = (&facts, &store, &selected.profile, &file);
+                s.spawn(move || expected_events(facts, store, sb_value, profile, &[*b], file))
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|j| {
+                j.join().unwrap_or_else(|_| {
+                    Err(PredictError::Compute("a hashing thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    let ev = merge_banks(per_bank)?;
+
+    let pcrs = policies::replay::replay_events(ev.iter().map(|e| &e.event), banks)
+        .map_err(|e| PredictError::Compute(e.to_string()))?;
+    let mut sources = serde_json::Map::new();
+    sources.insert("image".into(), file.into());
+    sources.insert(
+        "vars".into(),
+        opts.vars
+            .as_ref()
+            .map_or_else(
+                || "(pristine Debian OVMF_VARS_4M.fd: no Secure Boot variables)".to_string(),
+                |p| p.display().to_string(),
+            )
+            .into(),
+    );
+    sources.insert("secure_boot_firmware".into(), secure_boot.into());
+    sources.insert("secure_boot_variable".into(), sb_value.into());
+    sources.insert("firmware_code".into(), code.display().to_string().into());
+    sources.insert("firmware_profile".into(), selected.origin.into());
+    sources.insert(
+        "firmware_sha256".into(),
+        selected.profile.firmware.sha256.clone().into(),
+    );
+    if let Some(n) = selected.note {
+        sources.insert("firmware_profile_note".into(), n.into());
+    }
+    if !omitted.is_empty() {
+        let names: Vec<String> = omitted.iter().map(|a| bank_name(*a)).collect();
+        sources.insert(
+            "banks_omitted".into(),
+            format!(
+                "{}: the firmware profile has no digests for them",
+                names.join(",")
+            )
+            .into(),
+        );
+    }
+    sources.insert("boot_file".into(), crate::appliance::BOOT_PATH.into());
+    sources.insert("vmseal".into(), env!("CARGO_PKG_VERSION").into());
+    Ok(Prediction {
+        banks: banks.clone(),
+        events: ev,
+        pcrs,
+        sources,
+    })
+}
+
+/// The expected events for `banks`, in firmware order (see [`predict`]).
+fn expected_events(
+    facts: &ImageFacts,
+    store: &[Variable],
+    sb_value: u8,
+    profile: &firmware::Profile,
+    banks: &[HashAlg],
+    file: &str,
+) -> Result<Vec<LoggedEvent>, PredictError> {
+    let fw_events = profile.events_for(banks)?;
 
     let sections = pe_sections(&facts.boot_efi).map_err(|problem| PredictError::Image {
         file: format!("{file}: BOOTX64.EFI"),
@@ -545,7 +621,7 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
         .into_iter()
         .partition(|e| e.event.event_type == EventType::SEPARATOR);
     ev.extend(fw_pre.iter().filter(|e| e.event.pcr == 0).cloned());
-    ev.extend(secure_boot_policy(banks, &store)?);
+    ev.extend(secure_boot_policy(banks, store)?);
     ev.push(separator(banks, pcr::SECURE_BOOT_POLICY)?);
     ev.extend(fw_pre.iter().filter(|e| e.event.pcr != 0).cloned());
     ev.push(action(banks, pcr::BOOT_LOADER_CODE, CALLING_BOOT_OPTION)?);
@@ -561,7 +637,7 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
         if sb_value != 1 {
             return Ok(());
         }
-        let db = vars::get(&store, &IMAGE_SECURITY_DATABASE, "db")
+        let db = vars::get(store, &IMAGE_SECURITY_DATABASE, "db")
             .map(|v| v.data.as_slice())
             .unwrap_or(&[]);
         if let Some(entry) = verifying_db_entry(db, pe)
@@ -615,50 +691,37 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
         EXIT_BOOT_SERVICES_OK,
     )?);
 
-    let pcrs = policies::replay::replay_events(ev.iter().map(|e| &e.event), banks)
-        .map_err(|e| PredictError::Compute(e.to_string()))?;
-    let mut sources = serde_json::Map::new();
-    sources.insert("image".into(), file.into());
-    sources.insert(
-        "vars".into(),
-        opts.vars
-            .as_ref()
-            .map_or_else(
-                || "(pristine Debian OVMF_VARS_4M.fd: no Secure Boot variables)".to_string(),
-                |p| p.display().to_string(),
-            )
-            .into(),
-    );
-    sources.insert("secure_boot_firmware".into(), secure_boot.into());
-    sources.insert("secure_boot_variable".into(), sb_value.into());
-    sources.insert("firmware_code".into(), code.display().to_string().into());
-    sources.insert("firmware_profile".into(), selected.origin.into());
-    sources.insert(
-        "firmware_sha256".into(),
-        selected.profile.firmware.sha256.clone().into(),
-    );
-    if let Some(n) = selected.note {
-        sources.insert("firmware_profile_note".into(), n.into());
+    Ok(ev)
+}
+
+/// One event list from per-bank lists of the same events (each with one bank's digests).
+fn merge_banks(
+    per_bank: Vec<Result<Vec<LoggedEvent>, PredictError>>,
+) -> Result<Vec<LoggedEvent>, PredictError> {
+    let mut lists = per_bank.into_iter();
+    let mut merged = match lists.next() {
+        Some(first) => first?,
+        None => return Ok(Vec::new()),
+    };
+    for list in lists {
+        let list = list?;
+        if list.len() != merged.len() {
+            return Err(PredictError::Compute(
+                "the banks predicted different event lists".into(),
+            ));
+        }
+        for (m, e) in merged.iter_mut().zip(list) {
+            if (m.event.pcr, m.event.event_type, &m.event.data)
+                != (e.event.pcr, e.event.event_type, &e.event.data)
+            {
+                return Err(PredictError::Compute(
+                    "the banks predicted different events".into(),
+                ));
+            }
+            m.event.digests.extend(e.event.digests);
+        }
     }
-    if !omitted.is_empty() {
-        let names: Vec<String> = omitted.iter().map(|a| bank_name(*a)).collect();
-        sources.insert(
-            "banks_omitted".into(),
-            format!(
-                "{}: the firmware profile has no digests for them",
-                names.join(",")
-            )
-            .into(),
-        );
-    }
-    sources.insert("boot_file".into(), crate::appliance::BOOT_PATH.into());
-    sources.insert("vmseal".into(), env!("CARGO_PKG_VERSION").into());
-    Ok(Prediction {
-        banks: banks.clone(),
-        events: ev,
-        pcrs,
-        sources,
-    })
+    Ok(merged)
 }
 
 /// The LoadOptions the stub gives the kernel: the `.cmdline` bytes as UTF-16LE with a NUL
