@@ -84,6 +84,12 @@ pub struct BootOptions {
     /// sha256, sha384 and sha512; `Some` = the state is made first with `swtpm_setup
     /// --pcr-banks` (its default configuration activates only sha256).
     pub pcr_banks: Option<Vec<HashAlg>>,
+    /// Deliberately misconfigure the VM: an empty CD-ROM drive first in the boot order
+    /// (bootindex 0, the disk 1). OVMF tries it and fails before it boots the disk, which adds
+    /// a "Returning from EFI Application from Boot Option" pair to PCR 4 and changes PCR 1 —
+    /// the classic cause of a PCR 4 mismatch, for testing that `pcr diff` explains it. The
+    /// prediction assumes `false`.
+    pub failed_boot_option_first: bool,
 }
 
 impl BootOptions {
@@ -98,6 +104,7 @@ impl BootOptions {
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             cpu: None,
             pcr_banks: None,
+            failed_boot_option_first: false,
         }
     }
 }
@@ -312,6 +319,7 @@ pub fn qemu_args(
     image: &Path,
     record_dir: &Path,
     cpu: &str,
+    failed_boot_option_first: bool,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "-machine",
@@ -349,8 +357,18 @@ pub fn qemu_args(
     }
     push("-drive".into());
     push(path_os("if=none,id=disk,format=raw,file=", image));
-    push("-device".into());
-    push("virtio-blk-pci,drive=disk,bootindex=0".into());
+    if failed_boot_option_first {
+        // q35's built-in AHCI controller provides ide.0 even with -nodefaults.
+        push("-drive".into());
+        push("if=none,id=cd,media=cdrom".into());
+        push("-device".into());
+        push("ide-cd,drive=cd,bus=ide.0,bootindex=0".into());
+        push("-device".into());
+        push("virtio-blk-pci,drive=disk,bootindex=1".into());
+    } else {
+        push("-device".into());
+        push("virtio-blk-pci,drive=disk,bootindex=0".into());
+    }
     push("-serial".into());
     push(path_os("file:", &record_dir.join("console.log")));
     push("-serial".into());
@@ -519,7 +537,15 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
     }
 
     let cpu = opts.cpu.as_deref().unwrap_or(DEFAULT_CPU);
-    let args = qemu_args(code, &vars, &socket, &image, dir, cpu);
+    let args = qemu_args(
+        code,
+        &vars,
+        &socket,
+        &image,
+        dir,
+        cpu,
+        opts.failed_boot_option_first,
+    );
     echo(&qemu, &args);
     let qemu_command: Vec<String> = std::iter::once(qemu.as_os_str())
         .chain(args.iter().map(OsString::as_os_str))
@@ -1215,6 +1241,7 @@ vmseal-eventlog aGVsbG8g\r\nvmseal-eventlog d29ybGQ=\r\nvmseal-eventlog-end byte
             Path::new("/d.img"),
             Path::new("/r"),
             DEFAULT_CPU,
+            false,
         );
         let line: Vec<String> = args
             .iter()

@@ -245,6 +245,54 @@ fn sha256_only_tpm_and_one_changed_guest_byte() {
     );
 }
 
+/// QEMU with an extra, failing boot option first (an empty CD-ROM at bootindex 0): the diff
+/// against the prediction names the cause.
+#[test]
+fn a_failed_boot_option_first_is_explained() {
+    let dir = repo().join("images/hello");
+    let o = Command::new("bash")
+        .arg(dir.join("build.sh"))
+        .status()
+        .expect("bash");
+    assert!(o.success(), "images/hello/build.sh failed");
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let o = vmseal(&[
+        "-q".as_ref(),
+        "build".as_ref(),
+        dir.join("vmseal.toml").as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(o.status.success(), "build failed");
+    let record = t.path().join("run");
+    {
+        let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut opts = vmseal::boot::BootOptions::new(out.join("hello.img"), &record);
+        opts.failed_boot_option_first = true;
+        opts.timeout_secs = 240;
+        let outcome = vmseal::boot::run(&opts).expect("the boot runner ran");
+        assert_eq!(
+            outcome.verdict(),
+            vmseal::boot::Verdict::Booted,
+            "{}",
+            outcome.decision.reason
+        );
+    }
+    let o = vmseal(&[
+        "pcr".as_ref(),
+        "diff".as_ref(),
+        out.join("hello.pcrs.json").as_os_str(),
+        record.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("a boot option before the disk failed"),
+        "missing the failed-boot-option explanation in\n{text}"
+    );
+}
+
 #[test]
 fn firmware_learn_reproduces_the_shipped_profile() {
     // The shipped profile was learned from a boot of images/linux; a probe boot of the
