@@ -72,6 +72,9 @@ pub struct Built {
     /// off, the four banks of a fresh swtpm, the shipped firmware profile); `None` when the
     /// build was asked not to predict.
     pub pcrs: Option<PathBuf>,
+    /// `NAME.vars.fd`: an OVMF variable store with the manifest's PK/KEK/db enrolled; `None`
+    /// when the build was not signed or `[signing]` names no PK/KEK.
+    pub vars: Option<PathBuf>,
     /// The lock file's contents.
     pub lock_json: serde_json::Value,
 }
@@ -93,6 +96,9 @@ pub enum BuildError {
         "SOURCE_DATE_EPOCH: '{0}' is not a number of seconds — unset it or give seconds since 1970 (e.g. `git log -1 --format=%ct`)"
     )]
     Epoch(String),
+    /// Signing with the manifest's keys failed.
+    #[error(transparent)]
+    Sign(#[from] crate::sign_cmd::SignCmdError),
     /// The PCR prediction failed.
     #[error("predicting NAME.pcrs.json: {0}")]
     Predict(#[from] crate::predict::PredictError),
@@ -110,7 +116,11 @@ impl BuildError {
     /// Whether the error is about the user's input (exit status 2) rather than a failure of
     /// the build itself (exit status 1).
     pub fn is_input_error(&self) -> bool {
-        !matches!(self, Self::Io { .. })
+        match self {
+            Self::Io { .. } => false,
+            Self::Sign(e) => e.is_input_error(),
+            _ => true,
+        }
     }
 }
 
@@ -145,9 +155,20 @@ fn hash_file(path: &Path, progress: &Progress) -> io::Result<(u64, [u8; 32])> {
     Ok((len, h.finalize().into()))
 }
 
-/// Build the appliance described by `opts.manifest`.
+/// Build the appliance described by `opts.manifest`, signed when its `[signing]` table names
+/// keys.
 pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
+    build_with(opts, true)
+}
+
+/// [`build`], with signing skipped when `sign` is false (`vmseal build --unsigned`).
+pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> {
     let m = Manifest::load(&opts.manifest)?;
+    let sign_plan = if sign {
+        crate::sign_cmd::resolve(&m)?
+    } else {
+        None
+    };
     let epoch = source_date_epoch()?;
     let timestamp = u32::try_from(epoch).unwrap_or(u32::MAX);
     let stub = stub::load(opts.stub.as_deref())?;
@@ -160,7 +181,15 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
             "see docs/manifest.md".into(),
         )
     })?;
-    let plan = inputs::plan(&m, &stub_sections, stub.len() as u64, policy.encode())?;
+    let mut plan = inputs::plan(&m, &stub_sections, stub.len() as u64, policy.encode())?;
+    let kernel_signed = match &sign_plan {
+        Some(sp) => crate::sign_cmd::sign_kernel(&m, &mut plan, &sp.signer)?,
+        None => None,
+    };
+    let vars_bytes = match sign_plan.as_ref().and_then(|sp| sp.vars.as_ref()) {
+        Some(v) => Some(crate::sign_cmd::vars_bytes(v)?),
+        None => None,
+    };
 
     // Validation is done: from here on, only I/O can fail (and the PE composition, which
     // re-validates its own output).
@@ -337,6 +366,17 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         Ok((digests, checksum, fat_type))
     })?;
     timings.mark("stream inputs into .efi and the ESP, hash inputs");
+    let signed = match &sign_plan {
+        Some(sp) => Some(crate::sign_cmd::sign_built(
+            efi_tmp.as_file(),
+            img_tmp.as_file(),
+            (layout.start, layout.len),
+            epoch,
+            &sp.signer,
+            name,
+        )?),
+        None => None,
+    };
 
     // GPT with GUIDs derived from the content: the image name and every byte that went into
     // the PE (the stub and the section digests determine it).
@@ -421,7 +461,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
             "sha256": sha,
         }));
     }
-    let lock = serde_json::json!({
+    let mut lock = serde_json::json!({
         "format": LOCK_FORMAT,
         "vmseal": env!("CARGO_PKG_VERSION"),
         "source_date_epoch": epoch,
@@ -441,6 +481,28 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
             "boot_file": BOOT_PATH,
         },
     });
+    let vars_tmp = match &vars_bytes {
+        Some(b) => {
+            let mut t = tmp("vars")?;
+            t.write_all(b)
+                .map_err(io_err("writing the variable store"))?;
+            Some(t)
+        }
+        None => None,
+    };
+    if let Some(mut s) = signed {
+        if let Some(k) = kernel_signed {
+            s["kernel"] = k;
+        }
+        if let Some(b) = &vars_bytes {
+            s["vars"] = serde_json::json!({
+                "file": file_name("vars.fd"),
+                "size": b.len(),
+                "sha256": hex::encode(sha2::Sha256::digest(b)),
+            });
+        }
+        lock["signing"] = s;
+    }
     let mut text = serde_json::to_string_pretty(&lock)
         .map_err(|e| io_err("encoding the lock file")(io::Error::other(e)))?;
     text.push('\n');
@@ -478,6 +540,10 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
     if let Some(t) = pcrs_tmp {
         outputs.push((t, &pcrs_path));
     }
+    let vars_path = opts.out.join(file_name("vars.fd"));
+    if let Some(t) = vars_tmp {
+        outputs.push((t, &vars_path));
+    }
     for (t, dest) in outputs {
         #[cfg(unix)]
         {
@@ -497,6 +563,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         efi: efi_path,
         lock: lock_path,
         pcrs: opts.predict.then_some(pcrs_path),
+        vars: vars_bytes.is_some().then_some(vars_path),
         lock_json: lock,
     })
 }

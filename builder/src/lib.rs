@@ -12,8 +12,11 @@
 //! interim read-only OVMF variable-store walk).
 //!
 //! The file formats: the UEFI 2.10 GPT (§5.3), PE/COFF with Authenticode as EDK2 hashes it
-//! (`shared/reference/measured-boot.md` §C.1), FAT via the `fatfs` crate. What it does not do
-//! yet: sign images, write variable stores.
+//! (`shared/reference/measured-boot.md` §C.1), FAT via the `fatfs` crate.
+//!
+//! Secure Boot, over the `signing` crate: [`keys_cmd`] (`vmseal keys new`, `vmseal vars`),
+//! [`sign_cmd`] (`vmseal sign` and the signing step of `vmseal build`), [`verify`]
+//! (`vmseal verify`).
 #![forbid(unsafe_code)]
 pub mod appliance;
 pub mod boot;
@@ -25,11 +28,14 @@ pub mod firmware;
 pub mod init;
 pub mod inputs;
 pub mod inspect;
+pub mod keys_cmd;
 pub mod manifest;
 pub mod pcrs_json;
 pub mod pe;
 pub mod policy;
 pub mod predict;
 pub mod progress;
+pub mod sign_cmd;
 pub mod stub;
 pub mod vars;
+pub mod verify;

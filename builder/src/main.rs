@@ -49,6 +49,20 @@ enum Verb {
     /// Firmware profiles (the events of PCR 0-3 and 6 that vmseal cannot compute).
     #[command(subcommand)]
     Firmware(FirmwareVerb),
+    /// Org Secure Boot keys (PK, KEK, db).
+    #[command(subcommand)]
+    Keys(KeysVerb),
+    /// Add an Authenticode signature with the org db key to NAME.efi, or to
+    /// \EFI\BOOT\BOOTX64.EFI inside NAME.img (and update NAME.lock.json next to it), for
+    /// flows where CI builds unsigned and a signing host holds the key.
+    Sign(SignArgs),
+    /// Write an OVMF variable store with an org's PK, KEK and db enrolled (Secure Boot on,
+    /// CustomMode off).
+    Vars(VarsArgs),
+    /// Check every signature of an image (the appliance PE and a `.linux` kernel) against a
+    /// certificate or the db of a variable store, and every section against NAME.lock.json.
+    /// Exit 0 valid, 1 invalid, 2 unreadable input.
+    Verify(VerifyArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,6 +205,9 @@ struct BuildArgs {
     /// this when the prediction is made elsewhere (`vmseal pcr predict`).
     #[arg(long)]
     no_predict: bool,
+    /// Do not sign, even if the manifest's [signing] table names keys (no NAME.vars.fd).
+    #[arg(long)]
+    unsigned: bool,
 }
 
 #[derive(Args, Debug)]
@@ -261,13 +278,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 progress,
                 predict: !a.no_predict,
             };
-            let built = appliance::build(&opts).map_err(|e| Failure {
+            let built = appliance::build_with(&opts, !a.unsigned).map_err(|e| Failure {
                 code: if e.is_input_error() { 2 } else { 1 },
                 error: e.into(),
             })?;
             for p in [&built.img, &built.efi, &built.lock]
                 .into_iter()
                 .chain(built.pcrs.as_ref())
+                .chain(built.vars.as_ref())
             {
                 println!("{}", p.display());
             }
@@ -289,6 +307,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Verb::Eventlog(v) => run_eventlog(v),
         Verb::Pcr(v) => run_pcr(v),
         Verb::Firmware(v) => run_firmware(v),
+        Verb::Keys(v) => run_keys(v),
+        Verb::Sign(a) => run_sign(a),
+        Verb::Vars(a) => run_vars(a),
+        Verb::Verify(a) => run_verify(a),
         Verb::Boot(a) => {
             let mut opts = vmseal::boot::BootOptions::new(a.image, a.record);
             opts.vars = a.vars;
@@ -426,6 +448,158 @@ fn run_firmware(v: FirmwareVerb) -> Result<(), Failure> {
             println!("{}", a.out.display());
             Ok(())
         }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysVerb {
+    /// Generate PK, KEK and db (RSA keys, X.509 certificates PK -> KEK -> db), their signature
+    /// lists and authenticated enrollment payloads (.esl, .auth) and owner.guid (a random
+    /// SignatureOwner). Private keys are PKCS#8 PEM, mode 0600; nothing is overwritten.
+    New(KeysNewArgs),
+}
+
+#[derive(Args, Debug)]
+struct KeysNewArgs {
+    /// Directory to write into (created; must not hold keys already).
+    #[arg(long)]
+    out: PathBuf,
+    /// Organisation name: subjects are "CN=ORG PK|KEK|db, O=ORG".
+    #[arg(long, default_value = "vmseal")]
+    org: String,
+    /// RSA modulus size (2048 is what every firmware verifies; 4096 PKs trouble some).
+    #[arg(long, default_value_t = 2048)]
+    bits: usize,
+}
+
+#[derive(Args, Debug)]
+struct SignArgs {
+    /// NAME.efi or NAME.img.
+    input: PathBuf,
+    /// The db private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// Its code-signing certificate.
+    #[arg(long)]
+    cert: PathBuf,
+    /// Write here instead of replacing the input.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct VarsArgs {
+    /// The keys directory (vmseal keys new): PK.crt, KEK.crt, db.crt, owner.guid.
+    #[arg(long)]
+    keys: PathBuf,
+    /// The store to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Template store.
+    #[arg(long, default_value = vmseal::sign_cmd::DEFAULT_VARS_TEMPLATE)]
+    template: PathBuf,
+    /// Also trust Microsoft's KEK and db certificates (from OVMF_VARS_4M.ms.fd), e.g. for
+    /// option ROMs or a Microsoft-signed shim.
+    #[arg(long)]
+    microsoft: bool,
+    /// Take the Microsoft entries from this store instead.
+    #[arg(long, value_name = "FILE")]
+    microsoft_from: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// NAME.img or NAME.efi.
+    image: PathBuf,
+    /// Trust this certificate (repeat).
+    #[arg(long)]
+    cert: Vec<PathBuf>,
+    /// Trust the db of this variable store and check its dbx.
+    #[arg(long)]
+    vars: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_keys(v: KeysVerb) -> Result<(), Failure> {
+    match v {
+        KeysVerb::New(a) => {
+            let files =
+                vmseal::keys_cmd::keys_new(&a.out, &a.org, a.bits).map_err(|e| Failure {
+                    code: if e.is_input_error() { 2 } else { 1 },
+                    error: e.into(),
+                })?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_sign(a: SignArgs) -> Result<(), Failure> {
+    let out = vmseal::sign_cmd::sign(&vmseal::sign_cmd::SignOptions {
+        input: a.input,
+        key: a.key,
+        cert: a.cert,
+        out: a.out,
+    })
+    .map_err(|e| Failure {
+        code: if e.is_input_error() { 2 } else { 1 },
+        error: e.into(),
+    })?;
+    println!("{}", out.out.display());
+    if let Some(l) = out.lock {
+        println!("{}", l.display());
+    }
+    Ok(())
+}
+
+fn run_vars(a: VarsArgs) -> Result<(), Failure> {
+    let microsoft_from = a.microsoft_from.or_else(|| {
+        a.microsoft
+            .then(|| PathBuf::from("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"))
+    });
+    let opts = vmseal::keys_cmd::VarsOptions {
+        keys: a.keys,
+        out: a.out,
+        template: Some(a.template),
+        microsoft_from,
+    };
+    vmseal::keys_cmd::vars(&opts).map_err(|e| Failure {
+        code: if e.is_input_error() { 2 } else { 1 },
+        error: e.into(),
+    })?;
+    println!("{}", opts.out.display());
+    Ok(())
+}
+
+fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
+    let r = vmseal::verify::verify(&vmseal::verify::VerifyOptions {
+        image: a.image,
+        certs: a.cert,
+        vars: a.vars,
+    })
+    .map_err(input)?;
+    if a.json {
+        print(&(serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"));
+    } else {
+        print(&vmseal::verify::render(&r));
+    }
+    if r.ok {
+        Ok(())
+    } else {
+        let failed: Vec<&str> = r
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.check.as_str())
+            .collect();
+        Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!("{}: invalid: {}", r.image, failed.join(", ")),
+        })
     }
 }
 

@@ -107,14 +107,38 @@ pub struct RawService {
     devices: Vec<Device>,
 }
 
-/// `[signing]` as written.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+/// `[signing]` as written (docs/manifest.md). Every path is optional on its own; `keys` names
+/// the directory `vmseal keys new` wrote, and `key`/`cert`/`pk`/`kek`/`owner` override the
+/// files in it. Without `keys`, `key` + `cert` are required.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Signing {
-    /// The db private key (PEM).
-    pub key: String,
-    /// The db certificate (PEM).
-    pub cert: String,
+    /// The keys directory (`PK.crt`, `KEK.crt`, `db.crt`, `db.key`, `owner.guid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<String>,
+    /// The db private key (PEM); default `KEYS/db.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The db certificate (PEM or DER); default `KEYS/db.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The KEK certificate enrolled in NAME.vars.fd; default `KEYS/KEK.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kek: Option<String>,
+    /// The PK certificate enrolled in NAME.vars.fd; default `KEYS/PK.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pk: Option<String>,
+    /// SignatureOwner GUID of the enrolled entries; default the contents of `KEYS/owner.guid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// OVMF variable-store template; default `/usr/share/OVMF/OVMF_VARS_4M.fd`
+    /// (`/usr/share/OVMF/OVMF_VARS.fd` for the 2 MiB layout).
+    #[serde(
+        default,
+        rename = "vars-template",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vars_template: Option<String>,
 }
 
 /// The whole file as written.

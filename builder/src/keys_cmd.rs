@@ -1,0 +1,232 @@
+//! `vmseal keys new` (an org Secure Boot hierarchy on disk) and `vmseal vars` (a variable
+//! store with it enrolled).
+//!
+//! `keys new --out DIR` writes, for each of PK, KEK and db: `X.key` (PKCS#8 PEM, mode 0600,
+//! never overwritten), `X.crt` (PEM), `X.der`, `X.esl` (one X.509 signature list) and `X.auth`
+//! (`EFI_VARIABLE_AUTHENTICATION_2`: PK signs PK and KEK, KEK signs db), plus `owner.guid`: the
+//! SignatureOwner of the org's entries, a **random** version-4 GUID from the OS RNG
+//! (`getrandom`). It is random rather than derived because it names the org, not the keys, and
+//! it is measured into PCR 7 with every db entry: a derived value would change on every key
+//! rotation. Validity and the `.auth` timestamp are `SOURCE_DATE_EPOCH` when set, else the wall
+//! clock (keys are secrets from the OS RNG, so a reproducible certificate is only useful in
+//! tests). Nothing is written if any target file exists.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use signing::efivar::{self, EfiTime, Guid};
+use signing::keys::{self, HierarchyParams, KeyBits};
+
+use crate::sign_cmd::{SignCmdError, read_owner};
+
+/// Why `keys new` or `vars` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// A target file exists.
+    #[error(
+        "{0}: already exists; vmseal never overwrites keys — choose an empty --out directory or move the old keys away"
+    )]
+    Exists(PathBuf),
+    /// A parameter is wrong.
+    #[error("{0}")]
+    Param(String),
+    /// Key generation or a key file failed.
+    #[error("{0}")]
+    Key(#[from] keys::KeyError),
+    /// Making an `.auth` failed.
+    #[error("{0}")]
+    Var(#[from] efivar::EfiVarError),
+    /// A keys directory file is missing or wrong.
+    #[error("{file}: {why} — {fix}")]
+    Input {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        why: String,
+        /// The fix.
+        fix: &'static str,
+    },
+    /// Signing / store errors.
+    #[error(transparent)]
+    Sign(#[from] SignCmdError),
+    /// Reading or writing failed.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+impl KeysError {
+    /// Exit 2 (input) or 1 (machine).
+    pub fn is_input_error(&self) -> bool {
+        match self {
+            Self::Io(..) => false,
+            Self::Sign(s) => s.is_input_error(),
+            _ => true,
+        }
+    }
+}
+
+/// The timestamp `SOURCE_DATE_EPOCH`, else now.
+fn epoch_or_now() -> Result<u64, KeysError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) if !s.trim().is_empty() => s.trim().parse().map_err(|_| {
+            KeysError::Param(format!(
+                "SOURCE_DATE_EPOCH: '{s}' is not a number of seconds — unset it or give seconds since 1970"
+            ))
+        }),
+        _ => Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)),
+    }
+}
+
+/// A random RFC 9562 version-4 GUID.
+pub fn random_guid() -> Result<Guid, KeysError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| KeysError::Param(format!("the OS RNG failed: {e}")))?;
+    // Text form fields: time_low (LE), time_mid (LE), time_hi_and_version (LE), then bytes.
+    b[7] = (b[7] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(Guid(b))
+}
+
+/// The files `keys new` writes, in order.
+pub const KEY_FILES: [&str; 16] = [
+    "PK.key",
+    "PK.crt",
+    "PK.der",
+    "PK.esl",
+    "PK.auth",
+    "KEK.key",
+    "KEK.crt",
+    "KEK.der",
+    "KEK.esl",
+    "KEK.auth",
+    "db.key",
+    "db.crt",
+    "db.der",
+    "db.esl",
+    "db.auth",
+    "owner.guid",
+];
+
+/// `vmseal keys new`: generate and write the hierarchy; returns the files written.
+pub fn keys_new(out: &Path, org: &str, bits: usize) -> Result<Vec<PathBuf>, KeysError> {
+    let bits = KeyBits::try_from(bits)
+        .map_err(|_| KeysError::Param(format!("--bits {bits}: use 2048, 3072 or 4096")))?;
+    for f in KEY_FILES {
+        let p = out.join(f);
+        if p.exists() {
+            return Err(KeysError::Exists(p));
+        }
+    }
+    let now = epoch_or_now()?;
+    let mut params = HierarchyParams::new(org, now);
+    params.bits = bits;
+    let h = keys::generate_hierarchy(&params)?;
+    let owner = random_guid()?;
+    let auth = efivar::hierarchy_auth_files(&h, owner, EfiTime::from_unix(now)?)?;
+    std::fs::create_dir_all(out).map_err(|e| KeysError::Io(out.display().to_string(), e))?;
+    h.pk.write_files(out, "PK")?;
+    h.kek.write_files(out, "KEK")?;
+    h.db.write_files(out, "db")?;
+    for (f, b) in [
+        ("PK.esl", &auth.pk_esl),
+        ("PK.auth", &auth.pk_auth),
+        ("KEK.esl", &auth.kek_esl),
+        ("KEK.auth", &auth.kek_auth),
+        ("db.esl", &auth.db_esl),
+        ("db.auth", &auth.db_auth),
+    ] {
+        write_new(&out.join(f), b)?;
+    }
+    write_new(&out.join("owner.guid"), format!("{owner}\n").as_bytes())?;
+    Ok(KEY_FILES.iter().map(|f| out.join(f)).collect())
+}
+
+fn write_new(p: &Path, b: &[u8]) -> Result<(), KeysError> {
+    let io = |e| KeysError::Io(p.display().to_string(), e);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(p)
+        .map_err(io)?;
+    f.write_all(b).map_err(io)
+}
+
+/// `vmseal vars` options.
+#[derive(Clone, Debug)]
+pub struct VarsOptions {
+    /// The keys directory (PK.crt, KEK.crt, db.crt, owner.guid).
+    pub keys: PathBuf,
+    /// Output file.
+    pub out: PathBuf,
+    /// Template (default OVMF_VARS_4M.fd).
+    pub template: Option<PathBuf>,
+    /// A store to take the Microsoft KEK/db entries from.
+    pub microsoft_from: Option<PathBuf>,
+}
+
+/// `vmseal vars`: write a store with the keys of `opts.keys` enrolled.
+pub fn vars(opts: &VarsOptions) -> Result<(), KeysError> {
+    let cert = |n: &str| {
+        let p = opts.keys.join(n);
+        keys::load_cert(&p).map_err(|e| KeysError::Input {
+            file: p.display().to_string(),
+            why: e.to_string(),
+            fix: "give the directory written by vmseal keys new",
+        })
+    };
+    let (pk, kek, db) = (cert("PK.crt")?, cert("KEK.crt")?, cert("db.crt")?);
+    let owner_path = opts.keys.join("owner.guid");
+    let owner = read_owner(&owner_path).map_err(|why| KeysError::Input {
+        file: owner_path.display().to_string(),
+        why,
+        fix: "vmseal keys new writes it (one GUID)",
+    })?;
+    let template = opts
+        .template
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::sign_cmd::DEFAULT_VARS_TEMPLATE));
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| KeysError::Input {
+            file: p.display().to_string(),
+            why: e.to_string(),
+            fix: "give an OVMF_VARS*.fd file",
+        })
+    };
+    let t = read(&template)?;
+    let ms = opts.microsoft_from.as_deref().map(read).transpose()?;
+    let bytes = signing::varstore::enroll(
+        &t,
+        signing::varstore::OrgCerts {
+            pk: &pk,
+            kek: &kek,
+            db: &db,
+        },
+        &signing::varstore::EnrollOptions {
+            owner,
+            microsoft_from: ms.as_deref(),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| KeysError::Input {
+        file: template.display().to_string(),
+        why: e.to_string(),
+        fix: "give an OVMF_VARS*.fd template (and --microsoft-from an OVMF_VARS*.ms.fd)",
+    })?;
+    let dir = opts
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |e| KeysError::Io(opts.out.display().to_string(), e);
+    let mut t = tempfile::Builder::new()
+        .prefix(".vmseal-vars.")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    t.write_all(&bytes).map_err(io)?;
+    t.persist(&opts.out).map_err(|e| io(e.error))?;
+    Ok(())
+}

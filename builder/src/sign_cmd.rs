@@ -1,0 +1,547 @@
+//! Signing appliances with org keys: `vmseal sign`, and the signing step of `vmseal build`.
+//!
+//! The appliance PE gets one Authenticode signature (`signing::authenticode::sign`: RSA
+//! PKCS#1 v1.5 + SHA-256, no signingTime, so the same PE and key give the same bytes). In an
+//! image only the FAT file `\EFI\BOOT\BOOTX64.EFI` is rewritten, in place, with the `fatfs`
+//! crate the builder formats the ESP with; the GPT (whose GUIDs are derived from the unsigned
+//! content) stays. `vmseal build` with keys is exactly an unsigned build followed by this
+//! rewrite, so `vmseal sign` of an unsigned image gives the same image bytes as a signed build
+//! (same `SOURCE_DATE_EPOCH`: the FAT modification time comes from it).
+//!
+//! A `.linux` kernel gets the org signature appended to its certificate table (a vendor
+//! signature stays) before it becomes the section. No private key byte is ever written or
+//! printed: keys are only used through [`signing::keys::Signer`], and no error carries key
+//! material.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use signing::authenticode::{self, DigestAlgorithm, SignError};
+use signing::efivar::Guid as EfiGuid;
+use signing::keys::{self, Certificate, KeyError, KeyPair, Purpose};
+
+use crate::appliance::BOOT_PATH;
+use crate::disk::{self, BlockCache, FixedTime, Window};
+use crate::inputs::{Planned, Source};
+use crate::manifest::{ErrorKind, Manifest, ManifestError, Payload};
+
+/// The OVMF variable-store template a build enrolls into by default (Debian's 4 MiB layout).
+pub const DEFAULT_VARS_TEMPLATE: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Why signing failed. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum SignCmdError {
+    /// The key or certificate is unusable (mismatch, expired, not for code signing, unreadable).
+    #[error(
+        "{0} — give the db key and its code-signing certificate (vmseal keys new writes db.key + db.crt)"
+    )]
+    Key(#[from] KeyError),
+    /// The PE cannot be signed (truncated, malformed, already signed by this certificate).
+    #[error("{file}: {source}")]
+    Pe {
+        /// The file (or `IMG: BOOTX64.EFI`).
+        file: String,
+        /// Why.
+        source: SignError,
+    },
+    /// The file is neither a PE nor a vmseal disk image.
+    #[error("{0}: not a PE (no MZ) nor a GPT disk image — give NAME.efi or NAME.img")]
+    Unknown(String),
+    /// The image has no ESP or no `\EFI\BOOT\BOOTX64.EFI`.
+    #[error("{0}: no EFI System Partition with \\EFI\\BOOT\\BOOTX64.EFI — is it a vmseal image?")]
+    NoBootFile(String),
+    /// The lock file is not valid JSON.
+    #[error("{0}: not a vmseal lock file ({1}) — rebuild the image or move the lock file away")]
+    BadLock(String, String),
+    /// The variable store could not be written.
+    #[error("{file}: {why}")]
+    Vars {
+        /// The template or keys file.
+        file: String,
+        /// Why.
+        why: String,
+    },
+    /// Reading or writing failed.
+    #[error("{0}: {1}")]
+    Io(String, io::Error),
+}
+
+impl SignCmdError {
+    /// Whether the error is about the input (exit 2) rather than the machine (exit 1).
+    pub fn is_input_error(&self) -> bool {
+        !matches!(self, Self::Io(..))
+    }
+}
+
+fn ioe(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> SignCmdError {
+    let what = what.to_string();
+    move |e| SignCmdError::Io(what, e)
+}
+
+/// What a manifest's `[signing]` table resolves to.
+#[derive(Debug)]
+pub struct SignPlan {
+    /// The db key and certificate.
+    pub signer: KeyPair,
+    /// What to enroll into `NAME.vars.fd`, when the table names PK and KEK (directly or
+    /// through `keys`).
+    pub vars: Option<VarsPlan>,
+}
+
+/// The certificates and options of a variable store.
+#[derive(Debug)]
+pub struct VarsPlan {
+    /// PK.
+    pub pk: Certificate,
+    /// KEK.
+    pub kek: Certificate,
+    /// db.
+    pub db: Certificate,
+    /// SignatureOwner.
+    pub owner: EfiGuid,
+    /// The template store.
+    pub template: PathBuf,
+}
+
+/// Read an owner GUID file (`owner.guid`: one GUID, whitespace ignored).
+pub fn read_owner(path: &Path) -> Result<EfiGuid, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    EfiGuid::parse(text.trim()).map_err(|e| e.to_string())
+}
+
+/// Resolve `[signing]` of `m` (`None` when there is no table): load and check the db key pair
+/// (matching, valid now by the wall clock, code signing) and the PK/KEK certificates.
+pub fn resolve(m: &Manifest) -> Result<Option<SignPlan>, ManifestError> {
+    let Some(s) = &m.signing else {
+        return Ok(None);
+    };
+    let keys_dir = s.keys.as_deref().map(|k| m.resolve(k));
+    let pick = |field: &str, given: &Option<String>, default: &str| -> Option<(String, PathBuf)> {
+        match (given, &keys_dir) {
+            (Some(p), _) => Some((format!("signing.{field}"), m.resolve(p))),
+            (None, Some(d)) => Some(("signing.keys".into(), d.join(default))),
+            (None, None) => None,
+        }
+    };
+    let fail = |field: &str, problem: String, fix: &str| {
+        m.error(ErrorKind::Invalid, field, problem, fix.into())
+    };
+    let (Some((kf, key)), Some((cf, cert))) = (
+        pick("key", &s.key, "db.key"),
+        pick("cert", &s.cert, "db.crt"),
+    ) else {
+        return Err(fail(
+            "signing",
+            "names no db key and certificate".into(),
+            "add `keys = \"DIR\"` (from vmseal keys new) or `key` and `cert`",
+        ));
+    };
+    for (f, p) in [(&kf, &key), (&cf, &cert)] {
+        if !p.is_file() {
+            return Err(m.error(
+                ErrorKind::NotFound,
+                f,
+                format!("{} does not exist", p.display()),
+                "run `vmseal keys new --out DIR` or fix the path".into(),
+            ));
+        }
+    }
+    let signer =
+        KeyPair::load(&key, &cert, Purpose::CodeSigning, SystemTime::now()).map_err(|e| {
+            fail(
+                &cf,
+                e.to_string(),
+                "pair db.key with the db.crt made with it",
+            )
+        })?;
+    let pk = pick("pk", &s.pk, "PK.crt");
+    let kek = pick("kek", &s.kek, "KEK.crt");
+    let vars = match (pk, kek) {
+        (Some((pf, pk)), Some((kf, kek))) => {
+            let load = |f: &str, p: &Path| {
+                keys::load_cert(p)
+                    .map_err(|e| fail(f, e.to_string(), "give a PEM or DER certificate"))
+            };
+            let pk = load(&pf, &pk)?;
+            let kek = load(&kf, &kek)?;
+            let owner = match (&s.owner, &keys_dir) {
+                (Some(g), _) => EfiGuid::parse(g)
+                    .map_err(|e| fail("signing.owner", e.to_string(), "give a GUID"))?,
+                (None, Some(d)) => read_owner(&d.join("owner.guid")).map_err(|e| {
+                    fail(
+                        "signing.keys",
+                        format!("{}: {e}", d.join("owner.guid").display()),
+                        "vmseal keys new writes owner.guid; or set signing.owner",
+                    )
+                })?,
+                (None, None) => {
+                    return Err(fail(
+                        "signing.owner",
+                        "is needed to enroll PK/KEK/db".into(),
+                        "set `owner = \"GUID\"` or `keys = \"DIR\"`",
+                    ));
+                }
+            };
+            let template = s
+                .vars_template
+                .as_deref()
+                .map_or_else(|| PathBuf::from(DEFAULT_VARS_TEMPLATE), |t| m.resolve(t));
+            if !template.is_file() {
+                return Err(m.error(
+                    ErrorKind::NotFound,
+                    "signing.vars-template",
+                    format!("{} does not exist", template.display()),
+                    "install ovmf or set vars-template to an OVMF_VARS*.fd".into(),
+                ));
+            }
+            Some(VarsPlan {
+                pk,
+                kek,
+                db: signer.cert.clone(),
+                owner,
+                template,
+            })
+        }
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(fail(
+                "signing",
+                "names only one of pk and kek".into(),
+                "name both (or `keys`) to get NAME.vars.fd, or neither",
+            ));
+        }
+    };
+    Ok(Some(SignPlan { signer, vars }))
+}
+
+/// Sign the `.linux` kernel of `plan` (if any) with `signer`: its source becomes the signed
+/// bytes. Returns the lock-file record of what was signed.
+pub fn sign_kernel(
+    m: &Manifest,
+    plan: &mut [Planned],
+    signer: &KeyPair,
+) -> Result<Option<Value>, SignCmdError> {
+    let Payload::Kernel(path) = &m.guest.payload else {
+        return Ok(None);
+    };
+    let Some(p) = plan
+        .iter_mut()
+        .find(|p| p.name == policies::sections::LINUX)
+    else {
+        return Ok(None);
+    };
+    let Source::File { abs, .. } = &p.source else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(abs).map_err(ioe(path))?;
+    let signed = authenticode::sign(&bytes, signer).map_err(|source| SignCmdError::Pe {
+        file: format!("{}: guest.kernel: {path}", m.file),
+        source,
+    })?;
+    let rec = json!({
+        "path": path,
+        "sha256": hex::encode(sha2::Sha256::digest(&bytes)),
+        "signed_sha256": hex::encode(sha2::Sha256::digest(&signed)),
+    });
+    p.source = Source::Inline(signed);
+    Ok(Some(rec))
+}
+
+/// Where the ESP of an image is: `(start, len)` in bytes.
+pub fn esp_range(img: &mut File, name: &str) -> Result<(u64, u64), SignCmdError> {
+    let gpt = disk::read_gpt(img).map_err(|_| SignCmdError::Unknown(name.into()))?;
+    let p = gpt
+        .partitions
+        .iter()
+        .find(|p| p.type_guid == disk::ESP_TYPE)
+        .ok_or_else(|| SignCmdError::NoBootFile(name.into()))?;
+    Ok((
+        p.first_lba * disk::SECTOR,
+        (p.last_lba + 1 - p.first_lba) * disk::SECTOR,
+    ))
+}
+
+/// The bytes of `\EFI\BOOT\BOOTX64.EFI` in the image `path`.
+pub fn read_boot_file(path: &Path) -> Result<Vec<u8>, SignCmdError> {
+    let name = path.display().to_string();
+    let mut f = File::open(path).map_err(ioe(&name))?;
+    let (start, len) = esp_range(&mut f, &name)?;
+    let fs = fatfs::FileSystem::new(
+        Window::new(
+            crate::inspect::ReadOnly::open(path).map_err(ioe(&name))?,
+            start,
+            len,
+        ),
+        fatfs::FsOptions::new().update_accessed_date(false),
+    )
+    .map_err(|_| SignCmdError::NoBootFile(name.clone()))?;
+    let mut b = fs
+        .root_dir()
+        .open_file(BOOT_PATH)
+        .map_err(|_| SignCmdError::NoBootFile(name.clone()))?;
+    let mut out = Vec::new();
+    b.read_to_end(&mut out)
+        .map_err(ioe(format!("{name}: BOOTX64.EFI")))?;
+    Ok(out)
+}
+
+/// Overwrite `\EFI\BOOT\BOOTX64.EFI` in the ESP `(start, len)` of `img` with `bytes`, in
+/// place (the file's clusters are reused and extended; the modification time is `epoch`).
+pub fn write_boot_file(
+    img: &File,
+    (start, len): (u64, u64),
+    bytes: &[u8],
+    epoch: u64,
+) -> io::Result<()> {
+    // fatfs wants a `&'static` time provider: one small value leaked per call.
+    let time: &'static FixedTime = Box::leak(Box::new(FixedTime::from_epoch(epoch)));
+    let mut esp = BlockCache::new(Window::new(img, start, len));
+    {
+        let fs = fatfs::FileSystem::new(
+            &mut esp,
+            fatfs::FsOptions::new()
+                .time_provider(time)
+                .update_accessed_date(false),
+        )?;
+        {
+            let mut f = fs.root_dir().open_file(BOOT_PATH)?;
+            f.write_all(bytes)?;
+            f.truncate()?;
+            f.flush()?;
+        }
+        fs.stats()?;
+        fs.unmount()?;
+    }
+    esp.flush()
+}
+
+/// What signing an appliance PE did, for the lock file.
+pub fn record(unsigned: &[u8], signed: &[u8], cert: &Certificate) -> Value {
+    let auth = authenticode::digest(signed, DigestAlgorithm::Sha256).unwrap_or_default();
+    json!({
+        "cert_subject": cert.subject(),
+        "cert_sha256": hex::encode(cert.sha256()),
+        "unsigned_sha256": hex::encode(sha2::Sha256::digest(unsigned)),
+        "signed_sha256": hex::encode(sha2::Sha256::digest(signed)),
+        "authenticode_sha256": hex::encode(auth),
+        "boot_file": BOOT_PATH,
+    })
+}
+
+/// The signing step of `vmseal build`: sign the PE in `efi` (a temporary file), rewrite it,
+/// and put the same bytes into the image's ESP. Returns the lock-file record.
+pub fn sign_built(
+    efi: &File,
+    img: &File,
+    esp: (u64, u64),
+    epoch: u64,
+    signer: &KeyPair,
+    name: &str,
+) -> Result<Value, SignCmdError> {
+    let mut f = efi;
+    let mut pe = Vec::new();
+    f.seek(SeekFrom::Start(0))
+        .and_then(|_| f.read_to_end(&mut pe))
+        .map_err(ioe(format!("reading {name}.efi")))?;
+    let signed = authenticode::sign(&pe, signer).map_err(|source| SignCmdError::Pe {
+        file: format!("{name}.efi"),
+        source,
+    })?;
+    f.seek(SeekFrom::Start(0))
+        .and_then(|_| f.write_all(&signed))
+        .and_then(|()| f.set_len(signed.len() as u64))
+        .and_then(|()| f.flush())
+        .map_err(ioe(format!("writing {name}.efi")))?;
+    write_boot_file(img, esp, &signed, epoch).map_err(ioe(format!("writing {name}.img: ESP")))?;
+    Ok(record(&pe, &signed, &signer.cert))
+}
+
+/// Enroll `v` into its template (`signing::varstore::enroll`); timestamps zero.
+pub fn vars_bytes(v: &VarsPlan) -> Result<Vec<u8>, SignCmdError> {
+    let file = v.template.display().to_string();
+    let template = std::fs::read(&v.template).map_err(ioe(&file))?;
+    signing::varstore::enroll(
+        &template,
+        signing::varstore::OrgCerts {
+            pk: &v.pk,
+            kek: &v.kek,
+            db: &v.db,
+        },
+        &signing::varstore::EnrollOptions {
+            owner: v.owner,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| SignCmdError::Vars {
+        file,
+        why: format!("{e} — give an OVMF_VARS*.fd template"),
+    })
+}
+
+/// `vmseal sign` options.
+#[derive(Clone, Debug)]
+pub struct SignOptions {
+    /// `NAME.efi` or `NAME.img`.
+    pub input: PathBuf,
+    /// The db private key.
+    pub key: PathBuf,
+    /// Its certificate.
+    pub cert: PathBuf,
+    /// Where to write; default: replace the input.
+    pub out: Option<PathBuf>,
+}
+
+/// What `vmseal sign` wrote.
+#[derive(Clone, Debug)]
+pub struct SignOutcome {
+    /// The signed file.
+    pub out: PathBuf,
+    /// The lock file updated, if there was one.
+    pub lock: Option<PathBuf>,
+}
+
+fn temp_next_to(dest: &Path) -> Result<tempfile::NamedTempFile, SignCmdError> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".vmseal-sign.")
+        .tempfile_in(dir)
+        .map_err(ioe(format!(
+            "creating a temporary file in {}",
+            dir.display()
+        )))
+}
+
+fn persist(t: tempfile::NamedTempFile, dest: &Path) -> Result<(), SignCmdError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        t.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(ioe(dest.display()))?;
+    }
+    t.persist(dest)
+        .map_err(|e| SignCmdError::Io(format!("renaming to {}", dest.display()), e.error))?;
+    Ok(())
+}
+
+/// `NAME.lock.json` next to `image` (same stem).
+pub fn lock_path(image: &Path) -> PathBuf {
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    image.with_file_name(format!("{stem}.lock.json"))
+}
+
+/// `vmseal sign`: check the key pair, sign, write. Nothing is written unless everything
+/// succeeded.
+pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
+    let signer = KeyPair::load(
+        &opts.key,
+        &opts.cert,
+        Purpose::CodeSigning,
+        SystemTime::now(),
+    )?;
+    let name = opts.input.display().to_string();
+    let mut f = File::open(&opts.input).map_err(ioe(&name))?;
+    let mut head = [0u8; 2];
+    let is_pe = f.read_exact(&mut head).is_ok() && &head == b"MZ";
+    let dest = opts.out.clone().unwrap_or_else(|| opts.input.clone());
+    if is_pe {
+        let mut pe = Vec::new();
+        f.seek(SeekFrom::Start(0))
+            .and_then(|_| f.read_to_end(&mut pe))
+            .map_err(ioe(&name))?;
+        let signed = authenticode::sign(&pe, &signer).map_err(|source| SignCmdError::Pe {
+            file: name.clone(),
+            source,
+        })?;
+        let mut t = temp_next_to(&dest)?;
+        t.write_all(&signed).map_err(ioe(dest.display()))?;
+        persist(t, &dest)?;
+        return Ok(SignOutcome {
+            out: dest,
+            lock: None,
+        });
+    }
+    let esp = esp_range(&mut f, &name)?;
+    let pe = read_boot_file(&opts.input)?;
+    let signed = authenticode::sign(&pe, &signer).map_err(|source| SignCmdError::Pe {
+        file: format!("{name}: BOOTX64.EFI"),
+        source,
+    })?;
+    // The lock file (read and checked before anything is written).
+    let in_lock = lock_path(&opts.input);
+    let mut lock: Option<Value> = match std::fs::read(&in_lock) {
+        Ok(b) => Some(
+            serde_json::from_slice(&b)
+                .map_err(|e| SignCmdError::BadLock(in_lock.display().to_string(), e.to_string()))?,
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(ioe(in_lock.display())(e)),
+    };
+    let epoch = match lock.as_ref().and_then(|l| l["source_date_epoch"].as_u64()) {
+        Some(e) => e,
+        None => crate::appliance::source_date_epoch().unwrap_or(0),
+    };
+    let mut t = temp_next_to(&dest)?;
+    {
+        let mut src = File::open(&opts.input).map_err(ioe(&name))?;
+        io::copy(&mut src, t.as_file_mut()).map_err(ioe(dest.display()))?;
+    }
+    write_boot_file(t.as_file(), esp, &signed, epoch)
+        .map_err(ioe(format!("{}: ESP", dest.display())))?;
+    let mut lock_out = None;
+    let lock_tmp = if let Some(l) = lock.as_mut() {
+        let img_bytes_sha = {
+            let b = std::fs::read(t.path()).map_err(ioe(dest.display()))?;
+            hex::encode(sha2::Sha256::digest(&b))
+        };
+        let img_len = t.as_file().metadata().map_err(ioe(dest.display()))?.len();
+        let img_file = dest
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let in_img = opts
+            .input
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(outs) = l["outputs"].as_array_mut() {
+            for o in outs.iter_mut() {
+                if o["file"].as_str() == Some(in_img.as_str()) {
+                    o["file"] = img_file.clone().into();
+                    o["size"] = img_len.into();
+                    o["sha256"] = img_bytes_sha.clone().into();
+                }
+            }
+        }
+        l["signing"] = record(&pe, &signed, &signer.cert);
+        let mut text = serde_json::to_string_pretty(l)
+            .map_err(|e| SignCmdError::BadLock(in_lock.display().to_string(), e.to_string()))?;
+        text.push('\n');
+        let out_lock = lock_path(&dest);
+        let mut lt = temp_next_to(&out_lock)?;
+        lt.write_all(text.as_bytes())
+            .map_err(ioe(out_lock.display()))?;
+        lock_out = Some(out_lock.clone());
+        Some((lt, out_lock))
+    } else {
+        None
+    };
+    persist(t, &dest)?;
+    if let Some((lt, p)) = lock_tmp {
+        persist(lt, &p)?;
+    }
+    Ok(SignOutcome {
+        out: dest,
+        lock: lock_out,
+    })
+}
