@@ -623,3 +623,72 @@ fn no_private_key_byte_in_any_output_or_message() {
         }
     }
 }
+
+#[test]
+fn vars_writes_a_store_with_the_org_keys_and_optionally_microsofts() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    keys_new(d, "keys", "Acme Corp");
+    ok(&vmseal(
+        &["vars", "--keys", "keys", "--out", "org.fd", "--microsoft"],
+        d,
+    ));
+    let o = tool(
+        Command::new("virt-fw-vars")
+            .arg("--input")
+            .arg(d.join("org.fd"))
+            .args(["--print", "--verbose"]),
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for want in [
+        "subject CN=Acme Corp PK",
+        "subject CN=Acme Corp KEK",
+        "subject CN=Acme Corp db",
+        "Microsoft Corporation KEK",
+        "Microsoft Windows Production PCA",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    assert!(
+        !out.contains("Debian"),
+        "only Microsoft-owned entries are taken: {out}"
+    );
+    // Without --microsoft: no Microsoft entry.
+    ok(&vmseal(&["vars", "--keys", "keys", "--out", "plain.fd"], d));
+    let o = tool(
+        Command::new("virt-fw-vars")
+            .arg("--input")
+            .arg(d.join("plain.fd"))
+            .args(["--print", "--verbose"]),
+    );
+    assert!(!text(&o).contains("Microsoft"), "{}", text(&o));
+    // A keys directory without owner.guid, a template that is no store: exit 2, one line.
+    std::fs::remove_file(d.join("keys/owner.guid")).unwrap();
+    let o = vmseal(&["vars", "--keys", "keys", "--out", "x.fd"], d);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("owner.guid"));
+    assert!(!d.join("x.fd").exists());
+}
+
+#[test]
+fn verify_exits_2_on_unreadable_input() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(d.join("junk.img"), vec![0u8; 4096]).unwrap();
+    std::fs::write(d.join("c.crt"), b"not a cert").unwrap();
+    for args in [
+        &["verify", "missing.img", "--cert", "c.crt"][..],
+        &["verify", "junk.img", "--cert", "c.crt"][..],
+        &["verify", "junk.img"][..],
+    ] {
+        let o = vmseal(args, d);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr).lines().count(),
+            1,
+            "{args:?}"
+        );
+    }
+}
