@@ -68,9 +68,9 @@ pub struct Built {
     pub efi: PathBuf,
     /// `NAME.lock.json`.
     pub lock: PathBuf,
-    /// `NAME.pcrs.json`: the predicted event log and PCRs (pristine variables, Secure Boot
-    /// off, the four banks of a fresh swtpm, the shipped firmware profile); `None` when the
-    /// build was asked not to predict.
+    /// `NAME.pcrs.json`: the predicted event log and PCRs (pristine variables and Secure Boot
+    /// off, or for a signed build `NAME.vars.fd` and Secure Boot on; the four banks of a fresh
+    /// swtpm, the shipped firmware profile); `None` when the build was asked not to predict.
     pub pcrs: Option<PathBuf>,
     /// `NAME.vars.fd`: an OVMF variable store with the manifest's PK/KEK/db enrolled; `None`
     /// when the build was not signed or `[signing]` names no PK/KEK.
@@ -517,11 +517,18 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     let pcrs_path = opts.out.join(file_name("pcrs.json"));
     let pcrs_tmp = if opts.predict {
         let mut pcrs_tmp = tmp("pcrs")?;
-        let mut prediction =
-            crate::predict::predict(&crate::predict::PredictOptions::new(img_tmp.path()))?;
+        let mut popts = crate::predict::PredictOptions::new(img_tmp.path());
+        // A signed build predicts the boot with its own store: Secure Boot on, the org's db.
+        popts.vars = vars_tmp.as_ref().map(|t| t.path().to_path_buf());
+        let mut prediction = crate::predict::predict(&popts)?;
         prediction
             .sources
             .insert("image".into(), file_name("img").into());
+        if vars_tmp.is_some() {
+            prediction
+                .sources
+                .insert("vars".into(), file_name("vars.fd").into());
+        }
         pcrs_tmp
             .write_all(prediction.to_file().to_text().as_bytes())
             .map_err(io_err("writing the PCR prediction"))?;

@@ -142,6 +142,11 @@ fn signed_hello_boots_with_secure_boot_on() {
         outcome.console
     );
     assert!(outcome.console.contains("hello from vmseal guest"));
+    // The signed build predicted this boot (its own store, Secure Boot on): pcr diff agrees.
+    let diff = run(Command::new(vmseal_bin())
+        .args(["pcr", "diff", "signed/hello.pcrs.json", "run-signed"])
+        .current_dir(&s.root));
+    assert!(diff.contains("0 differ"), "{diff}");
 }
 
 #[test]
