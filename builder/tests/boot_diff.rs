@@ -34,18 +34,40 @@ fn vmseal(args: &[&std::ffi::OsStr]) -> Output {
     o
 }
 
-/// Build `manifest` into `out`, boot `out/NAME.img`, diff; returns the diff's output.
-fn build_boot_diff(manifest: &Path, name: &str, scratch: &Path) -> Output {
-    let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let out = scratch.join("out");
-    let o = vmseal(&[
+/// `images/NAME` with its payload built (`images/NAME/build.sh`); returns the folder.
+fn example(name: &str) -> PathBuf {
+    let dir = repo().join("images").join(name);
+    let o = Command::new("bash")
+        .arg(dir.join("build.sh"))
+        .status()
+        .expect("bash");
+    assert!(o.success(), "images/{name}/build.sh failed");
+    dir
+}
+
+/// `vmseal -q build MANIFEST --out OUT [extra…]`, which must succeed.
+fn build(manifest: &Path, out: &Path, extra: &[&str]) {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
         "-q".as_ref(),
         "build".as_ref(),
         manifest.as_os_str(),
         "--out".as_ref(),
         out.as_os_str(),
-    ]);
-    assert!(o.status.success(), "build failed");
+    ];
+    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+    let o = vmseal(&args);
+    assert!(
+        o.status.success(),
+        "vmseal build {} failed",
+        manifest.display()
+    );
+}
+
+/// Build `manifest` into `out`, boot `out/NAME.img`, diff; returns the diff's output.
+fn build_boot_diff(manifest: &Path, name: &str, scratch: &Path) -> Output {
+    let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let out = scratch.join("out");
+    build(manifest, &out, &[]);
     let img = out.join(format!("{name}.img"));
     let record = scratch.join("run");
     let o = vmseal(&[
@@ -73,14 +95,7 @@ fn build_boot_diff(manifest: &Path, name: &str, scratch: &Path) -> Output {
 
 #[test]
 fn linux_appliance_boots_exactly_as_predicted() {
-    let dir = repo().join("images/linux");
-    if !dir.join("out/vmlinuz").is_file() {
-        let o = Command::new("bash")
-            .arg(dir.join("build.sh"))
-            .status()
-            .expect("bash");
-        assert!(o.success(), "images/linux/build.sh failed");
-    }
+    let dir = example("linux");
     let t = tempfile::tempdir().unwrap();
     let o = build_boot_diff(&dir.join("vmseal.toml"), "linux", t.path());
     let text = String::from_utf8_lossy(&o.stdout);
@@ -93,12 +108,7 @@ fn linux_appliance_boots_exactly_as_predicted() {
 
 #[test]
 fn hello_appliance_boots_exactly_as_predicted() {
-    let dir = repo().join("images/hello");
-    let o = Command::new("bash")
-        .arg(dir.join("build.sh"))
-        .status()
-        .expect("bash");
-    assert!(o.success(), "images/hello/build.sh failed");
+    let dir = example("hello");
     let t = tempfile::tempdir().unwrap();
     let o = build_boot_diff(&dir.join("vmseal.toml"), "hello", t.path());
     assert_eq!(
@@ -117,14 +127,7 @@ fn hello_appliance_boots_exactly_as_predicted() {
         .replace("greeting=hello", "greeting=tampered");
     std::fs::write(variant.join("vmseal.toml"), manifest).unwrap();
     let vout = variant.join("built");
-    let o = vmseal(&[
-        "-q".as_ref(),
-        "build".as_ref(),
-        variant.join("vmseal.toml").as_os_str(),
-        "--out".as_ref(),
-        vout.as_os_str(),
-    ]);
-    assert!(o.status.success());
+    build(&variant.join("vmseal.toml"), &vout, &[]);
     let o = vmseal(&[
         "pcr".as_ref(),
         "diff".as_ref(),
@@ -146,23 +149,10 @@ fn hello_appliance_boots_exactly_as_predicted() {
 /// that bank alone equals the boot; and a variant whose guest differs in one byte is named.
 #[test]
 fn sha256_only_tpm_and_one_changed_guest_byte() {
-    let dir = repo().join("images/hello");
-    let o = Command::new("bash")
-        .arg(dir.join("build.sh"))
-        .status()
-        .expect("bash");
-    assert!(o.success(), "images/hello/build.sh failed");
+    let dir = example("hello");
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    let o = vmseal(&[
-        "-q".as_ref(),
-        "build".as_ref(),
-        dir.join("vmseal.toml").as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-        "--no-predict".as_ref(),
-    ]);
-    assert!(o.status.success(), "build failed");
+    build(&dir.join("vmseal.toml"), &out, &["--no-predict"]);
     let img = out.join("hello.img");
     let o = vmseal(&[
         "pcr".as_ref(),
@@ -211,15 +201,7 @@ fn sha256_only_tpm_and_one_changed_guest_byte() {
     std::fs::write(variant.join("out/hello.elf"), elf).unwrap();
     std::fs::copy(dir.join("vmseal.toml"), variant.join("vmseal.toml")).unwrap();
     let vout = variant.join("built");
-    let o = vmseal(&[
-        "-q".as_ref(),
-        "build".as_ref(),
-        variant.join("vmseal.toml").as_os_str(),
-        "--out".as_ref(),
-        vout.as_os_str(),
-        "--no-predict".as_ref(),
-    ]);
-    assert!(o.status.success(), "variant build failed");
+    build(&variant.join("vmseal.toml"), &vout, &["--no-predict"]);
     let o = vmseal(&[
         "pcr".as_ref(),
         "predict".as_ref(),
@@ -249,22 +231,10 @@ fn sha256_only_tpm_and_one_changed_guest_byte() {
 /// against the prediction names the cause.
 #[test]
 fn a_failed_boot_option_first_is_explained() {
-    let dir = repo().join("images/hello");
-    let o = Command::new("bash")
-        .arg(dir.join("build.sh"))
-        .status()
-        .expect("bash");
-    assert!(o.success(), "images/hello/build.sh failed");
+    let dir = example("hello");
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    let o = vmseal(&[
-        "-q".as_ref(),
-        "build".as_ref(),
-        dir.join("vmseal.toml").as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
-    assert!(o.status.success(), "build failed");
+    build(&dir.join("vmseal.toml"), &out, &[]);
     let record = t.path().join("run");
     {
         let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -337,24 +307,12 @@ fn tool(cmd: &mut Command) {
 fn secure_boot_hello_boots_exactly_as_predicted_with_the_db_authority() {
     // hello signed by sbsign with a throwaway key, put back into the ESP with mcopy, the cert
     // enrolled as PK/KEK/db by virt-fw-vars; OVMF_CODE_4M.secboot.fd verifies and measures.
-    let dir = repo().join("images/hello");
-    let o = Command::new("bash")
-        .arg(dir.join("build.sh"))
-        .status()
-        .expect("bash");
-    assert!(o.success(), "images/hello/build.sh failed");
+    let dir = example("hello");
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let out = d.join("out");
-    let o = vmseal(&[
-        "-q".as_ref(),
-        "build".as_ref(),
-        dir.join("vmseal.toml").as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
-    assert!(o.status.success());
+    build(&dir.join("vmseal.toml"), &out, &[]);
     let (key, crt) = (d.join("k.pem"), d.join("c.pem"));
     tool(
         Command::new("openssl")
