@@ -2,6 +2,9 @@
 //! not write: `fsck.fat` (dosfstools), `sgdisk -v` (gdisk), `objdump -h` (binutils), `sbsign`
 //! + `osslsigncode` (an independent Authenticode implementation), `openssl` (a throwaway key).
 
+mod common;
+use common::{sbsign_digest, tool};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -25,11 +28,6 @@ fn ok(o: &Output) {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-fn tool(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/setup.sh installs it)"))
 }
 
 const BASE: &str = r#"
@@ -283,62 +281,6 @@ fn objdump_lists_the_sections_in_canonical_order() {
         "{text}"
     );
     assert!(names.contains(&".text"));
-}
-
-/// The digest in the SpcIndirectDataContent that sbsign wrote, as osslsigncode prints it.
-fn sbsign_digest(efi: &Path, dir: &Path) -> String {
-    let key = dir.join("k.pem");
-    let cert = dir.join("c.pem");
-    if !key.exists() {
-        let o = tool(
-            Command::new("openssl")
-                .args([
-                    "req",
-                    "-new",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-subj",
-                    "/CN=vmseal test",
-                    "-days",
-                    "1",
-                    "-keyout",
-                ])
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert),
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    let signed = dir.join("signed.efi");
-    let o = tool(
-        Command::new("sbsign")
-            .arg("--key")
-            .arg(&key)
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--output")
-            .arg(&signed)
-            .arg(efi),
-    );
-    assert!(
-        o.status.success(),
-        "sbsign: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let o = tool(
-        Command::new("osslsigncode")
-            .arg("verify")
-            .arg("-in")
-            .arg(&signed),
-    );
-    let text = String::from_utf8_lossy(&o.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Current message digest"))
-        .unwrap_or_else(|| panic!("osslsigncode:\n{text}"));
-    line.split(':').nth(1).unwrap().trim().to_lowercase()
 }
 
 #[test]

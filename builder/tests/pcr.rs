@@ -9,6 +9,9 @@
 //!
 //! No expected value here was copied from vmseal's own output.
 
+mod common;
+use common::{sbsign_digest, tool};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -71,11 +74,6 @@ fn ok(o: &Output) {
         "status {:?}\nstdout: {out}\nstderr: {err}",
         o.status
     );
-}
-
-fn tool(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/setup.sh installs it)"))
 }
 
 /// What `tpm2_eventlog` says about a log: (pcr, type, [(bank, hex)]) per event after the Spec ID
@@ -578,50 +576,6 @@ fn diff_of_unreadable_inputs_exits_2() {
     let (code, _, err) = diff(&good, &empty, false);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("eventlog.bin"), "{err}");
-}
-
-/// Authenticode SHA-256 of `efi` as sbsign embeds it and osslsigncode reads it back.
-fn sbsign_digest(efi: &Path, dir: &Path) -> String {
-    let (key, cert) = (dir.join("k.pem"), dir.join("c.pem"));
-    let o = tool(
-        Command::new("openssl")
-            .args([
-                "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=t", "-days",
-                "1", "-keyout",
-            ])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-    );
-    assert!(o.status.success());
-    let signed = dir.join("signed.efi");
-    let o = tool(
-        Command::new("sbsign")
-            .arg("--key")
-            .arg(&key)
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--output")
-            .arg(&signed)
-            .arg(efi),
-    );
-    assert!(
-        o.status.success(),
-        "sbsign: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let o = tool(
-        Command::new("osslsigncode")
-            .arg("verify")
-            .arg("-in")
-            .arg(&signed),
-    );
-    let text = String::from_utf8_lossy(&o.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Current message digest"))
-        .unwrap_or_else(|| panic!("{text}"));
-    line.split(':').nth(1).unwrap().trim().to_lowercase()
 }
 
 #[test]

@@ -4,6 +4,9 @@
 //! variable store) and `objcopy` (the `.linux` section). A missing tool fails the test
 //! (scripts/setup.sh installs them).
 
+mod common;
+use common::tool;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -30,11 +33,6 @@ fn ok(o: &Output) {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-fn tool(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/setup.sh installs it)"))
 }
 
 fn text(o: &Output) -> String {

@@ -1,0 +1,68 @@
+//! Helpers shared by the builder's integration tests.
+#![allow(dead_code, reason = "each test crate uses a different subset")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Run an external tool (an oracle vmseal did not write); a missing tool is a setup error.
+pub fn tool(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/setup.sh installs it)"))
+}
+
+/// The Authenticode SHA-256 of `efi` as sbsign embeds it in its signature and osslsigncode
+/// reads it back (an independent oracle for vmseal's Authenticode digest). Keys go in `dir`.
+pub fn sbsign_digest(efi: &Path, dir: &Path) -> String {
+    let key = dir.join("k.pem");
+    let cert = dir.join("c.pem");
+    if !key.exists() {
+        let o = tool(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-new",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=vmseal test",
+                    "-days",
+                    "1",
+                    "-keyout",
+                ])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let signed = dir.join("signed.efi");
+    let o = tool(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(&key)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--output")
+            .arg(&signed)
+            .arg(efi),
+    );
+    assert!(
+        o.status.success(),
+        "sbsign: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = tool(
+        Command::new("osslsigncode")
+            .arg("verify")
+            .arg("-in")
+            .arg(&signed),
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Current message digest"))
+        .unwrap_or_else(|| panic!("osslsigncode:\n{text}"));
+    line.split(':').nth(1).unwrap().trim().to_lowercase()
+}
