@@ -45,4 +45,5 @@ pub mod record;
 pub mod replay;
 pub mod sections;
 pub mod tcg;
+pub mod tis;
 pub mod tpm2;

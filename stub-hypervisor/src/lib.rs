@@ -42,4 +42,3 @@ pub mod policy;
 pub mod record;
 pub mod report;
 pub mod serial;
-pub mod tis;

@@ -11,11 +11,11 @@
 
 use super::LogCopy;
 use core::arch::x86_64::_rdtsc;
+use policies::tis::{self, Clock, Mmio, Tis};
 use stub::eventlog;
 use stub::record::line;
 use stub::report::{self, LogWriter};
 use stub::serial::Uart;
-use stub::tis::{self, Clock, Mmio, Tis};
 use uefi::boot;
 
 /// The TSC, read-only and side-effect free.

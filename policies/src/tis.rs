@@ -1,5 +1,5 @@
 //! A minimal polled TPM TIS (FIFO) driver, locality 0: the transport under
-//! [`policies::tpm2`] after ExitBootServices, when EFI_TCG2_PROTOCOL is gone.
+//! [`crate::tpm2`] after ExitBootServices, when EFI_TCG2_PROTOCOL is gone.
 //!
 //! The sequence is `shared/reference/tpm-tis-and-commands.md` §A.6 step by step (Linux
 //! `tpm_tis_core.c`, EDK2 `Tpm2Tis.c`): take locality 0 (OVMF hands over with it held, §A.10),
@@ -15,8 +15,8 @@
 //! (§A.7 timeouts) and a poll limit, so a dead or absent TPM gives a [`TisError`], never a
 //! hang or a panic.
 
+use crate::tpm2::{HEADER_SIZE, Transport};
 use core::fmt;
-use policies::tpm2::{HEADER_SIZE, Transport};
 
 /// Physical base of the TIS register window (locality 0).
 pub const BASE: u64 = 0xFED4_0000;
@@ -287,9 +287,7 @@ impl<M: Mmio, C: Clock> Tis<M, C> {
 
     /// §A.6 (3): the response into `resp`; returns its length.
     fn recv(&mut self, resp: &mut [u8]) -> Result<usize, TisError> {
-        let (head, _) = resp
-            .split_at_mut_checked(HEADER_SIZE)
-            .ok_or(TisError::ShortBuffer)?;
+        let (head, _) = resp.split_at_mut_checked(HEADER_SIZE).ok_or(TisError::ShortBuffer)?;
         self.read_fifo(head, timeout::RESPONSE)?;
         let size = head
             .get(2..6)
@@ -300,9 +298,7 @@ impl<M: Mmio, C: Clock> Tis<M, C> {
         if n < HEADER_SIZE || n > resp.len() {
             return Err(TisError::ResponseSize(size));
         }
-        let body = resp
-            .get_mut(HEADER_SIZE..n)
-            .ok_or(TisError::ResponseSize(size))?;
+        let body = resp.get_mut(HEADER_SIZE..n).ok_or(TisError::ResponseSize(size))?;
         self.read_fifo(body, timeout::C)?;
         let s = self.wait_sts(timeout::C, Wait::StsValid, 0)?;
         if s & sts::DATA_AVAIL != 0 {
@@ -343,8 +339,11 @@ impl<M: Mmio, C: Clock> Transport for Tis<M, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use policies::tcg::HashAlg;
-    use policies::tpm2::{self, PcrSet};
+    use crate::tcg::HashAlg;
+    use crate::tpm2::{self, PcrSet};
+    use alloc::format;
+    use alloc::vec;
+    use alloc::vec::Vec;
 
     /// QEMU's TIS state machine (§A.6, §A.9), small enough to follow: Idle → Ready →
     /// Reception → Completion, burstCount `burst` (QEMU: 4096; real parts: small), the
@@ -381,9 +380,7 @@ mod tests {
         }
 
         fn expected_len(&self) -> Option<usize> {
-            self.cmd
-                .get(2..6)
-                .map(|b| u32::from_be_bytes(b.try_into().unwrap()) as usize)
+            self.cmd.get(2..6).map(|b| u32::from_be_bytes(b.try_into().unwrap()) as usize)
         }
     }
 
@@ -458,9 +455,7 @@ mod tests {
     /// §B.3's four-bank answer, and PCR_Read answers with value `[pcr; size]`.
     fn swtpm(cmd: &[u8]) -> Vec<u8> {
         if cmd == tpm2::get_capability_pcrs() {
-            let mut r = vec![
-                0x80, 0x01, 0, 0, 0, 0x2b, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 4,
-            ];
+            let mut r = vec![0x80, 0x01, 0, 0, 0, 0x2b, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 4];
             for a in [4u8, 0x0b, 0x0c, 0x0d] {
                 r.extend_from_slice(&[0, a, 3, 0xff, 0xff, 0xff]);
             }
@@ -479,7 +474,7 @@ mod tests {
         r.extend_from_slice(&sel.count_ones().to_be_bytes());
         for i in PcrSet(sel).iter() {
             r.extend_from_slice(&(size as u16).to_be_bytes());
-            r.extend(std::iter::repeat_n(i as u8, size));
+            r.extend(core::iter::repeat_n(i as u8, size));
         }
         let n = r.len() as u32;
         r[2..6].copy_from_slice(&n.to_be_bytes());
@@ -492,20 +487,14 @@ mod tests {
         let banks = tpm2::read_banks(&mut tis).unwrap();
         let v = tpm2::read_pcrs(&mut tis, &banks).unwrap();
         assert_eq!(v.banks().count(), 4);
-        assert_eq!(
-            v.bank(HashAlg::SHA512).unwrap().get(17),
-            Some(&[17u8; 64][..])
-        );
+        assert_eq!(v.bank(HashAlg::SHA512).unwrap().get(17), Some(&[17u8; 64][..]));
         let m = tis.mmio();
         // 1 GetCapability + 4 banks × 3 chunks, each command byte-exact; commandReady once to
         // leave Idle, then after every command (which leaves the TIS Ready for the next).
         assert_eq!(m.commands.len(), 13);
         assert_eq!(m.commands[0], tpm2::get_capability_pcrs());
         assert_eq!(m.commands[1], tpm2::pcr_read(HashAlg::SHA1, PcrSet::ALL));
-        assert_eq!(
-            m.commands[2],
-            tpm2::pcr_read(HashAlg::SHA1, PcrSet(0xFF_FF00))
-        );
+        assert_eq!(m.commands[2], tpm2::pcr_read(HashAlg::SHA1, PcrSet(0xFF_FF00)));
         assert_eq!(m.ready_writes, 14);
         assert!(m.resp.is_empty());
     }
@@ -526,18 +515,12 @@ mod tests {
         }
         let cmd = tpm2::get_capability_pcrs();
         let mut tis = Tis::new(Absent, Ticks(0));
-        assert_eq!(
-            tis.transact(&cmd, &mut resp),
-            Err(TisError::NotPresent(0xFF))
-        );
+        assert_eq!(tis.transact(&cmd, &mut resp), Err(TisError::NotPresent(0xFF)));
 
         let mut fake = FakeTis::new(swtpm);
         fake.deaf = true;
         let mut tis = Tis::new(fake, Ticks(0));
-        assert_eq!(
-            tis.transact(&cmd, &mut resp),
-            Err(TisError::Timeout(Wait::Locality, 0x81))
-        );
+        assert_eq!(tis.transact(&cmd, &mut resp), Err(TisError::Timeout(Wait::Locality, 0x81)));
 
         // A TPM that never answers: dataAvail times out, commandReady is still written.
         let mut tis = Tis::new(FakeTis::new(|_| Vec::new()), Ticks(0));
@@ -551,34 +534,20 @@ mod tests {
         let mut long = cmd;
         long[5] = 23;
         let mut tis = Tis::new(FakeTis::new(swtpm), Ticks(0));
-        assert!(matches!(
-            tis.transact(&long, &mut resp),
-            Err(TisError::ExpectStuck(_))
-        ));
+        assert!(matches!(tis.transact(&long, &mut resp), Err(TisError::ExpectStuck(_))));
         // ...and one that says less: Expect drops before the last byte.
         let mut short = cmd;
         short[5] = 12;
         let mut tis = Tis::new(FakeTis::new(swtpm), Ticks(0));
-        assert!(matches!(
-            tis.transact(&short, &mut resp),
-            Err(TisError::ExpectLost(_))
-        ));
+        assert!(matches!(tis.transact(&short, &mut resp), Err(TisError::ExpectLost(_))));
 
         // A response larger than the buffer.
         let mut tis = Tis::new(FakeTis::new(swtpm), Ticks(0));
-        assert_eq!(
-            tis.transact(&cmd, &mut resp[..20]),
-            Err(TisError::ResponseSize(43))
-        );
+        assert_eq!(tis.transact(&cmd, &mut resp[..20]), Err(TisError::ResponseSize(43)));
         // A response whose size field is smaller than what the TPM has: left-over data.
-        let mut tis = Tis::new(
-            FakeTis::new(|_| vec![0x80, 0x01, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0xAA]),
-            Ticks(0),
-        );
-        assert!(matches!(
-            tis.transact(&cmd, &mut resp),
-            Err(TisError::LeftoverData(_))
-        ));
+        let mut tis =
+            Tis::new(FakeTis::new(|_| vec![0x80, 0x01, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0xAA]), Ticks(0));
+        assert!(matches!(tis.transact(&cmd, &mut resp), Err(TisError::LeftoverData(_))));
         assert_eq!(
             format!("{}", TisError::Timeout(Wait::DataAvail, 0x90)),
             "tis-timeout-data-avail-0x90"
