@@ -28,6 +28,12 @@ pub fn from_manifest(m: &Manifest) -> Result<LaunchPolicy, String> {
             kind,
             section: section.into(),
             memory: m.guest.memory,
+            // Interim (replaced by the ELF-derived base in the hypervisor work).
+            base: if kind == PayloadKind::Elf {
+                0x400_0000
+            } else {
+                0
+            },
             devices: Devices::NONE,
         },
         services: m
@@ -39,6 +45,7 @@ pub fn from_manifest(m: &Manifest) -> Result<LaunchPolicy, String> {
                 kind: PayloadKind::Elf,
                 section: format!("{}{i}", sections::SERVICE_PREFIX),
                 memory: s.memory,
+                base: 0x1000_0000 + (i as u64) * 0x100_0000,
                 devices: devices(&s.devices),
             })
             .collect(),
@@ -46,6 +53,7 @@ pub fn from_manifest(m: &Manifest) -> Result<LaunchPolicy, String> {
             manifest::Console::On => Console::On,
             manifest::Console::Off => Console::Off,
         },
+        channels: Vec::new(),
     };
     p.validate().map_err(|e| e.to_string())?;
     Ok(p)

@@ -6,29 +6,33 @@
 //! the encoding is **canonical**: one policy has exactly one encoding, and
 //! `encode(decode(b)) == b` for every `b` that decodes.
 //!
-//! # Encoding, version 1
+//! # Encoding, version 2
 //!
 //! All integers little-endian, no padding, no alignment; fields in this fixed order:
 //!
 //! | field | encoding |
 //! | --- | --- |
 //! | magic | 8 bytes `b"VMSEALPL"` ([`MAGIC`]) |
-//! | version | u32 = 1 ([`VERSION`]) |
+//! | version | u32 = 2 ([`VERSION`]) |
 //! | name | string |
 //! | version string | string |
 //! | guest | partition |
 //! | service count | u32, at most [`MAX_SERVICES`] |
 //! | services | partition × count, `.svc0` first |
 //! | console | u32: 0 = off, 1 = on ([`Console`]) |
+//! | channel count | u32, at most [`MAX_CHANNELS`] |
+//! | channels | channel × count |
 //!
 //! A *string* is a u32 byte length (at most [`MAX_STRING_LEN`]) followed by that many bytes of
 //! UTF-8 (no NUL). A *partition* is: name (string), kind (u32, [`PayloadKind`]: 1 = ELF,
 //! 2 = Linux; 0 is never valid so zeroed memory does not decode), section (string),
-//! memory (u64, bytes), devices (u32, [`Devices`] bits; unknown bits are rejected).
+//! memory (u64, bytes), base (u64, the guest-physical = host-physical address of the memory
+//! grant; 0 for a Linux guest, whose memory the firmware manages), devices (u32, [`Devices`]
+//! bits; unknown bits are rejected). A *channel* is: name, client, server (three strings; the
+//! ends are partition names; see `policies::hypercall`).
 //!
-//! Nothing may follow the last field. Channels (hypercall channels between partitions) will
-//! be added as version 2 by appending a channel list after `console`; a version-1 decoder
-//! rejects version 2 instead of ignoring what it cannot enforce.
+//! Nothing may follow the last field. Version 1 (no base, no channels) is not read: a decoder
+//! rejects a version it does not know instead of ignoring what it cannot enforce.
 //!
 //! Decoding untrusted bytes returns a [`PolicyError`] and never panics. Decoding checks the
 //! *format*; [`LaunchPolicy::validate`] checks the *rules* (memory sizes, names, section
@@ -44,7 +48,7 @@ use crate::sections;
 /// `b"VMSEALPL"`, the first eight bytes of every encoded policy.
 pub const MAGIC: [u8; 8] = *b"VMSEALPL";
 /// The encoding version this module writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Longest string field accepted by the decoder, in bytes.
 pub const MAX_STRING_LEN: u32 = 4096;
 /// At most this many services (one PE section each, see [`sections::MAX_SERVICES`]).
@@ -55,6 +59,11 @@ pub const MIN_MEMORY: u64 = 4 << 20;
 pub const MAX_MEMORY: u64 = 64 << 30;
 /// Memory grants are whole 4 KiB pages (the nested page size).
 pub const PAGE_SIZE: u64 = 4096;
+/// ELF partitions live below 4 GiB (the hypervisor's identity page tables for a partition
+/// cover guest-physical 0 ..= 4 GiB).
+pub const ELF_MEMORY_LIMIT: u64 = 4 << 30;
+/// At most this many channels.
+pub const MAX_CHANNELS: usize = 16;
 
 /// What a partition runs. vmseal's own encoding (u32 on disk), so a closed enum: the decoder
 /// rejects values it does not know with [`PolicyError::UnknownKind`].
@@ -156,8 +165,22 @@ pub struct Partition {
     pub section: String,
     /// Memory grant in bytes.
     pub memory: u64,
+    /// Base address of the memory grant (guest-physical = host-physical, page aligned); 0 for
+    /// a Linux guest.
+    pub base: u64,
     /// Device capabilities.
     pub devices: Devices,
+}
+
+/// A hypercall channel between two partitions (`policies::hypercall`).
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub struct Channel {
+    /// The name partitions look it up by (`CHANNEL_FIND`), unique in the policy.
+    pub name: String,
+    /// The partition that sends requests.
+    pub client: String,
+    /// The service partition that answers them.
+    pub server: String,
 }
 
 /// The sealed launch policy (the `.vmseal` section).
@@ -173,6 +196,8 @@ pub struct LaunchPolicy {
     pub services: Vec<Partition>,
     /// Console policy of the guest.
     pub console: Console,
+    /// Hypercall channels.
+    pub channels: Vec<Channel>,
 }
 
 /// Why bytes are not a version-1 launch policy. Offsets are from the start of the input.
@@ -229,6 +254,13 @@ pub enum PolicyError {
         /// The count found.
         count: u32,
     },
+    /// More than [`MAX_CHANNELS`] channels.
+    TooManyChannels {
+        /// Offset of the count.
+        offset: usize,
+        /// The count found.
+        count: u32,
+    },
     /// Bytes after the last field.
     TrailingBytes {
         /// Offset of the first extra byte.
@@ -274,6 +306,10 @@ impl fmt::Display for PolicyError {
             Self::TooManyServices { offset, count } => write!(
                 f,
                 "launch policy lists {count} services at offset {offset}, more than {MAX_SERVICES}"
+            ),
+            Self::TooManyChannels { offset, count } => write!(
+                f,
+                "launch policy lists {count} channels at offset {offset}, more than {MAX_CHANNELS}"
             ),
             Self::TrailingBytes { offset, count } => write!(
                 f,
@@ -334,6 +370,27 @@ pub enum InvalidPolicy {
     ServiceNotElf(usize),
     /// Device bits this version does not know.
     UnknownDevices(Which, u32),
+    /// The guest partition is granted devices (it never is: devices belong to services).
+    GuestDevices(u32),
+    /// An ELF partition's base is 0, not page aligned, or its grant ends above
+    /// [`ELF_MEMORY_LIMIT`]; or a Linux guest's base is not 0.
+    BadBase(Which, u64),
+    /// Two partitions' memory grants overlap.
+    Overlap(Which, Which),
+    /// A service has the guest's name (channel ends are named by partition).
+    NameClash(String),
+    /// More than [`MAX_CHANNELS`] channels.
+    TooManyChannels(usize),
+    /// A channel name is empty, too long or used twice.
+    BadChannelName(String),
+    /// A channel end names no partition, both ends are the same, or the server is not a
+    /// service.
+    BadChannelEnd {
+        /// The channel.
+        channel: String,
+        /// The offending end.
+        end: String,
+    },
 }
 
 impl fmt::Display for InvalidPolicy {
@@ -356,6 +413,25 @@ impl fmt::Display for InvalidPolicy {
             }
             Self::ServiceNotElf(i) => write!(f, "service {i}: must be an ELF payload"),
             Self::UnknownDevices(w, b) => write!(f, "{w}: unknown device bits {b:#x}"),
+            Self::GuestDevices(b) => {
+                write!(f, "guest: devices {b:#x} granted; only services may have devices")
+            }
+            Self::BadBase(w, b) => write!(
+                f,
+                "{w}: memory base {b:#x} must be a non-zero multiple of 4 KiB with the grant below 4 GiB (0 for a Linux guest)"
+            ),
+            Self::Overlap(a, b) => write!(f, "{a} and {b}: memory grants overlap"),
+            Self::NameClash(n) => write!(f, "a service is named {n:?} like the guest"),
+            Self::TooManyChannels(n) => write!(f, "{n} channels, at most {MAX_CHANNELS} allowed"),
+            Self::BadChannelName(n) => write!(
+                f,
+                "channel name {n:?} is empty, longer than {} bytes or not unique",
+                crate::hypercall::MAX_CHANNEL_NAME
+            ),
+            Self::BadChannelEnd { channel, end } => write!(
+                f,
+                "channel {channel:?}: end {end:?} is not a partition, is both ends, or (as server) not a service"
+            ),
         }
     }
 }
@@ -376,6 +452,7 @@ impl Partition {
         out.extend_from_slice(&self.kind.to_u32().to_le_bytes());
         put_str(out, &self.section);
         out.extend_from_slice(&self.memory.to_le_bytes());
+        out.extend_from_slice(&self.base.to_le_bytes());
         out.extend_from_slice(&self.devices.0.to_le_bytes());
     }
 
@@ -389,11 +466,13 @@ impl Partition {
         let offset = r.offset();
         let memory = r.u64().ok_or(PolicyError::Truncated { offset, field: "memory" })?;
         let offset = r.offset();
+        let base = r.u64().ok_or(PolicyError::Truncated { offset, field: "base" })?;
+        let offset = r.offset();
         let bits = r.u32().ok_or(PolicyError::Truncated { offset, field: "devices" })?;
         if Devices(bits).unknown_bits() != 0 {
             return Err(PolicyError::UnknownDevices { offset, bits });
         }
-        Ok(Self { name, kind, section, memory, devices: Devices(bits) })
+        Ok(Self { name, kind, section, memory, base, devices: Devices(bits) })
     }
 
     fn validate(&self, which: Which) -> Result<(), InvalidPolicy> {
@@ -414,7 +493,39 @@ impl Partition {
         if self.devices.unknown_bits() != 0 {
             return Err(InvalidPolicy::UnknownDevices(which, self.devices.0));
         }
+        let base_ok = match self.kind {
+            PayloadKind::Linux => self.base == 0,
+            PayloadKind::Elf => {
+                self.base != 0
+                    && self.base.is_multiple_of(PAGE_SIZE)
+                    && self.base.checked_add(self.memory).is_some_and(|e| e <= ELF_MEMORY_LIMIT)
+            }
+        };
+        if !base_ok {
+            return Err(InvalidPolicy::BadBase(which, self.base));
+        }
         Ok(())
+    }
+
+    /// The grant as a half-open range, for ELF partitions.
+    fn grant(&self) -> Option<core::ops::Range<u64>> {
+        (self.kind == PayloadKind::Elf).then(|| self.base..self.base.saturating_add(self.memory))
+    }
+}
+
+impl Channel {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.name);
+        put_str(out, &self.client);
+        put_str(out, &self.server);
+    }
+
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, PolicyError> {
+        Ok(Self {
+            name: read_str(r, "channel name")?,
+            client: read_str(r, "channel client")?,
+            server: read_str(r, "channel server")?,
+        })
     }
 }
 
@@ -448,6 +559,11 @@ impl LaunchPolicy {
             s.encode_into(&mut out);
         }
         out.extend_from_slice(&self.console.to_u32().to_le_bytes());
+        let count = u32::try_from(self.channels.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&count.to_le_bytes());
+        for c in &self.channels {
+            c.encode_into(&mut out);
+        }
         out
     }
 
@@ -481,16 +597,29 @@ impl LaunchPolicy {
         let value = r.u32().ok_or(PolicyError::Truncated { offset, field: "console" })?;
         let console =
             Console::from_u32(value).ok_or(PolicyError::UnknownConsole { offset, value })?;
+        let offset = r.offset();
+        let count = r.u32().ok_or(PolicyError::Truncated { offset, field: "channel count" })?;
+        if count as usize > MAX_CHANNELS {
+            return Err(PolicyError::TooManyChannels { offset, count });
+        }
+        let mut channels = Vec::new();
+        for _ in 0..count {
+            channels.push(Channel::decode_from(&mut r)?);
+        }
         if r.remaining() != 0 {
             return Err(PolicyError::TrailingBytes { offset: r.offset(), count: r.remaining() });
         }
-        Ok(Self { name, version, guest, services, console })
+        Ok(Self { name, version, guest, services, console, channels })
     }
 
     /// Check vmseal's rules: non-empty names and version; every memory grant a multiple of
     /// 4 KiB within 4 MiB ..= 64 GiB; the guest's section is `.guest` for an ELF and `.linux`
     /// for Linux; at most [`MAX_SERVICES`] services, each an ELF in section `.svc<index>`, with
-    /// unique names; no unknown device bits.
+    /// unique names different from the guest's; no unknown device bits and no devices for the
+    /// guest; ELF grants at a non-zero page-aligned base, below [`ELF_MEMORY_LIMIT`], pairwise
+    /// disjoint; at most [`MAX_CHANNELS`] channels with unique names of 1 ..=
+    /// `MAX_CHANNEL_NAME` bytes, each between two different partitions with a service as
+    /// server.
     pub fn validate(&self) -> Result<(), InvalidPolicy> {
         if self.name.is_empty() || self.version.is_empty() {
             return Err(InvalidPolicy::EmptyName(Which::Image));
@@ -530,8 +659,58 @@ impl LaunchPolicy {
             if self.services.iter().take(i).any(|o| o.name == s.name) {
                 return Err(InvalidPolicy::DuplicateService(s.name.clone()));
             }
+            if s.name == self.guest.name {
+                return Err(InvalidPolicy::NameClash(s.name.clone()));
+            }
+        }
+        if self.guest.devices != Devices::NONE {
+            return Err(InvalidPolicy::GuestDevices(self.guest.devices.0));
+        }
+        let parts = core::iter::once((Which::Guest, &self.guest))
+            .chain(self.services.iter().enumerate().map(|(i, s)| (Which::Service(i), s)));
+        for (i, (wa, a)) in parts.clone().enumerate() {
+            for (wb, b) in parts.clone().skip(i + 1) {
+                if let (Some(x), Some(y)) = (a.grant(), b.grant())
+                    && x.start < y.end
+                    && y.start < x.end
+                {
+                    return Err(InvalidPolicy::Overlap(wa, wb));
+                }
+            }
+        }
+        if self.channels.len() > MAX_CHANNELS {
+            return Err(InvalidPolicy::TooManyChannels(self.channels.len()));
+        }
+        let max_name = crate::hypercall::MAX_CHANNEL_NAME as usize;
+        for (i, c) in self.channels.iter().enumerate() {
+            if c.name.is_empty()
+                || c.name.len() > max_name
+                || self.channels.iter().take(i).any(|o| o.name == c.name)
+            {
+                return Err(InvalidPolicy::BadChannelName(c.name.clone()));
+            }
+            let bad_end = |end: &String| InvalidPolicy::BadChannelEnd {
+                channel: c.name.clone(),
+                end: end.clone(),
+            };
+            let is_service = |n: &String| self.services.iter().any(|s| &s.name == n);
+            if !(is_service(&c.client) || c.client == self.guest.name) || c.client == c.server {
+                return Err(bad_end(&c.client));
+            }
+            if !is_service(&c.server) {
+                return Err(bad_end(&c.server));
+            }
         }
         Ok(())
+    }
+
+    /// The channel ids (indices) of which `partition` is an end.
+    pub fn channels_of<'a>(&'a self, partition: &'a str) -> impl Iterator<Item = usize> + 'a {
+        self.channels
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| c.client == partition || c.server == partition)
+            .map(|(i, _)| i)
     }
 }
 
@@ -549,6 +728,7 @@ mod tests {
                 kind: PayloadKind::Elf,
                 section: ".guest".into(),
                 memory: 64 << 20,
+                base: 0x400_0000,
                 devices: Devices::NONE,
             },
             services: vec![Partition {
@@ -556,9 +736,15 @@ mod tests {
                 kind: PayloadKind::Elf,
                 section: ".svc0".into(),
                 memory: 8 << 20,
+                base: 0x800_0000,
                 devices: Devices::TPM | Devices::SERIAL,
             }],
             console: Console::On,
+            channels: vec![Channel {
+                name: "attest".into(),
+                client: "hello".into(),
+                server: "attest".into(),
+            }],
         }
     }
 
@@ -567,7 +753,7 @@ mod tests {
         #[rustfmt::skip]
         let expected: &[u8] = &[
             b'V', b'M', b'S', b'E', b'A', b'L', b'P', b'L', // magic
-            1, 0, 0, 0,                                     // version 1
+            2, 0, 0, 0,                                     // version 2
             5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o',       // name "hello"
             5, 0, 0, 0, b'0', b'.', b'1', b'.', b'0',       // version "0.1.0"
             // guest partition
@@ -575,14 +761,20 @@ mod tests {
             1, 0, 0, 0,                                     //   kind = elf
             6, 0, 0, 0, b'.', b'g', b'u', b'e', b's', b't', //   section ".guest"
             0, 0, 0, 4, 0, 0, 0, 0,                         //   memory 64 MiB
+            0, 0, 0, 4, 0, 0, 0, 0,                         //   base 0x400_0000
             0, 0, 0, 0,                                     //   devices none
             1, 0, 0, 0,                                     // one service
             6, 0, 0, 0, b'a', b't', b't', b'e', b's', b't', //   name "attest"
             1, 0, 0, 0,                                     //   kind = elf
             5, 0, 0, 0, b'.', b's', b'v', b'c', b'0',       //   section ".svc0"
             0, 0, 0x80, 0, 0, 0, 0, 0,                      //   memory 8 MiB
+            0, 0, 0, 8, 0, 0, 0, 0,                         //   base 0x800_0000
             3, 0, 0, 0,                                     //   devices tpm|serial
             1, 0, 0, 0,                                     // console on
+            1, 0, 0, 0,                                     // one channel
+            6, 0, 0, 0, b'a', b't', b't', b'e', b's', b't', //   name "attest"
+            5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o',       //   client "hello"
+            6, 0, 0, 0, b'a', b't', b't', b'e', b's', b't', //   server "attest"
         ];
         assert_eq!(sample().encode(), expected);
         assert_eq!(LaunchPolicy::decode(expected), Ok(sample()));
@@ -593,9 +785,11 @@ mod tests {
         let mut p = sample();
         assert_eq!(LaunchPolicy::decode(&p.encode()), Ok(p.clone()));
         p.services.clear();
+        p.channels.clear();
         p.console = Console::Off;
         p.guest.kind = PayloadKind::Linux;
         p.guest.section = ".linux".into();
+        p.guest.base = 0;
         p.name = "ünïcode".into();
         let bytes = p.encode();
         assert_eq!(LaunchPolicy::decode(&bytes), Ok(p.clone()));
@@ -616,8 +810,8 @@ mod tests {
         b[0] = b'X';
         assert!(matches!(LaunchPolicy::decode(&b), Err(PolicyError::BadMagic(_))));
         let mut b = good.clone();
-        b[8] = 2;
-        assert_eq!(LaunchPolicy::decode(&b), Err(PolicyError::UnsupportedVersion(2)));
+        b[8] = 1;
+        assert_eq!(LaunchPolicy::decode(&b), Err(PolicyError::UnsupportedVersion(1)));
         let mut b = good.clone();
         b[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(
@@ -634,23 +828,30 @@ mod tests {
             Err(PolicyError::UnknownKind { offset: 39, value: 0 })
         );
         let mut b = good.clone();
-        b[61] = 4;
+        b[69] = 4;
         assert_eq!(
             LaunchPolicy::decode(&b),
-            Err(PolicyError::UnknownDevices { offset: 61, bits: 4 })
+            Err(PolicyError::UnknownDevices { offset: 69, bits: 4 })
         );
         let mut b = good.clone();
-        b[65..69].copy_from_slice(&1001u32.to_le_bytes());
+        b[73..77].copy_from_slice(&1001u32.to_le_bytes());
         assert_eq!(
             LaunchPolicy::decode(&b),
-            Err(PolicyError::TooManyServices { offset: 65, count: 1001 })
+            Err(PolicyError::TooManyServices { offset: 73, count: 1001 })
         );
-        let n = good.len();
+        // console is followed by the channel count and one 29-byte channel
+        let console = good.len() - 4 - 4 - 29;
         let mut b = good.clone();
-        b[n - 4] = 2;
+        b[console] = 2;
         assert_eq!(
             LaunchPolicy::decode(&b),
-            Err(PolicyError::UnknownConsole { offset: n - 4, value: 2 })
+            Err(PolicyError::UnknownConsole { offset: console, value: 2 })
+        );
+        let mut b = good.clone();
+        b[console + 4] = 17;
+        assert_eq!(
+            LaunchPolicy::decode(&b),
+            Err(PolicyError::TooManyChannels { offset: console + 4, count: 17 })
         );
         for len in 0..good.len() {
             assert!(
@@ -674,7 +875,11 @@ mod tests {
         p.guest.memory = 128 << 30;
         assert!(p.validate().is_err());
         p.guest.memory = MAX_MEMORY;
+        assert_eq!(p.validate(), Err(InvalidPolicy::BadBase(Which::Guest, 0x400_0000)));
+        p.guest.memory = ELF_MEMORY_LIMIT - 0x400_0000 - (8 << 20);
+        p.services[0].base = ELF_MEMORY_LIMIT - (8 << 20);
         assert_eq!(p.validate(), Ok(()));
+        p.services[0].base = 0x800_0000;
         p.guest.memory = MIN_MEMORY;
         assert_eq!(p.validate(), Ok(()));
         let mut p = sample();
@@ -686,6 +891,7 @@ mod tests {
         let mut p = sample();
         let mut dup = p.services[0].clone();
         dup.section = ".svc1".into();
+        dup.base = 0x900_0000;
         p.services.push(dup);
         assert_eq!(p.validate(), Err(InvalidPolicy::DuplicateService("attest".into())));
         p.services[1].name = "other".into();
@@ -696,23 +902,64 @@ mod tests {
         p.guest.section = ".linux".into();
         assert!(matches!(p.validate(), Err(InvalidPolicy::WrongSection { .. })));
         let mut p = sample();
-        let svc = p.services[0].clone();
+        let svc = Partition { memory: MIN_MEMORY, ..p.services[0].clone() };
+        p.guest.memory = MIN_MEMORY;
         p.services = (0..=MAX_SERVICES)
             .map(|i| Partition {
                 name: alloc::format!("s{i}"),
                 section: alloc::format!(".svc{i}"),
+                base: (72 << 20) + i as u64 * MIN_MEMORY,
                 ..svc.clone()
             })
             .collect();
         assert_eq!(p.validate(), Err(InvalidPolicy::TooManyServices(MAX_SERVICES + 1)));
         p.services.pop();
+        p.channels[0].server = "s0".into();
         assert_eq!(p.validate(), Ok(()));
         assert_eq!(LaunchPolicy::decode(&p.encode()), Ok(p));
     }
 
     #[test]
+    fn isolation_rules() {
+        let mut p = sample();
+        p.guest.devices = Devices::TPM;
+        assert_eq!(p.validate(), Err(InvalidPolicy::GuestDevices(1)));
+        let mut p = sample();
+        p.services[0].base = 0x400_0000 + (32 << 20);
+        assert_eq!(p.validate(), Err(InvalidPolicy::Overlap(Which::Guest, Which::Service(0))));
+        p.services[0].base = 0x400_0000 + (64 << 20);
+        assert_eq!(p.validate(), Ok(()));
+        for base in [0, 0x123, (4 << 30) - (4 << 20)] {
+            p.services[0].base = base;
+            assert!(matches!(p.validate(), Err(InvalidPolicy::BadBase(..))), "{base:#x}");
+        }
+        let mut p = sample();
+        p.services[0].name = "hello".into();
+        assert_eq!(p.validate(), Err(InvalidPolicy::NameClash("hello".into())));
+        let mut p = sample();
+        p.channels[0].server = "hello".into();
+        assert!(matches!(p.validate(), Err(InvalidPolicy::BadChannelEnd { .. })));
+        let mut p = sample();
+        p.channels[0].client = "nobody".into();
+        assert!(matches!(p.validate(), Err(InvalidPolicy::BadChannelEnd { .. })));
+        let mut p = sample();
+        p.channels.push(p.channels[0].clone());
+        assert!(matches!(p.validate(), Err(InvalidPolicy::BadChannelName(_))));
+        let p = sample();
+        assert_eq!(p.channels_of("hello").collect::<Vec<_>>(), [0]);
+        assert_eq!(p.channels_of("attest").collect::<Vec<_>>(), [0]);
+        assert_eq!(p.channels_of("other").count(), 0);
+        let mut p = sample();
+        p.guest.kind = PayloadKind::Linux;
+        p.guest.section = ".linux".into();
+        assert!(matches!(p.validate(), Err(InvalidPolicy::BadBase(Which::Guest, _))));
+        p.guest.base = 0;
+        assert_eq!(p.validate(), Ok(()));
+    }
+
+    #[test]
     fn errors_say_what_is_wrong() {
-        let e = LaunchPolicy::decode(b"VMSEALPL\x02\0\0\0").unwrap_err();
-        assert!(alloc::format!("{e}").contains("version 2"));
+        let e = LaunchPolicy::decode(b"VMSEALPL\x01\0\0\0").unwrap_err();
+        assert!(alloc::format!("{e}").contains("version 1"));
     }
 }

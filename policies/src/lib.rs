@@ -10,7 +10,12 @@
 //!   (which section goes to which PCR, in which order, with which event). Follows the UAPI PCR
 //!   registry and systemd-stub's `.linux`/`.osrel`/`.cmdline`/`.initrd` order for PCR 11.
 //! - [`tcg`]: TCG PC Client constants (event types, hash algorithm ids, PCR indices).
-//! - [`bootinfo`]: the boot-information block the stub hands a `.guest` ELF unikernel.
+//! - [`bootinfo`]: the boot-information block the hypervisor hands a partition, and the
+//!   layout of the hypervisor-written area at the top of its memory grant.
+//! - [`hypercall`]: the hypercall ABI (numbers, errors, violations, channels, attestation).
+//! - [`attest`]: the attestation request and report exchanged on the `attest` channel.
+//! - [`tis`]: a polled TPM TIS driver (locality 0) behind MMIO and clock traits, used by the
+//!   stub after ExitBootServices and by the attestation service.
 //! - [`digest`] (host only): streaming SHA-1/256/384/512 per PCR bank.
 //! - [`eventlog`]: the TCG2 crypto-agile event log and the Final Events Table: parse,
 //!   serialize, merge, and decode the payloads on the boot path.
@@ -33,10 +38,12 @@
 
 extern crate alloc;
 
+pub mod attest;
 pub mod bootinfo;
 #[cfg(not(target_os = "uefi"))]
 pub mod digest;
 pub mod eventlog;
+pub mod hypercall;
 pub mod launch;
 pub mod predict;
 mod reader;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use policies::eventlog::{self, EventLog, FinalEvents};
-use policies::launch::{Console, Devices, LaunchPolicy, Partition, PayloadKind};
+use policies::launch::{Channel, Console, Devices, LaunchPolicy, Partition, PayloadKind};
 use policies::record::Line;
 
 const ITERATIONS: usize = 20_000;
@@ -90,22 +90,28 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn policy() -> Vec<u8> {
-    let part = |name: &str, section: &str, devices| Partition {
+    let part = |name: &str, section: &str, base: u64, devices| Partition {
         name: name.into(),
         kind: PayloadKind::Elf,
         section: section.into(),
         memory: 8 << 20,
+        base,
         devices,
     };
     LaunchPolicy {
         name: "hello".into(),
         version: "0.1.0".into(),
-        guest: part("hello", ".guest", Devices::NONE),
+        guest: part("hello", ".guest", 0x400_0000, Devices::NONE),
         services: vec![
-            part("attest", ".svc0", Devices::TPM),
-            part("log", ".svc1", Devices::SERIAL),
+            part("attest", ".svc0", 0x600_0000, Devices::TPM),
+            part("log", ".svc1", 0x700_0000, Devices::SERIAL),
         ],
         console: Console::On,
+        channels: vec![Channel {
+            name: "attest".into(),
+            client: "hello".into(),
+            server: "attest".into(),
+        }],
     }
     .encode()
 }

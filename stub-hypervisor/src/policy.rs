@@ -66,10 +66,16 @@ mod tests {
                 kind,
                 section: section.into(),
                 memory: 16 << 20,
+                base: if kind == PayloadKind::Elf {
+                    0x400_0000
+                } else {
+                    0
+                },
                 devices: Devices::NONE,
             },
             services: vec![],
             console: Console::On,
+            channels: vec![],
         }
         .encode()
     }

@@ -85,10 +85,12 @@ pub fn launch(
         guest_memory_size: grant.size,
         policy: addr(policy),
         policy_len: policy.len() as u64,
+        tsc_per_ms: 0,
     }));
 
     // The TIS driver's deadlines need a clock; the TSC is calibrated while Stall exists.
     let tsc_per_ms = super::report::calibrate_tsc();
+    info.tsc_per_ms = tsc_per_ms;
     // SAFETY: nothing below uses boot services, the allocator or a protocol opened before
     // (the record writer is port I/O only); the memory map is kept alive (forgotten) for the
     // guest.
