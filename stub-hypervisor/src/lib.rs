@@ -12,7 +12,7 @@
 //! - [`policy`]: the decisions the stub takes from the `.vmseal` launch policy.
 //! - [`record`]: the writer for the record channel (`policies::record` is the format and parser).
 //! - [`report`]: the after-ExitBootServices record: the complete event log and the PCRs.
-//! - [`tis`]: the polled TPM TIS driver under `policies::tpm2` (registers behind a trait).
+//! - [`hv`]: the hypervisor's logic (hypercalls, violations, scheduling) behind a `Vcpu` trait.
 //! - [`devpath`]: the device paths the stub builds (initrd media, the kernel's own path).
 //! - [`serial`]: the polled 16550 UART (COM1 console, COM2 record channel).
 //!
@@ -36,6 +36,7 @@ pub mod bytes;
 pub mod devpath;
 pub mod elf;
 pub mod eventlog;
+pub mod hv;
 pub mod measure;
 pub mod pe;
 pub mod policy;
