@@ -85,6 +85,16 @@ pub fn hello_elf() -> &'static Path {
     })
 }
 
+/// `images/redteam/out/redteam.elf` (and the attestation service it runs beside), built once
+/// per test process by `images/redteam/build.sh`.
+pub fn redteam_elf() -> &'static Path {
+    static ELF: OnceLock<PathBuf> = OnceLock::new();
+    ELF.get_or_init(|| {
+        run(Command::new("bash").arg(repo_root().join("images/redteam/build.sh")));
+        repo_root().join("images/redteam/out/redteam.elf")
+    })
+}
+
 /// `images/linux/out/{vmlinuz,initrd.img}`, built once per test process by
 /// `images/linux/build.sh` (downloads Debian packages into `images/linux/cache/`).
 pub fn linux_inputs() -> &'static Path {
