@@ -16,8 +16,10 @@ run bash scripts/setup.sh
 
 step "format"
 run cargo fmt --all --check
-for dir in stub-hypervisor images/hello; do
-    [ -f "$dir/Cargo.toml" ] && (cd "$dir" && run cargo fmt --check)
+# The stub and every no_std partition image are cargo workspaces of their own.
+guests=$(for d in images/*/; do [ -f "$d/Cargo.toml" ] && echo "${d%/}"; done)
+for dir in stub-hypervisor $guests; do
+    (cd "$dir" && run cargo fmt --check)
 done
 
 step "clippy: host workspace"
@@ -26,8 +28,10 @@ if [ -f stub-hypervisor/Cargo.toml ]; then
     step "clippy: UEFI stub (x86_64-unknown-uefi)"
     (cd stub-hypervisor && run cargo clippy --release -- -D warnings)
 fi
-step "clippy: hello guest (x86_64-unknown-none)"
-(cd images/hello && run cargo clippy --release -- -D warnings)
+for dir in $guests; do
+    step "clippy: $dir (x86_64-unknown-none)"
+    (cd "$dir" && run cargo clippy --release -- -D warnings)
+done
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps
