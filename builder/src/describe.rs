@@ -183,6 +183,67 @@ pub fn signature_lists_summary(data: &[u8]) -> String {
     parts.join("; ")
 }
 
+/// Most entries [`signature_lists_delta`] names one by one per direction; the rest are counted.
+pub const DELTA_NAMED: usize = 8;
+
+/// How one signature database (concatenated `EFI_SIGNATURE_LIST`s, e.g. `db`) differs from
+/// another, entry by entry. Entries are compared by signature type and payload (the
+/// certificate or hash), not by owner GUID or by how they are grouped into lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignatureDelta {
+    /// Entries of `actual` that `expected` does not have, described as
+    /// [`signature_data_summary`] does (at most [`DELTA_NAMED`], then "N more …").
+    pub added: Vec<String>,
+    /// Entries of `expected` that `actual` does not have, described the same way.
+    pub removed: Vec<String>,
+}
+
+/// The entries of concatenated `EFI_SIGNATURE_LIST`s as (SignatureType, `EFI_SIGNATURE_DATA`),
+/// or `None` when the data does not decode.
+pub fn signature_entries(data: &[u8]) -> Option<Vec<([u8; 16], &[u8])>> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let list = parse_list(rest)?;
+        out.extend(list.entries.iter().map(|e| (list.sig_type, *e)));
+        rest = rest.get(list.size..)?;
+    }
+    Some(out)
+}
+
+/// Which entries `actual` has that `expected` has not, and the reverse (see [`SignatureDelta`]);
+/// `None` when either side does not decode. An absent variable (empty data) has no entries.
+pub fn signature_lists_delta(expected: &[u8], actual: &[u8]) -> Option<SignatureDelta> {
+    let exp = signature_entries(expected)?;
+    let act = signature_entries(actual)?;
+    // The payload after the 16-byte owner GUID identifies an entry.
+    let key = |(t, e): &([u8; 16], &[u8])| (*t, e.get(16..).unwrap_or(&[]).to_vec());
+    let exp_keys: Vec<_> = exp.iter().map(key).collect();
+    let act_keys: Vec<_> = act.iter().map(key).collect();
+    let only = |from: &[([u8; 16], &[u8])], other: &[([u8; 16], Vec<u8>)]| {
+        let mut named = Vec::new();
+        let mut more = 0usize;
+        for entry in from {
+            if other.contains(&key(entry)) {
+                continue;
+            }
+            if named.len() < DELTA_NAMED {
+                named.push(signature_data_summary(entry.1, entry.0 == CERT_X509));
+            } else {
+                more += 1;
+            }
+        }
+        if more > 0 {
+            named.push(format!("{more} more entr(ies)"));
+        }
+        named
+    };
+    Some(SignatureDelta {
+        added: only(&act, &exp_keys),
+        removed: only(&exp, &act_keys),
+    })
+}
+
 /// One `EFI_SIGNATURE_LIST` (header and its `EFI_SIGNATURE_DATA` entries).
 pub struct SignatureList<'a> {
     /// SignatureType.
@@ -317,6 +378,98 @@ mod tests {
         assert_eq!(parse_type_name("EV_NOPE"), None);
     }
 
+    /// One `EFI_SIGNATURE_LIST` of type `t` holding `entries` (owner ‖ payload, equal sizes).
+    fn list(t: [u8; 16], entries: &[(&[u8; 16], &[u8])]) -> Vec<u8> {
+        let size = 16 + entries.first().map_or(0, |e| e.1.len());
+        let mut v = t.to_vec();
+        v.extend_from_slice(&((28 + size * entries.len()) as u32).to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&(size as u32).to_le_bytes());
+        for (owner, payload) in entries {
+            v.extend_from_slice(*owner);
+            v.extend_from_slice(payload);
+        }
+        v
+    }
+
+    /// A minimal DER "certificate" with just enough structure for the subject CN.
+    fn cert(cn: &str) -> Vec<u8> {
+        fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+            let mut v = vec![tag, body.len() as u8];
+            v.extend_from_slice(body);
+            v
+        }
+        let atv = [tlv(0x06, &[0x55, 4, 3]), tlv(0x0c, cn.as_bytes())].concat();
+        let name = tlv(0x30, &tlv(0x31, &tlv(0x30, &atv)));
+        let tbs = [
+            tlv(0xA0, &tlv(2, &[2])),
+            tlv(2, &[1]),
+            tlv(0x30, &[]),
+            name.clone(),
+            tlv(0x30, &[]),
+            name,
+        ]
+        .concat();
+        tlv(0x30, &tlv(0x30, &tbs))
+    }
+
+    #[test]
+    fn delta_names_the_added_and_the_removed_certificate() {
+        let (a, b, c) = (cert("Org A db"), cert("Org B db"), cert("Org C db"));
+        let (oa, ob) = ([0xA1; 16], [0xB1; 16]);
+        let expected = list(CERT_X509, &[(&oa, &a)]);
+        // The firmware's db: B in its own list, then A — A is the same entry.
+        let actual = [list(CERT_X509, &[(&ob, &b)]), list(CERT_X509, &[(&oa, &a)])].concat();
+        let d = signature_lists_delta(&expected, &actual).unwrap();
+        assert_eq!(d.removed, Vec::<String>::new());
+        assert_eq!(d.added.len(), 1, "{d:?}");
+        let sha_b = hex::encode(sha2::Sha256::digest(&b));
+        assert_eq!(
+            d.added[0],
+            format!(
+                "certificate CN=Org B db (sha256 {sha_b}), owner b1b1b1b1-b1b1-b1b1-b1b1-b1b1b1b1b1b1"
+            )
+        );
+        // A replaced by C: one added, one removed; the owner GUID does not matter.
+        let replaced = list(CERT_X509, &[(&ob, &c)]);
+        let d = signature_lists_delta(&expected, &replaced).unwrap();
+        assert!(
+            d.added[0].starts_with("certificate CN=Org C db (sha256 "),
+            "{d:?}"
+        );
+        assert!(
+            d.removed[0].starts_with("certificate CN=Org A db (sha256 "),
+            "{d:?}"
+        );
+        let reowned = list(CERT_X509, &[(&ob, &a)]);
+        assert_eq!(
+            signature_lists_delta(&expected, &reowned),
+            Some(SignatureDelta::default())
+        );
+        // An absent variable has no entries; undecodable data gives no delta.
+        let d = signature_lists_delta(&[], &expected).unwrap();
+        assert_eq!((d.added.len(), d.removed.len()), (1, 0));
+        assert_eq!(signature_lists_delta(&expected, &[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn delta_counts_entries_beyond_the_named_ones() {
+        let owner = [0x33; 16];
+        let hashes: Vec<[u8; 32]> = (0..DELTA_NAMED as u8 + 3).map(|i| [i; 32]).collect();
+        let entries: Vec<(&[u8; 16], &[u8])> =
+            hashes.iter().map(|h| (&owner, h.as_slice())).collect();
+        let d = signature_lists_delta(&[], &list(CERT_SHA256, &entries)).unwrap();
+        assert_eq!(d.added.len(), DELTA_NAMED + 1, "{d:?}");
+        assert_eq!(
+            d.added[0],
+            format!(
+                "hash {}, owner 33333333-3333-3333-3333-333333333333",
+                "00".repeat(32)
+            )
+        );
+        assert_eq!(d.added[DELTA_NAMED], "3 more entr(ies)");
+    }
+
     #[test]
     fn undecodable_data_never_panics() {
         for n in 0..80 {
@@ -335,6 +488,7 @@ mod tests {
                 });
             }
             let _ = signature_lists_summary(&data);
+            let _ = signature_lists_delta(&data, &data[..n / 2]);
             let _ = x509_subject_cn(&data);
         }
     }

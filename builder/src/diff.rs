@@ -459,7 +459,8 @@ fn changed(p: u32, x: &Event, y: &Event, ordinal: usize) -> String {
     if t == EventType::EFI_VARIABLE_DRIVER_CONFIG
         && let (Some((name, a)), Some((_, b))) = (var_parts(x), var_parts(y))
     {
-        return format!("PCR {p}: {name} differs — expected {a}, the firmware measured {b}");
+        let why = signature_db_cause(&name, x, y).unwrap_or_default();
+        return format!("PCR {p}: {name} differs — expected {a}, the firmware measured {b}{why}");
     }
     if t == EventType::EFI_VARIABLE_AUTHORITY
         && let (Some((_, a)), Some((_, b))) = (var_parts(x), var_parts(y))
@@ -540,6 +541,46 @@ fn changed(p: u32, x: &Event, y: &Event, ordinal: usize) -> String {
         describe::describe(y),
         sha(y)
     )
+}
+
+/// The Secure Boot databases (`EFI_SIGNATURE_LIST`s) whose change [`signature_db_cause`]
+/// explains entry by entry.
+const SIGNATURE_DBS: [&str; 6] = ["PK", "KEK", "db", "dbx", "dbt", "dbr"];
+
+/// For a changed `PK`/`KEK`/`db`/`dbx`/… measurement: which certificates or hashes the
+/// firmware's variable has that the prediction's has not, and the reverse, then the likely
+/// cause. `None` for other variables or data that does not decode.
+fn signature_db_cause(name: &str, x: &Event, y: &Event) -> Option<String> {
+    if !SIGNATURE_DBS.contains(&name) {
+        return None;
+    }
+    let data = |e: &Event| match e.describe() {
+        Payload::Variable { data, .. } => Some(data.to_vec()),
+        _ => None,
+    };
+    let d = describe::signature_lists_delta(&data(x)?, &data(y)?)?;
+    let mut parts = Vec::new();
+    if !d.added.is_empty() {
+        parts.push(format!(
+            "the firmware's {name} has {}, which the predicted {name} does not",
+            d.added.join(" and ")
+        ));
+    }
+    if !d.removed.is_empty() {
+        parts.push(format!(
+            "the firmware's {name} lacks {}, which the predicted {name} has",
+            d.removed.join(" and ")
+        ));
+    }
+    if parts.is_empty() {
+        parts.push(
+            "the same entries, in another order, list layout or with other owner GUIDs".to_string(),
+        );
+    }
+    Some(format!(
+        ": {} — the VM booted with another variable store than the prediction's (predict with `vmseal pcr predict --vars` of the store the VM boots with)",
+        parts.join("; ")
+    ))
 }
 
 fn action_text(e: &Event) -> Option<String> {
@@ -880,6 +921,75 @@ mod tests {
         );
         assert!(
             x[0].contains("the firmware measured certificate CN=Other CA"),
+            "{x:?}"
+        );
+        assert!(
+            x[0].contains(": the firmware's db has certificate CN=Other CA (sha256 "),
+            "{x:?}"
+        );
+        assert!(
+            x[0].contains("; the firmware's db lacks certificate CN=Org DB (sha256 "),
+            "{x:?}"
+        );
+        assert!(
+            x[0].ends_with(
+                "(predict with `vmseal pcr predict --vars` of the store the VM boots with)"
+            ),
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn an_extra_db_certificate_is_named_with_its_digest() {
+        use sha2::Digest as _;
+        let db = |lists: &[Vec<u8>]| {
+            var(
+                EventType::EFI_VARIABLE_DRIVER_CONFIG,
+                &IMAGE_SECURITY_DATABASE,
+                "db",
+                &lists.concat(),
+            )
+        };
+        let (org, other) = (cert("Org DB"), cert("Other Org DB"));
+        let e = [db(&[x509_list(&org)])];
+        let a = [db(&[x509_list(&other), x509_list(&org)])];
+        let x = run(7, &e, &a);
+        assert_eq!(x.len(), 1, "{x:?}");
+        let sha = |c: &[u8]| hex::encode(sha2::Sha256::digest(c));
+        let want = format!(
+            "PCR 7: db differs — expected certificate CN=Org DB (sha256 {org_sha}), owner 11111111-1111-1111-1111-111111111111, \
+             the firmware measured certificate CN=Other Org DB (sha256 {other_sha}), owner 11111111-1111-1111-1111-111111111111; \
+             certificate CN=Org DB (sha256 {org_sha}), owner 11111111-1111-1111-1111-111111111111: \
+             the firmware's db has certificate CN=Other Org DB (sha256 {other_sha}), owner 11111111-1111-1111-1111-111111111111, \
+             which the predicted db does not — the VM booted with another variable store than the prediction's \
+             (predict with `vmseal pcr predict --vars` of the store the VM boots with)",
+            org_sha = sha(&org),
+            other_sha = sha(&other)
+        );
+        assert_eq!(x[0], want);
+        // Another variable keeps the plain sentence; an undecodable db gives no cause.
+        let plain = run(
+            7,
+            &[var(
+                EventType::EFI_VARIABLE_DRIVER_CONFIG,
+                &GLOBAL_VARIABLE,
+                "SetupMode",
+                &[1],
+            )],
+            &[var(
+                EventType::EFI_VARIABLE_DRIVER_CONFIG,
+                &GLOBAL_VARIABLE,
+                "SetupMode",
+                &[0],
+            )],
+        );
+        assert_eq!(
+            plain,
+            ["PCR 7: SetupMode differs — expected 1 (enabled), the firmware measured 0 (disabled)"]
+        );
+        let x = run(7, &e, &[db(&[vec![1, 2, 3]])]);
+        assert!(
+            x[0].ends_with("the firmware measured undecodable signature list 010203"),
             "{x:?}"
         );
     }
