@@ -66,3 +66,28 @@ pub fn sbsign_digest(efi: &Path, dir: &Path) -> String {
         .unwrap_or_else(|| panic!("osslsigncode:\n{text}"));
     line.split(':').nth(1).unwrap().trim().to_lowercase()
 }
+
+/// Serialises VM boots across the tests of one process (the machine has two cores and boots
+/// with TCG): hold the guard while a VM runs, and never while waiting for a `OnceLock` whose
+/// initialiser boots.
+pub fn vm_lock() -> std::sync::MutexGuard<'static, ()> {
+    static VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that panicked while holding the lock has already stopped its VM.
+    VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `images/linux` with its inputs built (`images/linux/build.sh`: Debian's cloud kernel and a
+/// busybox initrd in `images/linux/out/`), once per test process; returns the folder.
+pub fn linux_example() -> &'static Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/linux");
+        let o = tool(Command::new("bash").arg(dir.join("build.sh")));
+        assert!(
+            o.status.success(),
+            "images/linux/build.sh failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        dir
+    })
+}
