@@ -173,14 +173,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     let timestamp = u32::try_from(epoch).unwrap_or(u32::MAX);
     let stub = stub::load(opts.stub.as_deref())?;
     let stub_sections = pe::stub_section_names(&stub)?;
-    let policy = crate::policy::from_manifest(&m).map_err(|p| {
-        m.error(
-            ErrorKind::Invalid,
-            "guest",
-            format!("the launch policy is invalid: {p}"),
-            "see docs/manifest.md".into(),
-        )
-    })?;
+    let policy = crate::policy::from_manifest(&m)?;
     let mut plan = inputs::plan(&m, &stub_sections, stub.len() as u64, policy.encode())?;
     let kernel_signed = match &sign_plan {
         Some(sp) => crate::sign_cmd::sign_kernel(&m, &mut plan, &sp.signer)?,

@@ -6,18 +6,32 @@ use std::path::{Path, PathBuf};
 /// Physical load address of the sample guest (the same as `images/hello/linker.ld`).
 pub const SAMPLE_BASE: u64 = 0x400_0000;
 
-/// A minimal ELF64 x86_64 `ET_EXEC`: one `PT_LOAD` segment that writes `text` to COM1
-/// (I/O port 0x3f8) byte by byte, then returns exit status 0 in `RAX` (the direct-mode
-/// contract of `policies::bootinfo`). Deterministic bytes.
+/// A minimal ELF64 x86_64 `ET_EXEC` partition linked at [`SAMPLE_BASE`]: see
+/// [`sample_elf_at`].
 pub fn sample_guest_elf(text: &str) -> Vec<u8> {
+    sample_elf_at(SAMPLE_BASE, text)
+}
+
+/// A minimal ELF64 x86_64 `ET_EXEC` partition: one `PT_LOAD` segment at `base` that writes
+/// `text` through the `CONSOLE_WRITE` hypercall and ends with `EXIT(0)`
+/// (`policies::hypercall`). Deterministic bytes.
+pub fn sample_elf_at(base: u64, text: &str) -> Vec<u8> {
+    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
     let mut code = Vec::new();
-    code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x03]); // mov dx, 0x3f8
-    for b in text.bytes() {
-        code.extend_from_slice(&[0xb0, b, 0xee]); // mov al, b; out dx, al
-    }
-    code.extend_from_slice(&[0x31, 0xc0, 0xc3]); // xor eax, eax; ret
+    // Code before the message: 32 bytes; `lea` ends at 7, so the message is at rip + 25.
+    code.extend_from_slice(&[0x48, 0x8d, 0x3d, 25, 0, 0, 0]); // lea rdi, [rip + 25]
+    code.push(0xbe); // mov esi, len
+    code.extend_from_slice(&len.to_le_bytes());
+    code.extend_from_slice(&[0xb8, 1, 0, 0, 0]); // mov eax, 1 (CONSOLE_WRITE)
+    code.extend_from_slice(&[0x0f, 0x01, 0xd9]); // vmmcall
+    code.extend_from_slice(&[0x31, 0xff]); // xor edi, edi (status 0)
+    code.extend_from_slice(&[0xb8, 6, 0, 0, 0]); // mov eax, 6 (EXIT)
+    code.extend_from_slice(&[0x0f, 0x01, 0xd9]); // vmmcall
+    code.extend_from_slice(&[0x0f, 0x0b]); // ud2 (EXIT does not return)
+    debug_assert_eq!(code.len(), 32);
+    code.extend_from_slice(text.as_bytes());
     let (ehsize, phsize) = (64u64, 56u64);
-    let entry = SAMPLE_BASE + ehsize + phsize;
+    let entry = base + ehsize + phsize;
     let filesz = ehsize + phsize + code.len() as u64;
     let mut f = Vec::with_capacity(filesz as usize);
     f.extend_from_slice(b"\x7fELF");
@@ -36,12 +50,12 @@ pub fn sample_guest_elf(text: &str) -> Vec<u8> {
     f.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
     f.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
     f.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-    // PT_LOAD, R+X, the whole file at SAMPLE_BASE.
+    // PT_LOAD, R+X, the whole file at `base`.
     f.extend_from_slice(&1u32.to_le_bytes());
     f.extend_from_slice(&5u32.to_le_bytes());
     f.extend_from_slice(&0u64.to_le_bytes()); // p_offset
-    f.extend_from_slice(&SAMPLE_BASE.to_le_bytes()); // p_vaddr
-    f.extend_from_slice(&SAMPLE_BASE.to_le_bytes()); // p_paddr
+    f.extend_from_slice(&base.to_le_bytes()); // p_vaddr
+    f.extend_from_slice(&base.to_le_bytes()); // p_paddr
     f.extend_from_slice(&filesz.to_le_bytes());
     f.extend_from_slice(&filesz.to_le_bytes());
     f.extend_from_slice(&0x1000u64.to_le_bytes());
@@ -73,7 +87,8 @@ console = "on"
 const README: &str = "This directory is a vmseal appliance starter.
 
   vmseal.toml   the manifest: image name and size, the guest, its memory and console
-  guest.elf     a tiny sample guest: an x86_64 ELF that prints a line on COM1 and returns 0
+  guest.elf     a tiny sample guest: an x86_64 ELF that prints a line through the console
+                hypercall and exits 0 (it runs isolated under vmseal's hypervisor)
 
 Build the appliance (writes out/hello.img, out/hello.efi, out/hello.lock.json):
 

@@ -120,7 +120,14 @@ fn check_magic(head: &[u8], expect: Expect) -> Result<(), String> {
     }
 }
 
-fn file(m: &Manifest, field: &str, path: &str, expect: Expect) -> Result<Source, ManifestError> {
+/// Check that the file `path` of manifest field `field` exists, is not empty and has the
+/// magic `expect` names.
+pub(crate) fn file(
+    m: &Manifest,
+    field: &str,
+    path: &str,
+    expect: Expect,
+) -> Result<Source, ManifestError> {
     let abs = m.resolve(path);
     let meta = std::fs::metadata(&abs).map_err(|e| {
         let problem = if e.kind() == std::io::ErrorKind::NotFound {

@@ -23,6 +23,7 @@ pub mod boot;
 pub mod describe;
 pub mod diff;
 pub mod disk;
+pub mod elf;
 pub mod eventlog_cmd;
 pub mod firmware;
 pub mod init;

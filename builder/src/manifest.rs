@@ -107,6 +107,15 @@ pub struct RawService {
     devices: Vec<Device>,
 }
 
+/// `[[channel]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    name: String,
+    client: String,
+    server: String,
+}
+
 /// `[signing]` as written (docs/manifest.md). Every path is optional on its own; `keys` names
 /// the directory `vmseal keys new` wrote, and `key`/`cert`/`pk`/`kek`/`owner` override the
 /// files in it. Without `keys`, `key` + `cert` are required.
@@ -149,6 +158,8 @@ pub struct RawManifest {
     guest: RawGuest,
     #[serde(default)]
     service: Vec<RawService>,
+    #[serde(default)]
+    channel: Vec<RawChannel>,
     #[serde(default)]
     sections: BTreeMap<String, String>,
     signing: Option<Signing>,
@@ -228,6 +239,18 @@ pub struct Service {
     pub devices: Vec<Device>,
 }
 
+/// One `[[channel]]`, validated: a hypercall channel (`policies::hypercall`) between two
+/// partitions, named by partition name (the guest is `[image].name`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Channel {
+    /// Unique name the partitions look it up by.
+    pub name: String,
+    /// The partition that sends requests (the guest or a service).
+    pub client: String,
+    /// The service that answers.
+    pub server: String,
+}
+
 /// A validated manifest. Serializing it gives the canonical form (sizes in bytes, sorted
 /// devices and sections, paths as written).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -240,6 +263,9 @@ pub struct Manifest {
     pub guest: Guest,
     /// `[[service]]`, in file order (`.svc0`, `.svc1`, …).
     pub service: Vec<Service>,
+    /// `[[channel]]`, in file order (the channel id is the index).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub channel: Vec<Channel>,
     /// Extra sections: name → path as written.
     pub sections: BTreeMap<String, String>,
     /// `[signing]`.
@@ -605,6 +631,93 @@ impl Manifest {
             });
         }
 
+        if !services.is_empty() && matches!(guest.payload, Payload::Kernel(_)) {
+            return Err(err(
+                ErrorKind::Invalid,
+                "service[0]",
+                "services run as partitions of the hypervisor, which only runs an ELF guest".into(),
+                "remove the services, or use `elf` (a unikernel) instead of a Linux `kernel`"
+                    .into(),
+            ));
+        }
+        if raw.channel.len() > policies::launch::MAX_CHANNELS {
+            return Err(err(
+                ErrorKind::Invalid,
+                "channel",
+                format!("{} channels", raw.channel.len()),
+                format!("keep at most {}", policies::launch::MAX_CHANNELS),
+            ));
+        }
+        let mut channels: Vec<Channel> = Vec::with_capacity(raw.channel.len());
+        for (i, c) in raw.channel.into_iter().enumerate() {
+            let field = |f: &str| format!("channel[{i}].{f}");
+            let max = policies::hypercall::MAX_CHANNEL_NAME as usize;
+            let ok = (1..=max).contains(&c.name.len())
+                && c.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    &field("name"),
+                    format!("\"{}\" is not a valid channel name", c.name),
+                    format!("use 1-{max} characters of a-z, 0-9 and '-'"),
+                ));
+            }
+            if let Some(j) = channels.iter().position(|o| o.name == c.name) {
+                return Err(err(
+                    ErrorKind::Duplicate,
+                    &field("name"),
+                    format!("\"{}\" is already the name of channel[{j}]", c.name),
+                    "give every channel a unique name".into(),
+                ));
+            }
+            let is_service = |n: &str| services.iter().any(|s| s.name == n);
+            let partitions = || {
+                std::iter::once(format!("\"{name}\" (the guest)"))
+                    .chain(services.iter().map(|s| format!("\"{}\"", s.name)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !(c.client == name || is_service(&c.client)) {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    &field("client"),
+                    format!("\"{}\" is not a partition", c.client),
+                    format!("name one of {}", partitions()),
+                ));
+            }
+            if !is_service(&c.server) {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    &field("server"),
+                    format!("\"{}\" is not a service", c.server),
+                    "name a [[service]]: only services answer on channels".into(),
+                ));
+            }
+            if c.client == c.server {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    &field("client"),
+                    format!("\"{}\" is both ends", c.client),
+                    "connect two different partitions".into(),
+                ));
+            }
+            channels.push(Channel {
+                name: c.name,
+                client: c.client,
+                server: c.server,
+            });
+        }
+        if let Some(i) = services.iter().position(|s| s.name == name) {
+            return Err(err(
+                ErrorKind::Duplicate,
+                &format!("service[{i}].name"),
+                format!("\"{name}\" is the image's name, which names the guest partition"),
+                "rename the service".into(),
+            ));
+        }
+
         for name in raw.sections.keys() {
             let field = format!("sections.\"{name}\"");
             if !name.starts_with('.') || name.len() < 2 || name.len() > 8 || !name.is_ascii() {
@@ -637,6 +750,7 @@ impl Manifest {
             },
             guest,
             service: services,
+            channel: channels,
             sections: raw.sections,
             signing: raw.signing,
             dir,

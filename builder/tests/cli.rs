@@ -44,15 +44,20 @@ console = "on"
 
 [[service]]
 name = "attest"
-elf = "svc.elf"
+elf = "attest.elf"
 memory = "8MiB"
 devices = ["tpm"]
 
 [[service]]
 name = "log"
-elf = "svc.elf"
+elf = "log.elf"
 memory = "4MiB"
 devices = ["serial"]
+
+[[channel]]
+name = "attest"
+client = "app"
+server = "attest"
 
 [sections]
 ".sbat" = "sbat.csv"
@@ -67,8 +72,13 @@ fn appliance(dir: &Path, size: &str) -> PathBuf {
     )
     .unwrap();
     std::fs::write(
-        dir.join("svc.elf"),
-        vmseal::init::sample_guest_elf("service\r\n"),
+        dir.join("attest.elf"),
+        vmseal::init::sample_elf_at(0x600_0000, "attest\r\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("log.elf"),
+        vmseal::init::sample_elf_at(0x700_0000, "log\r\n"),
     )
     .unwrap();
     std::fs::write(
@@ -549,7 +559,7 @@ fn ten_malformed_manifests_exit_2_with_one_line() {
     );
     malformed(
         "empty file",
-        |d| std::fs::write(d.join("svc.elf"), b"").unwrap(),
+        |d| std::fs::write(d.join("attest.elf"), b"").unwrap(),
         "service[0].elf",
         &["empty"],
     );
@@ -562,5 +572,82 @@ fn ten_malformed_manifests_exit_2_with_one_line() {
         },
         "guest.elf",
         &["ET_EXEC"],
+    );
+}
+
+#[test]
+fn malformed_partitions_and_channels_exit_2_with_one_line() {
+    malformed(
+        "channel to an unknown partition",
+        |d| rewrite(d, "client = \"app\"", "client = \"nobody\""),
+        "channel[0].client",
+        &["not a partition", "\"app\" (the guest)"],
+    );
+    malformed(
+        "channel served by the guest",
+        |d| rewrite(d, "server = \"attest\"", "server = \"app\""),
+        "channel[0].server",
+        &["not a service"],
+    );
+    malformed(
+        "duplicate channel",
+        |d| {
+            let p = d.join("vmseal.toml");
+            let s = std::fs::read_to_string(&p).unwrap();
+            let extra = "\n[[channel]]\nname = \"attest\"\nclient = \"log\"\nserver = \"attest\"\n";
+            std::fs::write(
+                &p,
+                s.replacen("[sections]", &format!("{extra}\n[sections]"), 1),
+            )
+            .unwrap();
+        },
+        "channel[1].name",
+        &["unique"],
+    );
+    malformed(
+        "unknown channel key",
+        |d| {
+            rewrite(
+                d,
+                "server = \"attest\"",
+                "server = \"attest\"\nbandwidth = 3",
+            )
+        },
+        "channel[0].bandwidth",
+        &["unknown key"],
+    );
+    malformed(
+        "overlapping grants",
+        |d| {
+            std::fs::write(
+                d.join("log.elf"),
+                vmseal::init::sample_elf_at(0x640_0000, "log"),
+            )
+            .unwrap()
+        },
+        "service[1].elf",
+        &["overlaps", "service[0].elf"],
+    );
+    malformed(
+        "ELF too big for its memory",
+        |d| {
+            // A PT_LOAD of 5 MiB in a 4 MiB service: segments plus the 64 KiB area do not fit.
+            let mut e = vmseal::init::sample_elf_at(0x700_0000, "log");
+            e[64 + 40..64 + 48].copy_from_slice(&(5u64 << 20).to_le_bytes());
+            std::fs::write(d.join("log.elf"), e).unwrap();
+        },
+        "service[1].memory",
+        &["hypervisor area", "at least \"6MiB\""],
+    );
+    malformed(
+        "services beside a Linux guest",
+        |d| {
+            let mut pe = vec![0u8; 0x200];
+            pe[..2].copy_from_slice(b"MZ");
+            std::fs::write(d.join("vmlinuz"), pe).unwrap();
+            rewrite(d, "elf = \"guest.elf\"", "kernel = \"vmlinuz\"");
+        },
+        "service[0]",
+        &["ELF guest", "remove the services"],
     );
 }
