@@ -177,7 +177,7 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Why, in one line (names the record line or console text that decided it).
     pub reason: String,
-    /// A direct-mode guest's exit status (`exit status=N`), if it returned.
+    /// The guest's exit status (`exit status=N`), if the record has one.
     pub guest_exit_status: Option<u64>,
 }
 
@@ -645,6 +645,7 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
         "image": opts.image,
         "record_lines": record.len(),
         "pcrs_reported": pcrs.len(),
+        "hypervisor": hypervisor_summary(&record),
         "qemu_command": qemu_command,
     });
     write_json(&dir.join("verdict.json"), &verdict_json)?;
@@ -747,6 +748,40 @@ fn console_line(console: &str, pred: impl Fn(&str) -> bool) -> Option<&str> {
 /// In order: an unparsable record or a record `error` line is a stub error; a firmware
 /// refusal with no stub start is `firmware-rejected`; a direct-mode `exit status=0` or the
 /// Linux [`LINUX_MARKER`] after `launch` is `booted`; a non-zero exit, a `fault` line or a
+/// What the hypervisor reported (`verdict.json` key `hypervisor`): its start line, every
+/// loaded partition, every violation and stopped partition with all their keys, the health
+/// checks, dropped console output and the statistics. `null` for a run without a hypervisor.
+pub fn hypervisor_summary(record: &[Line]) -> serde_json::Value {
+    let fields = |l: &Line| {
+        serde_json::Value::Object(
+            l.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        )
+    };
+    let all = |verb: &str| -> Vec<serde_json::Value> {
+        record
+            .iter()
+            .filter(|l| l.verb == verb)
+            .map(fields)
+            .collect()
+    };
+    let first = |verb: &str| record.iter().find(|l| l.verb == verb).map(fields);
+    let Some(hv) = first("hv") else {
+        return serde_json::Value::Null;
+    };
+    serde_json::json!({
+        "hv": hv,
+        "partitions": all("partition"),
+        "violations": all("violation"),
+        "stopped": all("stopped"),
+        "health": all("health"),
+        "console": all("console"),
+        "stats": first("hv-stats"),
+    })
+}
+
 /// kernel panic is a guest fault; then what is missing decides: no `start` → no boot (or
 /// timeout), no `launch` → stub error (or timeout), a launch without success → guest fault
 /// (or timeout).
@@ -794,6 +829,26 @@ pub fn decide(console: &str, record: &str, ended: Ended) -> (Decision, Vec<Line>
     if let Some(fault) = find("fault") {
         return (
             d(Verdict::GuestFault, format!("the stub reported {fault}")),
+            lines,
+        );
+    }
+    // Hypervisor mode: any partition that broke its policy makes the run a guest fault, even
+    // when the guest itself exited 0 (a service was stopped, or the guest is the offender).
+    let violations: Vec<&Line> = lines.iter().filter(|l| l.verb == "violation").collect();
+    if let Some(first) = violations.first() {
+        let status = find("exit")
+            .and_then(|e| e.get("status"))
+            .and_then(parse_status);
+        let more = match violations.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return (
+            Decision {
+                verdict: Verdict::GuestFault,
+                reason: format!("the hypervisor stopped a partition: {first}{more}"),
+                guest_exit_status: status,
+            },
             lines,
         );
     }
@@ -1106,6 +1161,49 @@ BdsDxe: Press any key to enter the Boot Manager Menu.\r
         assert_eq!(d.verdict, Verdict::Booted, "{d:?}");
         assert_eq!(d.guest_exit_status, Some(0));
         assert_eq!(lines.len(), 6);
+    }
+
+    #[test]
+    fn hypervisor_runs() {
+        let head = "VMSEAL1 start stub=0.1.0 mode=guest\r\nVMSEAL1 launch kind=hypervisor section=.guest\r\nVMSEAL1 hv backend=svm asids=16 partitions=2 startup_us=900\r\nVMSEAL1 partition name=attest section=.svc0 base=0x6000000 size=0x400000 entry=0x6000000 devices=tpm\r\n";
+        let clean = format!(
+            "{head}VMSEAL1 stopped partition=hello reason=exit status=0 hypercalls=12\r\nVMSEAL1 health channel=attest server=attest status=answered\r\nVMSEAL1 hv-stats hypercalls=14 exits=20 roundtrip_ns=21000\r\nVMSEAL1 exit status=0\r\nVMSEAL1 end\r\n"
+        );
+        let (d, lines) = decide("", &clean, Ended::RecordEnd);
+        assert_eq!(d.verdict, Verdict::Booted, "{d:?}");
+        let h = hypervisor_summary(&lines);
+        assert_eq!(h["hv"]["backend"], "svm");
+        assert_eq!(h["partitions"][0]["devices"], "tpm");
+        assert_eq!(h["health"][0]["status"], "answered");
+        assert_eq!(h["stats"]["roundtrip_ns"], "21000");
+        assert_eq!(h["violations"].as_array().map(Vec::len), Some(0));
+
+        let attack = format!(
+            "{head}VMSEAL1 violation partition=redteam kind=port-io port=0xcf8 size=4 dir=out rip=0x4000123\r\nVMSEAL1 stopped partition=redteam reason=violation hypercalls=3\r\nVMSEAL1 health channel=attest server=attest status=answered\r\nVMSEAL1 hv-stats hypercalls=3 exits=9 roundtrip_ns=0\r\nVMSEAL1 exit status=255\r\nVMSEAL1 end\r\n"
+        );
+        let (d, lines) = decide("", &attack, Ended::RecordEnd);
+        assert_eq!(d.verdict, Verdict::GuestFault, "{d:?}");
+        assert!(d.reason.contains("kind=port-io"), "{d:?}");
+        assert_eq!(d.guest_exit_status, Some(255));
+        let h = hypervisor_summary(&lines);
+        assert_eq!(h["violations"][0]["port"], "0xcf8");
+        assert_eq!(h["stopped"][0]["reason"], "violation");
+        // A service's violation spoils a run even when the guest exits 0.
+        let svc = clean.replace(
+            "VMSEAL1 stopped partition=hello",
+            "VMSEAL1 violation partition=attest kind=memory gpa=0x0 access=read rip=0x6000010\r\nVMSEAL1 stopped partition=hello",
+        );
+        assert_eq!(
+            decide("", &svc, Ended::RecordEnd).0.verdict,
+            Verdict::GuestFault
+        );
+        // No SVM with nested paging: the stub refuses, it is a stub error.
+        let no_npt = "VMSEAL1 start stub=0.1.0 mode=guest\r\nVMSEAL1 error stage=hypervisor status=no-svm-npt\r\nVMSEAL1 end\r\n";
+        assert_eq!(
+            decide("", no_npt, Ended::RecordEnd).0.verdict,
+            Verdict::StubError
+        );
+        assert!(hypervisor_summary(&decide("", no_npt, Ended::RecordEnd).1).is_null());
     }
 
     #[test]
