@@ -306,8 +306,50 @@ pub fn render(v: &Value) -> String {
         let p = &pe["launch_policy"];
         if p.is_null() {
             let _ = writeln!(s, "  launch policy: none (no .vmseal section)");
-        } else {
+        } else if p.get("error").is_some() || p.get("guest").is_none() {
             let _ = writeln!(s, "  launch policy: {p}");
+        } else {
+            let _ = writeln!(
+                s,
+                "  launch policy (format {}): {} {}, console {}",
+                p["format"],
+                p["name"].as_str().unwrap_or(""),
+                p["version"].as_str().unwrap_or(""),
+                p["console"].as_str().unwrap_or("")
+            );
+            let parts =
+                std::iter::once(&p["guest"]).chain(p["services"].as_array().into_iter().flatten());
+            for q in parts {
+                let devices: Vec<&str> = q["devices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "    partition {:<12} {:<7} {} base {:#x} memory {} devices {}",
+                    q["name"].as_str().unwrap_or(""),
+                    q["section"].as_str().unwrap_or(""),
+                    q["kind"].as_str().unwrap_or(""),
+                    q["base"].as_u64().unwrap_or(0),
+                    crate::manifest::human_size(q["memory"].as_u64().unwrap_or(0)),
+                    if devices.is_empty() {
+                        "none".to_string()
+                    } else {
+                        devices.join(",")
+                    }
+                );
+            }
+            for c in p["channels"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    s,
+                    "    channel   {:<12} {} -> {}",
+                    c["name"].as_str().unwrap_or(""),
+                    c["client"].as_str().unwrap_or(""),
+                    c["server"].as_str().unwrap_or("")
+                );
+            }
         }
     }
     s
