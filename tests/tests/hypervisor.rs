@@ -15,6 +15,11 @@
 //! - A CPU without nested paging: the stub refuses to launch and says why.
 //!
 //! One VM at a time (`vm_lock`).
+//!
+//! These are the acceptance tests of issue 5 ("the stub becomes a hypervisor"); they are
+//! ignored until the SVM backend and the partition images (`images/attest`,
+//! `images/redteam`, hello on hypercalls) land. Run them with `cargo test -p vmseal-tests
+//! --test hypervisor -- --ignored`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -176,6 +181,7 @@ fn parse_quote(b: &[u8]) -> QuoteInfo {
 }
 
 #[test]
+#[ignore = "needs the SVM backend and partition images (issue 5, in progress)"]
 fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
     let scratch = tempfile::tempdir().expect("scratch");
     assert!(hello_elf().is_file());
@@ -296,6 +302,7 @@ fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
 }
 
 #[test]
+#[ignore = "needs the SVM backend and partition images (issue 5, in progress)"]
 fn console_off_keeps_the_guest_silent() {
     let scratch = tempfile::tempdir().expect("scratch");
     assert!(hello_elf().is_file());
@@ -355,6 +362,7 @@ const ATTACKS: &[Attack] = &[
 ];
 
 #[test]
+#[ignore = "needs the SVM backend and partition images (issue 5, in progress)"]
 fn every_redteam_attack_is_blocked_and_the_rest_keeps_running() {
     assert!(redteam_elf().is_file());
     let scratch = tempfile::tempdir().expect("scratch");
@@ -441,6 +449,7 @@ fn every_redteam_attack_is_blocked_and_the_rest_keeps_running() {
 }
 
 #[test]
+#[ignore = "needs the SVM backend and partition images (issue 5, in progress)"]
 fn a_cpu_without_nested_paging_is_refused() {
     let scratch = tempfile::tempdir().expect("scratch");
     assert!(hello_elf().is_file());
