@@ -1167,7 +1167,7 @@ BdsDxe: Press any key to enter the Boot Manager Menu.\r
     fn hypervisor_runs() {
         let head = "VMSEAL1 start stub=0.1.0 mode=guest\r\nVMSEAL1 launch kind=hypervisor section=.guest\r\nVMSEAL1 hv backend=svm asids=16 partitions=2 startup_us=900\r\nVMSEAL1 partition name=attest section=.svc0 base=0x6000000 size=0x400000 entry=0x6000000 devices=tpm\r\n";
         let clean = format!(
-            "{head}VMSEAL1 stopped partition=hello reason=exit status=0 hypercalls=12\r\nVMSEAL1 health channel=attest server=attest status=answered\r\nVMSEAL1 hv-stats hypercalls=14 exits=20 roundtrip_ns=21000\r\nVMSEAL1 exit status=0\r\nVMSEAL1 end\r\n"
+            "{head}VMSEAL1 stopped partition=hello reason=exit status=0 hypercalls=12\r\nVMSEAL1 health channel=attest server=attest status=answered\r\nVMSEAL1 hv-stats hypercalls=14 exits=20 guest_ns=420000 mean_run_ns=21000\r\nVMSEAL1 exit status=0\r\nVMSEAL1 end\r\n"
         );
         let (d, lines) = decide("", &clean, Ended::RecordEnd);
         assert_eq!(d.verdict, Verdict::Booted, "{d:?}");
@@ -1175,11 +1175,11 @@ BdsDxe: Press any key to enter the Boot Manager Menu.\r
         assert_eq!(h["hv"]["backend"], "svm");
         assert_eq!(h["partitions"][0]["devices"], "tpm");
         assert_eq!(h["health"][0]["status"], "answered");
-        assert_eq!(h["stats"]["roundtrip_ns"], "21000");
+        assert_eq!(h["stats"]["mean_run_ns"], "21000");
         assert_eq!(h["violations"].as_array().map(Vec::len), Some(0));
 
         let attack = format!(
-            "{head}VMSEAL1 violation partition=redteam kind=port-io port=0xcf8 size=4 dir=out rip=0x4000123\r\nVMSEAL1 stopped partition=redteam reason=violation hypercalls=3\r\nVMSEAL1 health channel=attest server=attest status=answered\r\nVMSEAL1 hv-stats hypercalls=3 exits=9 roundtrip_ns=0\r\nVMSEAL1 exit status=255\r\nVMSEAL1 end\r\n"
+            "{head}VMSEAL1 violation partition=redteam kind=port-io port=0xcf8 size=4 dir=out rip=0x4000123\r\nVMSEAL1 stopped partition=redteam reason=violation hypercalls=3\r\nVMSEAL1 health channel=attest server=attest status=answered\r\nVMSEAL1 hv-stats hypercalls=3 exits=9 guest_ns=0 mean_run_ns=0\r\nVMSEAL1 exit status=255\r\nVMSEAL1 end\r\n"
         );
         let (d, lines) = decide("", &attack, Ended::RecordEnd);
         assert_eq!(d.verdict, Verdict::GuestFault, "{d:?}");

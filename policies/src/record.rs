@@ -27,7 +27,7 @@
 //! | `violation` | `partition`, `kind` (`policies::hypercall::Violation`), kind-specific keys (`gpa`, `access`, `port`, `size`, `dir`, `msr`, `nr`, `addr`, `len`, `count`, `exit`), `rip` | a partition did something its policy does not allow; it is stopped |
 //! | `stopped` | `partition`, `reason` (`exit`/`violation`/`deadlock`), `status` (exit only), `hypercalls` | a partition ended; the others keep running |
 //! | `health` | `channel`, `server`, `status` (`answered`/`silent`/`gone`) | after the guest ended: the hypervisor checked that each server of the guest's channels still answers |
-//! | `hv-stats` | `hypercalls`, `exits`, `roundtrip_ns` (mean VMMCALL round trip) | the hypervisor shuts down |
+//! | `hv-stats` | `hypercalls`, `exits`, `guest_ns` (time spent in partitions), `mean_run_ns` (per VMRUN) | the hypervisor shuts down |
 //! | `exit` | `status` | the guest partition ended (its `EXIT` status; a stopped guest reports 255) |
 //! | `error` | `stage`, `status` (`0x…` EFI status or a word) | the stub stops (fail closed) — except for the stages in [`NONFATAL_STAGES`], after which the boot goes on and the record lacks what that stage would have written |
 //! | `end` | — | the last line before power-off |

@@ -20,6 +20,9 @@
 //! Nothing here allocates once [`Hypervisor::run`] has started (the stub calls it after
 //! ExitBootServices, when there is no allocator): every table has a fixed capacity.
 
+mod run;
+pub use run::{Console, Grant, HEALTH_NONCE, HvError, Hypervisor, STOPPED_STATUS};
+
 /// The general registers of a partition's vCPU.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct Regs {
