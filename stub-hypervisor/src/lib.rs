@@ -15,6 +15,7 @@
 //! - [`hv`]: the hypervisor's logic (hypercalls, violations, scheduling) behind a `Vcpu` trait.
 //! - [`devpath`]: the device paths the stub builds (initrd media, the kernel's own path).
 //! - [`serial`]: the polled 16550 UART (COM1 console, COM2 record channel).
+//! - [`svm`]: the AMD SVM backend (VMCB, exit decoding, nested page tables, VMRUN).
 //!
 //! What it does not do: talk to firmware (the binary does), allocate after ExitBootServices
 //! ([`record`] and [`serial`] never allocate). Every parser returns an error on bad input and
@@ -43,3 +44,4 @@ pub mod policy;
 pub mod record;
 pub mod report;
 pub mod serial;
+pub mod svm;
