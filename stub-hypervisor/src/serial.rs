@@ -56,3 +56,11 @@ impl core::fmt::Write for Uart {
         Ok(())
     }
 }
+
+impl crate::hv::Console for Uart {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_byte(*b);
+        }
+    }
+}

@@ -1,130 +1,151 @@
-//! # hello — vmseal's example direct-mode guest
+//! # hello — vmseal's example partition guest
 //!
 //! A `#![no_std]` ELF unikernel for `x86_64-unknown-none`, linked at physical `0x4000000`
-//! (`linker.ld`). The stub loads it, calls `ExitBootServices` and enters [`_start`] with the
-//! System V AMD64 ABI and `RDI` = the physical address of a
-//! [`policies::bootinfo::BootInfo`] (ABI version 1, see `policies/src/bootinfo.rs`).
+//! (`linker.ld`). The stub-hypervisor runs it in its own SVM guest with nested paging and
+//! enters [`_start`] with `RDI` = its [`policies::bootinfo::BootInfo`] (docs/hypercalls.md).
 //!
-//! It checks the block's magic, version and size, programs the 16550 UART at COM1
-//! (`0x3F8`, 115200 8N1), prints `hello from vmseal guest` and a one-line summary of what the
-//! stub handed over (command line, event log length, memory map and memory grant), and
-//! returns its exit status: 0 on success, non-zero (see [`Status`]) when the boot info is
-//! unusable. The stub reports the status on the record channel as `exit status=N`.
+//! It greets through the `CONSOLE_WRITE` hypercall (`hello from vmseal guest`), prints the
+//! ABI version and its command line, times the hypercall round trip, and — when the policy
+//! gives it an `attest` channel — asks the attestation service for a report over a fresh
+//! nonce and prints it in lines the host tests parse (`vmseal-attest …`, `vmseal-pcr sha256 N
+//! HEX`, `vmseal-quote …`). It returns 0 on success (the exit trampoline turns that into
+//! `EXIT(0)`), non-zero with a line saying why otherwise.
 //!
-//! What it does not do: allocate, take interrupts, touch any device but COM1, or panic on any
-//! input (every read of the boot info is checked; there is no indexing or arithmetic that can
-//! overflow).
+//! What it does not do: touch any device, allocate, or panic on any input.
 #![no_std]
 #![no_main]
 
-mod serial;
+mod hv;
 
+use core::fmt::Write;
+use hv::Console;
+use policies::attest::Report;
 use policies::bootinfo::{BootInfo, MAGIC, VERSION};
-use serial::Com1;
+use policies::hypercall::{Call, Error};
 
-/// The guest's exit status, returned in `RAX`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(transparent)]
-pub struct Status(pub u64);
+/// Hypercalls timed for the round-trip figure (far below the flood limit).
+const ROUND_TRIPS: u64 = 256;
 
-impl Status {
-    /// The boot info was valid and the greeting was printed.
-    pub const OK: Self = Self(0);
-    /// `RDI` was null or misaligned.
-    pub const BAD_POINTER: Self = Self(1);
-    /// The magic did not match [`MAGIC`].
-    pub const BAD_MAGIC: Self = Self(2);
-    /// The version is not one this guest understands, or `size` is too small.
-    pub const BAD_VERSION: Self = Self(3);
-}
-
-/// The longest command line this guest prints (a longer one is cut, and said so).
-const MAX_CMDLINE: u64 = 4096;
-
-/// The guest entry point (ELF `e_entry`), called by the stub.
+/// The guest entry point (ELF `e_entry`).
 ///
 /// # Safety
 ///
-/// `boot_info` must be null or point to a readable [`BootInfo`] whose `cmdline` /
-/// `cmdline_len` describe readable memory, as the boot-info ABI promises. The function checks
-/// null, alignment, magic, version and size before it reads any other field.
+/// `boot_info` must point to a readable [`BootInfo`] as the hypervisor's ABI promises; it is
+/// checked for null, alignment, magic, version and size before anything else is read.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = ".text._start")]
 pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
-    let mut com1 = Com1::init();
-    com1.write_str("hello: guest entered\r\n");
-    // SAFETY: the caller (the stub) passes the boot-info pointer per the ABI; `summarize`
-    // validates it before dereferencing anything beyond the header.
-    let status = unsafe { run(&mut com1, boot_info) };
-    if status != Status::OK {
-        com1.write_str("hello: bad boot info, status=");
-        com1.write_dec(status.0);
-        com1.write_str("\r\n");
-    }
-    status.0
+    let mut con = Console::new();
+    // SAFETY: per this function's contract.
+    let status = unsafe { run(&mut con, boot_info) };
+    let _ = writeln!(con, "hello: exit status {status}\r");
+    con.flush();
+    status
 }
 
-/// Validate the boot info, greet, summarise.
-///
-/// # Safety
-///
-/// As for [`_start`].
-unsafe fn run(com1: &mut Com1, boot_info: *const BootInfo) -> Status {
+unsafe fn run(con: &mut Console, boot_info: *const BootInfo) -> u64 {
     if boot_info.is_null() || !boot_info.is_aligned() {
-        return Status::BAD_POINTER;
+        let _ = writeln!(con, "hello: bad boot info pointer\r");
+        return 1;
     }
-    // SAFETY: non-null and aligned; the ABI guarantees at least the header (magic, version,
-    // size) is readable. Read it before trusting `size`.
-    let (magic, version, size) = unsafe {
-        let header = &*boot_info;
-        (header.magic, header.version, header.size)
-    };
-    if magic != MAGIC {
-        return Status::BAD_MAGIC;
-    }
-    if version != VERSION || (size as usize) < core::mem::size_of::<BootInfo>() {
-        return Status::BAD_VERSION;
-    }
-    // SAFETY: magic, version and size say the stub filled the whole version-1 struct.
+    // SAFETY: non-null and aligned; the ABI guarantees the struct is readable.
     let info = unsafe { *boot_info };
-
-    com1.write_str("hello from vmseal guest\r\n");
-    com1.write_str("hello: cmdline=\"");
-    let shown = info.cmdline_len.min(MAX_CMDLINE);
-    if info.cmdline != 0 && shown != 0 {
-        // SAFETY: the ABI says `cmdline` points to `cmdline_len` readable bytes; we read at
-        // most that many (capped at MAX_CMDLINE), one volatile byte at a time.
-        let bytes =
-            unsafe { core::slice::from_raw_parts(info.cmdline as *const u8, shown as usize) };
-        com1.write_printable(bytes);
+    if info.magic != MAGIC
+        || info.version != VERSION
+        || (info.size as usize) < size_of::<BootInfo>()
+    {
+        let _ = writeln!(con, "hello: boot info magic/version/size not understood\r");
+        return 2;
     }
-    com1.write_str("\"");
-    if info.cmdline_len > MAX_CMDLINE {
-        com1.write_str(" (cut)");
+    let _ = writeln!(con, "hello from vmseal guest\r");
+    let version = hv::call(Call::VERSION, 0, 0, 0, 0);
+    let _ = write!(con, "hello: hypercall ABI {version}, cmdline=\"");
+    if info.cmdline != 0 && info.cmdline_len <= 4096 {
+        // SAFETY: the hypervisor put `cmdline_len` bytes of command line at `cmdline`, inside
+        // our grant.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(info.cmdline as *const u8, info.cmdline_len as usize)
+        };
+        con.write_bytes(bytes);
     }
-    com1.write_str(" cmdline_len=");
-    com1.write_dec(info.cmdline_len);
-    com1.write_str(" event_log_len=");
-    com1.write_dec(info.event_log_len);
-    com1.write_str(" memory_map_entries=");
-    com1.write_dec(
-        info.memory_map_len
-            .checked_div(info.memory_descriptor_size)
-            .unwrap_or(0),
+    let _ = writeln!(
+        con,
+        "\" memory={:#x}+{:#x}\r",
+        info.guest_memory_base, info.guest_memory_size
     );
-    com1.write_str(" guest_memory=");
-    com1.write_hex(info.guest_memory_base);
-    com1.write_str("+");
-    com1.write_hex(info.guest_memory_size);
-    com1.write_str(" policy_len=");
-    com1.write_dec(info.policy_len);
-    com1.write_str("\r\nhello: returning 0\r\n");
-    Status::OK
+    con.flush();
+
+    let t0 = hv::rdtsc();
+    for _ in 0..ROUND_TRIPS {
+        hv::call(Call::VERSION, 0, 0, 0, 0);
+    }
+    let ticks = hv::rdtsc().wrapping_sub(t0);
+    let ns = (ticks as u128 * 1_000_000 / u128::from(info.tsc_per_ms.max(1))) as u64 / ROUND_TRIPS;
+    let _ = writeln!(con, "hello: hypercall roundtrip_ns={ns}\r");
+    con.flush();
+
+    attest(con)
 }
 
-/// `policies` links `alloc` (its parsers return `Vec`s), so the link needs an allocator; this
-/// guest never allocates, so every request fails (`alloc` then reports through the panic
-/// handler, which halts).
+/// Ask for an attestation report and print it.
+fn attest(con: &mut Console) -> u64 {
+    let mut nonce = [0u8; 32];
+    for (i, chunk) in nonce.chunks_mut(8).enumerate() {
+        let v = hv::rdrand()
+            .unwrap_or_else(|| hv::rdtsc().rotate_left(17 * i as u32) ^ 0x9E37_79B9_7F4A_7C15);
+        chunk.copy_from_slice(&v.to_le_bytes());
+    }
+    let mut out = [0u8; 4096];
+    let r = hv::call(
+        Call::ATTEST,
+        nonce.as_ptr() as u64,
+        32,
+        out.as_mut_ptr() as u64,
+        out.len() as u64,
+    );
+    let len = match hv::result(r) {
+        Ok(n) => n as usize,
+        Err(Error::NO_ATTESTATION) => {
+            let _ = writeln!(con, "hello: no attestation service in this appliance\r");
+            return 0;
+        }
+        Err(e) => {
+            let _ = writeln!(con, "hello: ATTEST failed: {e}\r");
+            return 3;
+        }
+    };
+    let Some(Ok(rep)) = out.get(..len).map(Report::decode) else {
+        let _ = writeln!(con, "hello: the attestation report does not decode\r");
+        return 4;
+    };
+    if rep.nonce != nonce {
+        let _ = writeln!(con, "hello: the report's nonce is not ours\r");
+        return 5;
+    }
+    let _ = write!(con, "vmseal-attest status={} caller=", rep.status);
+    con.write_bytes(rep.caller);
+    let _ = write!(con, " nonce=");
+    con.write_hex_bytes(rep.nonce);
+    let _ = writeln!(con, " bank=sha256 mask={:#x}\r", rep.pcr_mask);
+    for pcr in 0..32 {
+        if let Some(v) = rep.pcr(pcr) {
+            let _ = write!(con, "vmseal-pcr sha256 {pcr} ");
+            con.write_hex_bytes(v);
+            let _ = writeln!(con, "\r");
+        }
+    }
+    let _ = write!(con, "vmseal-quote attest=");
+    con.write_hex_bytes(rep.quote);
+    let _ = write!(con, " signature=");
+    con.write_hex_bytes(rep.signature);
+    let _ = write!(con, " key=");
+    con.write_hex_bytes(rep.key);
+    let _ = writeln!(con, "\r");
+    con.flush();
+    if rep.status != 0 { 6 } else { 0 }
+}
+
+/// `policies` links `alloc`; this guest never allocates, so every request fails.
 struct NoAlloc;
 
 // SAFETY: `alloc` returns null ("allocation failed"), which GlobalAlloc permits; `dealloc` is
@@ -139,14 +160,11 @@ unsafe impl core::alloc::GlobalAlloc for NoAlloc {
 #[global_allocator]
 static ALLOCATOR: NoAlloc = NoAlloc;
 
-/// No code path above panics; this is required by `no_std` and only halts.
+/// No code path above panics; if one did, say so and exit 255.
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    let mut com1 = Com1::init();
-    com1.write_str("hello: panic\r\n");
-    loop {
-        // SAFETY: `hlt` with interrupts disabled (as the stub enters us) stops this CPU; it
-        // touches no memory.
-        unsafe { core::arch::asm!("hlt", options(nomem, nostack)) };
-    }
+    let mut con = Console::new();
+    let _ = writeln!(con, "hello: panic\r");
+    con.flush();
+    hv::exit(255)
 }

@@ -4,7 +4,7 @@
     reason = "raw UEFI calls: the loaded image view, event log memory, the guest's entry"
 )]
 
-mod guest;
+mod hv;
 mod linux;
 mod report;
 mod tcg2;
@@ -130,7 +130,7 @@ pub fn run(mut rec: Uart) -> Status {
         Err(e) => fail(&mut rec, "eventlog", e),
     };
     drop(tpm);
-    let present = |name| img.find(name).ok().flatten().map(|s| img.contents(s));
+    let present = |name: &str| img.find(name).ok().flatten().map(|s| img.contents(s));
     let section = |name| present(name).unwrap_or(&[]);
     let cmdline = present(sections::CMDLINE);
     let payload_section = match payload {
@@ -151,12 +151,11 @@ pub fn run(mut rec: Uart) -> Status {
             section(sections::INITRD),
             &log,
         ),
-        (Payload::Guest, Some(memory)) => guest::launch(
+        (Payload::Guest, Some(_)) => hv::launch(
             &mut rec,
-            section(sections::GUEST),
-            cmdline,
             section(sections::VMSEAL),
-            memory,
+            cmdline.unwrap_or(&[]),
+            &|name: &str| present(name),
             &log,
         ),
         // `guest_memory` never returns None for a `.guest`; stop rather than invent a size.
