@@ -6,24 +6,30 @@ use std::path::{Path, PathBuf};
 /// Physical load address of the sample guest (the same as `images/hello/linker.ld`).
 pub const SAMPLE_BASE: u64 = 0x400_0000;
 
-/// A minimal ELF64 x86_64 `ET_EXEC` guest linked at [`SAMPLE_BASE`]: see [`sample_elf_at`].
+/// A minimal ELF64 x86_64 `ET_EXEC` partition linked at [`SAMPLE_BASE`]: see
+/// [`sample_elf_at`].
 pub fn sample_guest_elf(text: &str) -> Vec<u8> {
     sample_elf_at(SAMPLE_BASE, text)
 }
 
-/// A minimal ELF64 x86_64 `ET_EXEC`: one `PT_LOAD` segment at `base` that writes `text` to
-/// COM1 (I/O port 0x3f8) byte by byte, then returns exit status 0 in `RAX` (the direct-mode
-/// contract the stub runs today). Deterministic bytes.
-///
-/// When the stub's hypervisor mode lands (docs/hypervisor.md), port I/O from the guest is a
-/// violation: this sample then has to write through the `CONSOLE_WRITE` hypercall instead.
+/// A minimal ELF64 x86_64 `ET_EXEC` partition: one `PT_LOAD` segment at `base` that writes
+/// `text` through the `CONSOLE_WRITE` hypercall and ends with `EXIT(0)`
+/// (`policies::hypercall`). Deterministic bytes.
 pub fn sample_elf_at(base: u64, text: &str) -> Vec<u8> {
+    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
     let mut code = Vec::new();
-    code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x03]); // mov dx, 0x3f8
-    for b in text.bytes() {
-        code.extend_from_slice(&[0xb0, b, 0xee]); // mov al, b; out dx, al
-    }
-    code.extend_from_slice(&[0x31, 0xc0, 0xc3]); // xor eax, eax; ret
+    // Code before the message: 32 bytes; `lea` ends at 7, so the message is at rip + 25.
+    code.extend_from_slice(&[0x48, 0x8d, 0x3d, 25, 0, 0, 0]); // lea rdi, [rip + 25]
+    code.push(0xbe); // mov esi, len
+    code.extend_from_slice(&len.to_le_bytes());
+    code.extend_from_slice(&[0xb8, 1, 0, 0, 0]); // mov eax, 1 (CONSOLE_WRITE)
+    code.extend_from_slice(&[0x0f, 0x01, 0xd9]); // vmmcall
+    code.extend_from_slice(&[0x31, 0xff]); // xor edi, edi (status 0)
+    code.extend_from_slice(&[0xb8, 6, 0, 0, 0]); // mov eax, 6 (EXIT)
+    code.extend_from_slice(&[0x0f, 0x01, 0xd9]); // vmmcall
+    code.extend_from_slice(&[0x0f, 0x0b]); // ud2 (EXIT does not return)
+    debug_assert_eq!(code.len(), 32);
+    code.extend_from_slice(text.as_bytes());
     let (ehsize, phsize) = (64u64, 56u64);
     let entry = base + ehsize + phsize;
     let filesz = ehsize + phsize + code.len() as u64;
@@ -81,7 +87,8 @@ console = "on"
 const README: &str = "This directory is a vmseal appliance starter.
 
   vmseal.toml   the manifest: image name and size, the guest, its memory and console
-  guest.elf     a tiny sample guest: an x86_64 ELF that prints a line on COM1 and returns 0
+  guest.elf     a tiny sample guest: an x86_64 ELF that prints a line through the console
+                hypercall and exits 0 (it runs isolated under vmseal's hypervisor)
 
 Build the appliance (writes out/hello.img, out/hello.efi, out/hello.lock.json):
 

@@ -302,7 +302,6 @@ fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
 }
 
 #[test]
-#[ignore = "needs the SVM backend and partition images (issue 5, in progress)"]
 fn console_off_keeps_the_guest_silent() {
     let scratch = tempfile::tempdir().expect("scratch");
     assert!(hello_elf().is_file());
@@ -449,7 +448,6 @@ fn every_redteam_attack_is_blocked_and_the_rest_keeps_running() {
 }
 
 #[test]
-#[ignore = "needs the SVM backend and partition images (issue 5, in progress)"]
 fn a_cpu_without_nested_paging_is_refused() {
     let scratch = tempfile::tempdir().expect("scratch");
     assert!(hello_elf().is_file());
