@@ -58,6 +58,12 @@ impl CommandCode {
     pub const GET_CAPABILITY: Self = Self(0x17A);
     /// `TPM_CC_PCR_Read`.
     pub const PCR_READ: Self = Self(0x17E);
+    /// `TPM2_CreatePrimary`.
+    pub const CREATE_PRIMARY: Self = Self(0x131);
+    /// `TPM2_Quote`.
+    pub const QUOTE: Self = Self(0x158);
+    /// `TPM2_FlushContext`.
+    pub const FLUSH_CONTEXT: Self = Self(0x165);
 }
 
 /// `TPM_RC` (UINT32): a response code; an unknown value stays representable.
@@ -309,6 +315,113 @@ pub const fn pcr_read(alg: HashAlg, select: PcrSet) -> [u8; 20] {
     ]
 }
 
+/// `TPM2_CreatePrimary` of an ECC P-256 restricted signing key (ECDSA/SHA-256) in the
+/// endorsement hierarchy, empty auth (§B.6, 65 bytes, the reference's tested bytes). The
+/// same template under the same seed gives the same key at every boot.
+pub const fn create_primary_ecc_ak() -> [u8; 65] {
+    [
+        0x80, 0x02, 0, 0, 0, 0x41, 0, 0, 0x01, 0x31, // header, CreatePrimary
+        0x40, 0, 0, 0x0b, // primaryHandle = TPM_RH_ENDORSEMENT
+        0, 0, 0, 9, 0x40, 0, 0, 9, 0, 0, 0, 0, 0, // password session, empty
+        0, 4, 0, 0, 0, 0, // inSensitive: empty userAuth and data
+        0, 0x18, // inPublic: TPMT_PUBLIC of 24 bytes
+        0, 0x23, 0, 0x0b, 0, 0x05, 0, 0x72, // ECC, nameAlg SHA-256, attributes
+        0, 0, // authPolicy
+        0, 0x10, 0, 0x18, 0, 0x0b, 0, 0x03, 0,
+        0x10, // sym NULL, ECDSA/SHA-256, P-256, kdf NULL
+        0, 0, 0, 0, // unique: empty x, y
+        0, 0, // outsideInfo
+        0, 0, 0, 0, // creationPCR: none
+    ]
+}
+
+/// The parts of a `TPM2_CreatePrimary` response a quoting service needs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Primary<'a> {
+    /// The transient handle of the key.
+    pub handle: u32,
+    /// `outPublic`'s `TPMT_PUBLIC` (the bytes inside the `TPM2B_PUBLIC`).
+    pub public: &'a [u8],
+}
+
+/// Parse the parameters (after the header) of a `TPM2_CreatePrimary` response (§B.6).
+pub fn parse_create_primary(params: &[u8]) -> Result<Primary<'_>, Malformed> {
+    let mut r = Be { buf: params, pos: 0 };
+    let handle = r.u32("objectHandle")?;
+    let _size = r.u32("parameterSize")?;
+    let n = r.u16("outPublic.size")?;
+    let public = r.take(usize::from(n), "outPublic")?;
+    Ok(Primary { handle, public })
+}
+
+/// Largest `TPM2_Quote` command [`quote`] builds.
+pub const QUOTE_MAX: usize = 41 + 64;
+
+/// `TPM2_Quote` with the key `handle` over the SHA-256 PCRs in `select` with `nonce` as
+/// qualifyingData (§B.7; inScheme NULL = the key's ECDSA/SHA-256). Writes into `out`, returns
+/// the length; `None` for a nonce over 64 bytes.
+pub fn quote(
+    handle: u32,
+    nonce: &[u8],
+    select: PcrSet,
+    out: &mut [u8; QUOTE_MAX],
+) -> Option<usize> {
+    let n = u8::try_from(nonce.len()).ok().filter(|n| *n <= 64)?;
+    let len = 41 + usize::from(n);
+    let mut w = 0usize;
+    let mut put = |bytes: &[u8]| {
+        for b in bytes {
+            if let Some(slot) = out.get_mut(w) {
+                *slot = *b;
+            }
+            w += 1;
+        }
+    };
+    put(&Tag::SESSIONS.0.to_be_bytes());
+    put(&(len as u32).to_be_bytes());
+    put(&CommandCode::QUOTE.0.to_be_bytes());
+    put(&handle.to_be_bytes());
+    put(&[0, 0, 0, 9, 0x40, 0, 0, 9, 0, 0, 0, 0, 0]);
+    put(&[0, n]);
+    put(nonce);
+    put(&[0, 0x10]);
+    let [s0, s1, s2, _] = (select.0 & PcrSet::ALL.0).to_le_bytes();
+    put(&[0, 0, 0, 1, 0, 0x0b, 3, s0, s1, s2]);
+    Some(len)
+}
+
+/// The parts of a `TPM2_Quote` response.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Quote<'a> {
+    /// The `TPMS_ATTEST` (inside the `TPM2B_ATTEST`).
+    pub attest: &'a [u8],
+    /// The `TPMT_SIGNATURE` (sigAlg, hash, and the ECDSA r and s).
+    pub signature: &'a [u8],
+}
+
+/// Parse the parameters (after the header) of a `TPM2_Quote` response (§B.7).
+pub fn parse_quote(params: &[u8]) -> Result<Quote<'_>, Malformed> {
+    let mut r = Be { buf: params, pos: 0 };
+    let _size = r.u32("parameterSize")?;
+    let n = r.u16("quoted.size")?;
+    let attest = r.take(usize::from(n), "quoted")?;
+    let start = r.pos;
+    let _alg = r.u16("sigAlg")?;
+    let _hash = r.u16("signature.hash")?;
+    let rn = r.u16("signatureR.size")?;
+    r.take(usize::from(rn), "signatureR")?;
+    let sn = r.u16("signatureS.size")?;
+    r.take(usize::from(sn), "signatureS")?;
+    let signature = params.get(start..r.pos).ok_or(Malformed::Truncated("signature"))?;
+    Ok(Quote { attest, signature })
+}
+
+/// `TPM2_FlushContext(handle)` (§B.9, 14 bytes).
+pub const fn flush_context(handle: u32) -> [u8; 14] {
+    let [h0, h1, h2, h3] = handle.to_be_bytes();
+    [0x80, 0x01, 0, 0, 0, 0x0e, 0, 0, 0x01, 0x65, h0, h1, h2, h3]
+}
+
 /// Check a response header: its size must be the bytes received and its tag
 /// `TPM_ST_NO_SESSIONS` when it succeeded. Returns the response code and the bytes after the
 /// header. (A failing command returns only the 10-byte header, with tag 0x8001 even for a
@@ -321,7 +434,7 @@ pub fn parse_header(resp: &[u8]) -> Result<(ResponseCode, &[u8]), Malformed> {
     if usize::try_from(size).ok() != Some(resp.len()) {
         return Err(Malformed::Size { header: size, received: resp.len() });
     }
-    if tag != Tag::NO_SESSIONS.0 {
+    if tag != Tag::NO_SESSIONS.0 && tag != Tag::SESSIONS.0 {
         return Err(Malformed::Tag(tag));
     }
     Ok((rc, r.take(resp.len() - HEADER_SIZE, "parameters")?))
@@ -676,8 +789,8 @@ mod tests {
         long.push(0);
         assert_eq!(parse_header(&long), Err(Malformed::Size { header: 10, received: 11 }));
         let mut tag = fail;
-        tag[1] = 0x02;
-        assert_eq!(parse_header(&tag), Err(Malformed::Tag(0x8002)));
+        tag[1] = 0x03;
+        assert_eq!(parse_header(&tag), Err(Malformed::Tag(0x8003)));
     }
 
     /// §B.4's first response shape: counter 20, sha256 PCR 0–7, 8 digests.
@@ -856,5 +969,45 @@ mod tests {
             Error::Malformed { command: CommandCode::PCR_READ, what: Malformed::Selection(0) }
         );
         assert_eq!(alloc::format!("{e}"), "cc-0x17e-selection-0x0");
+    }
+
+    #[test]
+    fn quote_recipes() {
+        // §B.6: the tested CreatePrimary bytes.
+        let cp = create_primary_ecc_ak();
+        assert_eq!(cp.len(), 0x41);
+        assert_eq!(&cp[10..14], &[0x40, 0, 0, 0x0b]);
+        // §B.7: 73 bytes for a 32-byte nonce and PCR 0-23.
+        let mut q = [0u8; QUOTE_MAX];
+        let n = quote(0x8000_0000, &[0xAA; 32], PcrSet::ALL, &mut q).unwrap();
+        assert_eq!(n, 0x49);
+        #[rustfmt::skip]
+        let head: &[u8] = &[
+            0x80, 0x02, 0, 0, 0, 0x49, 0, 0, 0x01, 0x58,
+            0x80, 0, 0, 0,
+            0, 0, 0, 9, 0x40, 0, 0, 9, 0, 0, 0, 0, 0,
+            0, 0x20,
+        ];
+        assert_eq!(&q[..head.len()], head);
+        assert_eq!(&q[n - 12..n], &[0, 0x10, 0, 0, 0, 1, 0, 0x0b, 3, 0xff, 0xff, 0xff]);
+        assert!(quote(1, &[0; 65], PcrSet::ALL, &mut q).is_none());
+        assert_eq!(
+            flush_context(0x8000_0000),
+            [0x80, 1, 0, 0, 0, 0x0e, 0, 0, 1, 0x65, 0x80, 0, 0, 0]
+        );
+        // Response shapes (§B.6, §B.7), with short stand-in contents.
+        let cpr = [0x80, 0, 0, 0, 0, 0, 0, 9, 0, 3, 1, 2, 3, 0, 0];
+        assert_eq!(
+            parse_create_primary(&cpr),
+            Ok(Primary { handle: 0x8000_0000, public: &[1, 2, 3] })
+        );
+        let qr = [0, 0, 0, 20, 0, 2, 9, 9, 0, 0x18, 0, 0x0b, 0, 1, 7, 0, 1, 8, 0, 0, 1, 0, 0];
+        assert_eq!(
+            parse_quote(&qr),
+            Ok(Quote { attest: &[9, 9], signature: &[0, 0x18, 0, 0x0b, 0, 1, 7, 0, 1, 8] })
+        );
+        for k in 0..qr.len() - 5 {
+            assert!(parse_quote(&qr[..k]).is_err(), "{k}");
+        }
     }
 }
