@@ -12,3 +12,5 @@ mkdir -p out
 install -m 0644 target/x86_64-unknown-none/release/hello out/hello.elf.tmp
 mv -f out/hello.elf.tmp out/hello.elf
 echo "images/hello/out/hello.elf: $(sha256sum out/hello.elf | cut -d' ' -f1)" >&2
+# The attestation service this appliance runs beside the guest.
+bash "$here/../attest/build.sh"

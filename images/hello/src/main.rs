@@ -15,13 +15,11 @@
 #![no_std]
 #![no_main]
 
-mod hv;
-
 use core::fmt::Write;
-use hv::Console;
 use policies::attest::Report;
 use policies::bootinfo::{BootInfo, MAGIC, VERSION};
 use policies::hypercall::{Call, Error};
+use vmseal_guest::{self as hv, Console};
 
 /// Hypercalls timed for the round-trip figure (far below the flood limit).
 const ROUND_TRIPS: u64 = 256;
@@ -143,28 +141,4 @@ fn attest(con: &mut Console) -> u64 {
     let _ = writeln!(con, "\r");
     con.flush();
     if rep.status != 0 { 6 } else { 0 }
-}
-
-/// `policies` links `alloc`; this guest never allocates, so every request fails.
-struct NoAlloc;
-
-// SAFETY: `alloc` returns null ("allocation failed"), which GlobalAlloc permits; `dealloc` is
-// never handed a pointer because none is ever produced.
-unsafe impl core::alloc::GlobalAlloc for NoAlloc {
-    unsafe fn alloc(&self, _layout: core::alloc::Layout) -> *mut u8 {
-        core::ptr::null_mut()
-    }
-    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: core::alloc::Layout) {}
-}
-
-#[global_allocator]
-static ALLOCATOR: NoAlloc = NoAlloc;
-
-/// No code path above panics; if one did, say so and exit 255.
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    let mut con = Console::new();
-    let _ = writeln!(con, "hello: panic\r");
-    con.flush();
-    hv::exit(255)
 }
