@@ -181,7 +181,6 @@ fn parse_quote(b: &[u8]) -> QuoteInfo {
 }
 
 #[test]
-#[ignore = "needs the SVM backend and partition images (issue 5, in progress)"]
 fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
     let scratch = tempfile::tempdir().expect("scratch");
     assert!(hello_elf().is_file());
