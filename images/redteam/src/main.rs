@@ -1,0 +1,117 @@
+//! # redteam — a partition written to escape
+//!
+//! Every attack must be stopped by the hypervisor, reported as a violation of the right kind
+//! at the right address, while the attestation service keeps answering and the hypervisor
+//! shuts down cleanly (`tests/tests/hypervisor.rs`). The attack is chosen by the measured
+//! command line, `attack=<name>`:
+//!
+//! | attack | what it does | expected violation |
+//! | --- | --- | --- |
+//! | `read-hypervisor` | reads physical 0x100000 (firmware / hypervisor memory) | `memory` |
+//! | `write-service` | writes the attestation service's memory at 0x6000000 | `memory` |
+//! | `tpm-mmio` | reads the TPM's TIS registers at 0xFED40000 | `mmio` |
+//! | `port-serial` | `out` to COM1 (0x3F8) | `port-io` |
+//! | `port-pci` | `out` to the PCI config address port 0xCF8 | `port-io` |
+//! | `hypercall-unknown` | hypercall number 0x99 | `hypercall-unknown` |
+//! | `hypercall-bad-pointer` | `CONSOLE_WRITE` of memory outside its grant | `hypercall-bad-pointer` |
+//! | `hypercall-flood` | a million `VERSION` calls in a tight loop | `hypercall-flood` |
+//! | `triple-fault` | `ud2` with no IDT | `triple-fault` |
+//!
+//! Before attacking it proves the service answers (one `ATTEST`). If an attack comes back, it
+//! prints `redteam: ESCAPED <attack>` and exits 99.
+#![no_std]
+#![no_main]
+
+use core::fmt::Write;
+use policies::bootinfo::BootInfo;
+use policies::hypercall::Call;
+use vmseal_guest::{self as sdk, Console};
+
+fn attack(name: &[u8]) -> bool {
+    // Each `unsafe` below is the attack itself: the hypervisor must stop it before it has any
+    // effect; none touches memory this partition relies on.
+    match name {
+        b"read-hypervisor" => {
+            // SAFETY: the attack (a read outside our grant); the hypervisor stops it.
+            let _ = unsafe { core::ptr::read_volatile(0x10_0000 as *const u8) };
+        }
+        b"write-service" => {
+            // SAFETY: the attack (a write into the service's grant); the hypervisor stops it.
+            unsafe { core::ptr::write_volatile(0x600_0000 as *mut u8, 0xCC) };
+        }
+        b"tpm-mmio" => {
+            // SAFETY: the attack (the TPM, not granted to the guest); the hypervisor stops it.
+            let _ = unsafe { core::ptr::read_volatile(0xFED4_0000u64 as *const u8) };
+        }
+        b"port-serial" => {
+            // SAFETY: the attack (port I/O, not granted); the hypervisor stops it.
+            unsafe {
+                core::arch::asm!("out dx, al", in("dx") 0x3F8u16, in("al") b'!', options(nomem, nostack));
+            }
+        }
+        b"port-pci" => {
+            // SAFETY: the attack (PCI config space); the hypervisor stops it.
+            unsafe {
+                core::arch::asm!("out dx, eax", in("dx") 0xCF8u16, in("eax") 0x8000_0000u32, options(nomem, nostack));
+            }
+        }
+        b"hypercall-unknown" => {
+            sdk::call(Call(0x99), 0, 0, 0, 0);
+        }
+        b"hypercall-bad-pointer" => {
+            sdk::call(Call::CONSOLE_WRITE, 0x10_0000, 16, 0, 0);
+        }
+        b"hypercall-flood" => {
+            for _ in 0..1_000_000 {
+                sdk::call(Call::VERSION, 0, 0, 0, 0);
+            }
+        }
+        b"triple-fault" => {
+            // SAFETY: the attack (#UD with no IDT = triple fault); the hypervisor stops it.
+            unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// The entry point.
+///
+/// # Safety
+///
+/// As `vmseal_guest::boot_info` requires.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".text._start")]
+pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
+    let mut con = Console::new();
+    // SAFETY: RDI as the hypervisor entered us.
+    let Some(info) = (unsafe { sdk::boot_info(boot_info) }) else {
+        return 1;
+    };
+    // SAFETY: `info` came from `boot_info`.
+    let cmdline = unsafe { sdk::cmdline(&info) };
+    let name = cmdline.strip_prefix(b"attack=").unwrap_or(b"");
+    let _ = write!(con, "redteam: attack=");
+    con.write_bytes(name);
+    let _ = writeln!(con, "\r");
+    let mut report = [0u8; 4096];
+    match sdk::attest(b"redteam-before-attack", &mut report) {
+        Ok(n) => {
+            let _ = writeln!(con, "redteam: the service answers ({n} bytes)\r");
+        }
+        Err(e) => {
+            let _ = writeln!(con, "redteam: ATTEST failed before the attack: {e}\r");
+        }
+    }
+    con.flush();
+    if !attack(name) {
+        let _ = writeln!(con, "redteam: unknown attack\r");
+        con.flush();
+        return 2;
+    }
+    let _ = write!(con, "redteam: ESCAPED ");
+    con.write_bytes(name);
+    let _ = writeln!(con, "\r");
+    con.flush();
+    99
+}
