@@ -15,11 +15,7 @@
 //! - A CPU without nested paging: the stub refuses to launch and says why.
 //!
 //! One VM at a time (`vm_lock`).
-//!
-//! These are the acceptance tests of issue 5 ("the stub becomes a hypervisor"); they are
-//! ignored until the SVM backend and the partition images (`images/attest`,
-//! `images/redteam`, hello on hypercalls) land. Run them with `cargo test -p vmseal-tests
-//! --test hypervisor -- --ignored`.
+
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -360,7 +356,6 @@ const ATTACKS: &[Attack] = &[
 ];
 
 #[test]
-#[ignore = "needs the SVM backend and partition images (issue 5, in progress)"]
 fn every_redteam_attack_is_blocked_and_the_rest_keeps_running() {
     assert!(redteam_elf().is_file());
     let scratch = tempfile::tempdir().expect("scratch");
