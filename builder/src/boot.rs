@@ -113,7 +113,7 @@ impl BootOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
-    /// The guest ran: a direct-mode guest returned status 0, or the Linux initrd printed
+    /// The guest ran: the guest partition exited 0 with no violation, or the Linux initrd printed
     /// [`LINUX_MARKER`].
     Booted,
     /// The firmware refused to start the image (Secure Boot: "Access Denied").
@@ -746,7 +746,7 @@ fn console_line(console: &str, pred: impl Fn(&str) -> bool) -> Option<&str> {
 /// ended. Returns the decision and the parsed record lines.
 ///
 /// In order: an unparsable record or a record `error` line is a stub error; a firmware
-/// refusal with no stub start is `firmware-rejected`; a direct-mode `exit status=0` or the
+/// refusal with no stub start is `firmware-rejected`; a guest `exit status=0` (no violation) or the
 /// Linux [`LINUX_MARKER`] after `launch` is `booted`; a non-zero exit, a `fault` line or a
 /// What the hypervisor reported (`verdict.json` key `hypervisor`): its start line, every
 /// loaded partition, every violation and stopped partition with all their keys, the health

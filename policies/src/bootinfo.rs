@@ -21,11 +21,8 @@
 //! All addresses are guest-physical; all integers little-endian. Fields are only ever
 //! appended; `size` tells a partition how much of the struct the hypervisor filled.
 //!
-//! **Status:** the stub-hypervisor is being built (docs/hypervisor.md). Until it lands, the
-//! stub runs a `.guest` in *direct mode*: it loads the segments the same way, calls
-//! `ExitBootServices`, and calls the entry on its own stack and the firmware's identity page
-//! tables with `RDI` = a `BootInfo` of this layout whose `memory_map`, `event_log` and
-//! `final_events` fields are filled (no hypervisor area; hypercalls are unavailable).
+//! Version 1 (direct mode, where the guest ran with the firmware's privileges) is gone: an ELF
+//! payload always runs isolated.
 
 /// `b"VMSEALBI"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VMSEALBI");

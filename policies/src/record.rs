@@ -16,7 +16,7 @@
 //! | --- | --- | --- |
 //! | `start` | `stub` (version), `mode` (`linux`/`guest`/`hypervisor`) | the stub runs |
 //! | `measure` | `pcr`, `type` (`0x%08x`), `section`, `part` (`name`/`data`), `size`, one `<bank>=<hex>` per logged bank | one HashLogExtendEvent succeeded; the digests are read back from the firmware's event log entry |
-//! | `eventlog` | `offset` (decimal), `hex` (at most [`EVENTLOG_CHUNK`] bytes) | direct mode, after ExitBootServices: a piece of the complete event log (the copy taken before ExitBootServices, then the Final Events Table entries logged after it); offsets are contiguous from 0 |
+//! | `eventlog` | `offset` (decimal), `hex` (at most [`EVENTLOG_CHUNK`] bytes) | after ExitBootServices (before a `.guest`'s partitions start): a piece of the complete event log (the copy taken before ExitBootServices, then the Final Events Table entries logged after it); offsets are contiguous from 0 |
 //! | `eventlog-end` | `size`, `crc32` (`0x%08x`, [`Crc32`]), `copied`, `final_added` | the log is complete: `size` bytes, of which `copied` from the pre-ExitBootServices copy and `final_added` Final Events Table entries |
 //! | `pcr` | `bank` (`sha256`, … or `0x%04x`), `index`, `value` (hex) | one PCR as read from the TPM over TIS after ExitBootServices |
 //! | `pcrs-end` | `banks` (comma-separated), `count`, `update_counter`, `ms` | every PCR of every allocated bank was written; `ms` is how long the TIS reads took |
@@ -125,7 +125,7 @@ impl fmt::Display for Line {
 /// Most event-log bytes in one `eventlog` line (128 hex digits).
 pub const EVENTLOG_CHUNK: usize = 64;
 
-/// `error` stages after which the stub does not stop (direct mode, after ExitBootServices):
+/// `error` stages after which the stub does not stop (after ExitBootServices, `.guest` images):
 /// `eventlog-final` (the Final Events Table could not be read: no `eventlog` lines) and `tis`
 /// (the TPM could not be read: no `pcr` lines). Every measurement was already made, so the
 /// guest is still launched; a verdict must report the missing values. (`error

@@ -24,7 +24,7 @@ pub struct Rule {
     pub event_type: EventType,
 }
 
-/// `.linux`: an EFI-stub Linux kernel (guest payload, direct mode).
+/// `.linux`: an EFI-stub Linux kernel (guest payload, started by LoadImage/StartImage).
 pub const LINUX: &str = ".linux";
 /// `.guest`: an ELF unikernel (guest payload). Takes the place of `.linux` in the order.
 pub const GUEST: &str = ".guest";

@@ -3,7 +3,8 @@
 //! Wiring only (the logic is in the `stub` library): find the stub's own PE sections, measure
 //! them with EFI_TCG2_PROTOCOL in the order `policies::sections` states, copy the event log,
 //! and launch exactly one payload — `.linux` through LoadImage/StartImage, or `.guest` as an
-//! ELF after ExitBootServices. Progress goes to the record channel (COM2, see
+//! isolated partition of the stub-hypervisor (AMD SVM + nested paging, with its `.svcN`
+//! services) after ExitBootServices. Progress goes to the record channel (COM2, see
 //! `policies::record`). Any failure is reported there and the machine powers off: nothing
 //! unmeasured ever runs, and there is no fallback.
 //!

@@ -1,4 +1,4 @@
-//! What the stub writes on the record channel after ExitBootServices in direct mode, so the
+//! What the stub writes on the record channel after ExitBootServices (hypervisor mode), so the
 //! host can rebuild `eventlog.bin` and `pcrs.json` (format: `policies::record`, verbs
 //! `eventlog`, `eventlog-end`, `pcr`, `pcrs-end`; parsers `collect_eventlog`, `collect_pcrs`).
 //! Never allocates.

@@ -1,5 +1,5 @@
-//! Direct mode, after ExitBootServices: send the complete event log and the PCR values read
-//! over TIS on the record channel (`stub::report`), before the guest runs.
+//! Hypervisor mode, after ExitBootServices: send the complete event log and the PCR values read
+//! over TIS on the record channel (`stub::report`), before any partition runs.
 //!
 //! Decision on failures here (written down as `STYLE.md` asks): every measurement was already
 //! made and logged before ExitBootServices, so nothing here can make the guest run unmeasured.
