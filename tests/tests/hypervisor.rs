@@ -16,7 +16,6 @@
 //!
 //! One VM at a time (`vm_lock`).
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
