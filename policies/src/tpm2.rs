@@ -16,7 +16,11 @@
 //! allocator, and on the UEFI target `policies` has no hash crates. Bad responses give a
 //! [`Malformed`] naming the field, never a panic.
 //!
-//! What it does not do: sessions, extends, quotes (a later attestation service adds them here).
+//! For the attestation service (`images/attest`) it also builds `TPM2_CreatePrimary` of an
+//! ECC P-256 restricted signing key, `TPM2_Quote` and `TPM2_FlushContext` (§B.6, §B.7, §B.9)
+//! and parses their answers ([`parse_create_primary`], [`parse_quote`]).
+//!
+//! What it does not do: sessions other than the empty password, extends, key persistence.
 
 use core::fmt;
 
@@ -160,6 +164,10 @@ pub enum Malformed {
     DigestSize(u16),
     /// Bytes follow the last field.
     Trailing(usize),
+    /// A sessions response whose `parameterSize` is more than the bytes after it.
+    ParameterSize(u32),
+    /// A `TPMT_SIGNATURE` of an algorithm not parsed here (only ECDSA, RSASSA, RSAPSS).
+    SignatureAlg(u16),
 }
 
 impl fmt::Display for Malformed {
@@ -177,6 +185,8 @@ impl fmt::Display for Malformed {
             Self::DigestCount(n) => write!(f, "digest-count-{n}"),
             Self::DigestSize(n) => write!(f, "digest-size-{n}"),
             Self::Trailing(n) => write!(f, "trailing-{n}"),
+            Self::ParameterSize(n) => write!(f, "parameter-size-{n}"),
+            Self::SignatureAlg(a) => write!(f, "signature-alg-{a:#06x}"),
         }
     }
 }
@@ -344,15 +354,50 @@ pub struct Primary<'a> {
     pub public: &'a [u8],
 }
 
-/// Parse the parameters (after the header) of a `TPM2_CreatePrimary` response (§B.6).
+/// Parse what follows the header of a successful `TPM2_CreatePrimary` response (§B.6):
+/// `objectHandle | parameterSize | outPublic | creationData | creationHash | creationTicket
+/// {tag, hierarchy, digest} | name | response sessions`. `parameterSize` must delimit exactly
+/// those parameters (the response sessions after them are not examined); `outPublic` must not
+/// be empty.
 pub fn parse_create_primary(params: &[u8]) -> Result<Primary<'_>, Malformed> {
     let mut r = Be { buf: params, pos: 0 };
     let handle = r.u32("objectHandle")?;
-    let _size = r.u32("parameterSize")?;
-    let n = r.u16("outPublic.size")?;
-    let public = r.take(usize::from(n), "outPublic")?;
+    let mut p = r.parameters()?;
+    let public = p.tpm2b("outPublic")?;
+    if public.is_empty() {
+        return Err(Malformed::Truncated("outPublic"));
+    }
+    p.tpm2b("creationData")?;
+    p.tpm2b("creationHash")?;
+    p.u16("creationTicket.tag")?;
+    p.u32("creationTicket.hierarchy")?;
+    p.tpm2b("creationTicket.digest")?;
+    p.tpm2b("name")?;
+    p.end()?;
     Ok(Primary { handle, public })
 }
+
+impl<'a> Be<'a> {
+    /// A `TPM2B_*`: size u16, then that many bytes.
+    fn tpm2b(&mut self, what: &'static str) -> Result<&'a [u8], Malformed> {
+        let n = self.u16(what)?;
+        self.take(usize::from(n), what)
+    }
+
+    /// `parameterSize` of a sessions response, and a cursor over the parameters it delimits.
+    fn parameters(&mut self) -> Result<Be<'a>, Malformed> {
+        let size = self.u32("parameterSize")?;
+        let buf = usize::try_from(size)
+            .ok()
+            .and_then(|n| self.take(n, "parameters").ok())
+            .ok_or(Malformed::ParameterSize(size))?;
+        Ok(Be { buf, pos: 0 })
+    }
+}
+
+/// The first 20 bytes of the AK's `TPMT_PUBLIC` (§B.6): everything before `unique`.
+pub const AK_TEMPLATE_PREFIX: [u8; 20] =
+    [0, 0x23, 0, 0x0b, 0, 0x05, 0, 0x72, 0, 0, 0, 0x10, 0, 0x18, 0, 0x0b, 0, 0x03, 0, 0x10];
 
 /// Largest `TPM2_Quote` command [`quote`] builds.
 pub const QUOTE_MAX: usize = 41 + 64;
@@ -399,20 +444,39 @@ pub struct Quote<'a> {
     pub signature: &'a [u8],
 }
 
-/// Parse the parameters (after the header) of a `TPM2_Quote` response (§B.7).
+/// `TPM_ALG_ECDSA`.
+pub const ALG_ECDSA: u16 = 0x0018;
+/// `TPM_ALG_RSASSA`.
+pub const ALG_RSASSA: u16 = 0x0014;
+/// `TPM_ALG_RSAPSS`.
+pub const ALG_RSAPSS: u16 = 0x0016;
+
+/// Parse what follows the header of a successful `TPM2_Quote` response (§B.7):
+/// `parameterSize | quoted TPM2B_ATTEST | signature TPMT_SIGNATURE | response sessions`. The
+/// signature must be ECDSA (`hash | r | s`) or RSASSA/RSAPSS (`hash | sig`) and end the
+/// parameters; `quoted` must not be empty.
 pub fn parse_quote(params: &[u8]) -> Result<Quote<'_>, Malformed> {
     let mut r = Be { buf: params, pos: 0 };
-    let _size = r.u32("parameterSize")?;
-    let n = r.u16("quoted.size")?;
-    let attest = r.take(usize::from(n), "quoted")?;
-    let start = r.pos;
-    let _alg = r.u16("sigAlg")?;
-    let _hash = r.u16("signature.hash")?;
-    let rn = r.u16("signatureR.size")?;
-    r.take(usize::from(rn), "signatureR")?;
-    let sn = r.u16("signatureS.size")?;
-    r.take(usize::from(sn), "signatureS")?;
-    let signature = params.get(start..r.pos).ok_or(Malformed::Truncated("signature"))?;
+    let mut p = r.parameters()?;
+    let attest = p.tpm2b("quoted")?;
+    if attest.is_empty() {
+        return Err(Malformed::Truncated("quoted"));
+    }
+    let start = p.pos;
+    match p.u16("sigAlg")? {
+        ALG_ECDSA => {
+            p.u16("signature.hash")?;
+            p.tpm2b("signatureR")?;
+            p.tpm2b("signatureS")?;
+        }
+        ALG_RSASSA | ALG_RSAPSS => {
+            p.u16("signature.hash")?;
+            p.tpm2b("signature")?;
+        }
+        alg => return Err(Malformed::SignatureAlg(alg)),
+    }
+    let signature = p.buf.get(start..p.pos).ok_or(Malformed::Truncated("signature"))?;
+    p.end()?;
     Ok(Quote { attest, signature })
 }
 
@@ -995,19 +1059,105 @@ mod tests {
             flush_context(0x8000_0000),
             [0x80, 1, 0, 0, 0, 0x0e, 0, 0, 1, 0x65, 0x80, 0, 0, 0]
         );
-        // Response shapes (§B.6, §B.7), with short stand-in contents.
-        let cpr = [0x80, 0, 0, 0, 0, 0, 0, 9, 0, 3, 1, 2, 3, 0, 0];
+        // The whole §B.6 command, as the reference sent it to swtpm.
         assert_eq!(
-            parse_create_primary(&cpr),
-            Ok(Primary { handle: 0x8000_0000, public: &[1, 2, 3] })
+            cp,
+            unhex(
+                "8002 00000041 00000131 4000000b 00000009 40000009 0000 00 0000 \
+                 0004 0000 0000 0018 0023 000b 00050072 0000 0010 0018 000b 0003 0010 \
+                 0000 0000 0000 00000000"
+            )[..]
         );
-        let qr = [0, 0, 0, 20, 0, 2, 9, 9, 0, 0x18, 0, 0x0b, 0, 1, 7, 0, 1, 8, 0, 0, 1, 0, 0];
-        assert_eq!(
-            parse_quote(&qr),
-            Ok(Quote { attest: &[9, 9], signature: &[0, 0x18, 0, 0x0b, 0, 1, 7, 0, 1, 8] })
-        );
-        for k in 0..qr.len() - 5 {
-            assert!(parse_quote(&qr[..k]).is_err(), "{k}");
+        // The whole §B.7 command (nonce `aa` × 32, SHA-256 PCR 0-23).
+        let mut want = unhex("8002 00000049 00000158 80000000 00000009 40000009 0000 00 0000 0020");
+        want.extend([0xAA; 32]);
+        want.extend(unhex("0010 00000001 000b 03 ffffff"));
+        assert_eq!(q[..n], want[..]);
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+        s.chunks(2)
+            .map(|c| u8::from_str_radix(core::str::from_utf8(c).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    /// A §B.6 CreatePrimary response (312 bytes) with X = 0x11.., Y = 0x22...
+    fn create_primary_response() -> Vec<u8> {
+        let mut b = unhex("80020000013800000000 80000000 00000121");
+        b.extend(unhex("0058 0023000b00050072000000100018000b00030010"));
+        b.extend(unhex("0020"));
+        b.extend([0x11; 32]);
+        b.extend(unhex("0020"));
+        b.extend([0x22; 32]);
+        b.extend(unhex("0037 00000000 0020"));
+        b.extend([0x33; 32]);
+        b.extend(unhex("01 0010 0004 4000000b 0004 4000000b 0000"));
+        b.extend(unhex("0020"));
+        b.extend([0x44; 32]);
+        b.extend(unhex("8021 4000000b 0040"));
+        b.extend([0x55; 64]);
+        b.extend(unhex("0022 000b"));
+        b.extend([0x66; 32]);
+        b.extend(unhex("0000010000"));
+        b
+    }
+
+    /// A §B.7 Quote response (238 bytes): a 145-byte TPMS_ATTEST and an ECDSA signature.
+    fn quote_response() -> Vec<u8> {
+        let mut b = unhex("8002 000000ee 00000000 000000db 0091");
+        b.extend(unhex("ff544347 8018 0022 000b"));
+        b.extend([0x77; 32]);
+        b.extend(unhex("0020"));
+        b.extend([0xAA; 32]);
+        b.extend(unhex("0000000000000032 00000001 00000000 01 2019102300163636"));
+        b.extend(unhex("00000001 000b 03 ffffff 0020"));
+        b.extend([0x88; 32]);
+        b.extend(unhex("0018 000b 0020"));
+        b.extend([0x99; 32]);
+        b.extend(unhex("0020"));
+        b.extend([0xBB; 32]);
+        b.extend(unhex("0000010000"));
+        b
+    }
+
+    #[test]
+    fn parses_the_reference_create_primary_and_quote_responses() {
+        let cp = create_primary_response();
+        assert_eq!(cp.len(), 312);
+        let (rc, rest) = parse_header(&cp).unwrap();
+        assert_eq!(rc, ResponseCode::SUCCESS);
+        let p = parse_create_primary(rest).unwrap();
+        assert_eq!(p.handle, 0x8000_0000);
+        assert_eq!(p.public.len(), 88);
+        assert_eq!(p.public[..20], AK_TEMPLATE_PREFIX);
+        assert_eq!(p.public[22..54], [0x11; 32]); // X, §B.6
+        assert_eq!(p.public[56..88], [0x22; 32]); // Y
+        for k in 0..rest.len() - 5 {
+            assert!(parse_create_primary(&rest[..k]).is_err(), "prefix {k}");
         }
+        let mut big = rest.to_vec();
+        big[7] = 0xFF; // parameterSize past the end
+        assert_eq!(parse_create_primary(&big), Err(Malformed::ParameterSize(0x1FF)));
+
+        let q = quote_response();
+        assert_eq!(q.len(), 238);
+        let (rc, rest) = parse_header(&q).unwrap();
+        assert_eq!(rc, ResponseCode::SUCCESS);
+        let quote = parse_quote(rest).unwrap();
+        assert_eq!(quote.attest.len(), 145);
+        assert_eq!(quote.attest[..6], [0xff, 0x54, 0x43, 0x47, 0x80, 0x18]);
+        assert_eq!(quote.attest[44..76], [0xAA; 32]); // extraData = the nonce, §B.7
+        assert_eq!(quote.signature.len(), 72);
+        assert_eq!(quote.signature[..6], [0, 0x18, 0, 0x0b, 0, 0x20]);
+        for k in 0..rest.len() - 5 {
+            assert!(parse_quote(&rest[..k]).is_err(), "prefix {k}");
+        }
+        let mut alg = rest.to_vec();
+        alg[4 + 147 + 1] = 0x10; // sigAlg NULL
+        assert_eq!(parse_quote(&alg), Err(Malformed::SignatureAlg(0x10)));
+        // A failed quote is the bare header with tag 0x8001 (§B.1).
+        let fail = unhex("80010000000a00000922");
+        assert_eq!(parse_header(&fail), Ok((ResponseCode::RETRY, &[][..])));
     }
 }
