@@ -45,6 +45,19 @@ fn example(name: &str) -> PathBuf {
     dir
 }
 
+/// The example's manifest for a copy in another directory: the service's ELF path (relative
+/// to the example, `../attest/…`) made absolute. The guest's `out/NAME.elf` is copied beside
+/// it by the caller.
+fn relocated_manifest(example: &Path) -> String {
+    let attest = example.join("../attest/out/attest.elf");
+    std::fs::read_to_string(example.join("vmseal.toml"))
+        .unwrap()
+        .replace(
+            "\"../attest/out/attest.elf\"",
+            &format!("{:?}", attest.display().to_string()),
+        )
+}
+
 /// `vmseal -q build MANIFEST --out OUT [extra…]`, which must succeed.
 fn build(manifest: &Path, out: &Path, extra: &[&str]) {
     let mut args: Vec<&std::ffi::OsStr> = vec![
@@ -122,9 +135,7 @@ fn hello_appliance_boots_exactly_as_predicted() {
     let variant = t.path().join("variant");
     std::fs::create_dir_all(variant.join("out")).unwrap();
     std::fs::copy(dir.join("out/hello.elf"), variant.join("out/hello.elf")).unwrap();
-    let manifest = std::fs::read_to_string(dir.join("vmseal.toml"))
-        .unwrap()
-        .replace("greeting=hello", "greeting=tampered");
+    let manifest = relocated_manifest(&dir).replace("greeting=hello", "greeting=tampered");
     std::fs::write(variant.join("vmseal.toml"), manifest).unwrap();
     let vout = variant.join("built");
     build(&variant.join("vmseal.toml"), &vout, &[]);
@@ -199,7 +210,7 @@ fn sha256_only_tpm_and_one_changed_guest_byte() {
     let mut elf = std::fs::read(dir.join("out/hello.elf")).unwrap();
     *elf.last_mut().unwrap() ^= 0x01;
     std::fs::write(variant.join("out/hello.elf"), elf).unwrap();
-    std::fs::copy(dir.join("vmseal.toml"), variant.join("vmseal.toml")).unwrap();
+    std::fs::write(variant.join("vmseal.toml"), relocated_manifest(&dir)).unwrap();
     let vout = variant.join("built");
     build(&variant.join("vmseal.toml"), &vout, &["--no-predict"]);
     let o = vmseal(&[
