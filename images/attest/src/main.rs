@@ -5,7 +5,7 @@
 //! ECC P-256 restricted signing key in the endorsement hierarchy (`TPM2_CreatePrimary`,
 //! deterministic: the same key at every boot of the same TPM), then serves its `attest`
 //! channel forever: for every request (`policies::attest::Request`, built by the hypervisor
-//! with the caller's name and nonce) it reads the SHA-256 PCRs 0–23, quotes them with the
+//! with the caller's name and nonce) it reads the SHA-256 PCRs 0–15, quotes them with the
 //! nonce as qualifyingData, and answers a `policies::attest::Report`. A malformed request or a
 //! failing TPM gets a report with a non-zero status — it always answers.
 //!
@@ -54,6 +54,20 @@ impl Clock for Tsc {
 
 type Tpm = Tis<PhysTis, Tsc>;
 
+/// The service's message and TPM buffers, in `.bss` rather than on the 32 KiB entry stack
+/// (below which lie the partition's page tables).
+struct Buffers {
+    request: [u8; policies::hypercall::MAX_MESSAGE as usize],
+    report: [u8; policies::hypercall::MAX_MESSAGE as usize],
+    tpm: [u8; tpm2::MAX_RESPONSE],
+}
+
+static mut BUFFERS: Buffers = Buffers {
+    request: [0; policies::hypercall::MAX_MESSAGE as usize],
+    report: [0; policies::hypercall::MAX_MESSAGE as usize],
+    tpm: [0; tpm2::MAX_RESPONSE],
+};
+
 /// The key: its handle and `TPMT_PUBLIC`.
 struct Key {
     handle: u32,
@@ -61,13 +75,12 @@ struct Key {
     public_len: usize,
 }
 
-fn create_key(tpm: &mut Tpm) -> Result<Key, u32> {
-    let mut resp = [0u8; tpm2::MAX_RESPONSE];
+fn create_key(tpm: &mut Tpm, resp: &mut [u8]) -> Result<Key, u32> {
     let params = tpm2::execute(
         tpm,
         CommandCode::CREATE_PRIMARY,
         &tpm2::create_primary_ecc_ak(),
-        &mut resp,
+        resp,
     )
     .map_err(rc_of)?;
     let p = tpm2::parse_create_primary(params).map_err(|_| STATUS_NO_TPM)?;
@@ -108,8 +121,11 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
         con.flush();
         return 2;
     };
+    // SAFETY: the only reference to BUFFERS ever made: `_start` runs once, on the partition's
+    // single vCPU, with interrupts off.
+    let bufs: &mut Buffers = unsafe { &mut *core::ptr::addr_of_mut!(BUFFERS) };
     let mut tpm = Tis::new(PhysTis, Tsc(info.tsc_per_ms.max(1)));
-    let key = create_key(&mut tpm);
+    let key = create_key(&mut tpm, &mut bufs.tpm);
     match &key {
         Ok(k) => {
             let _ = writeln!(con, "attest: ready, key=ecc-p256 handle={:#x}\r", k.handle);
@@ -122,15 +138,14 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
         }
     }
     con.flush();
-    let mut req_buf = [0u8; 4096];
-    let mut out = [0u8; 4096];
+    let out = &mut bufs.report;
     loop {
-        let Ok(n) = sdk::recv(channel, &mut req_buf) else {
+        let Ok(n) = sdk::recv(channel, &mut bufs.request) else {
             // The channel is gone (the hypervisor stopped the client): nothing left to serve.
             return 0;
         };
-        let len = match req_buf.get(..n).map(Request::decode) {
-            Some(Ok(req)) => answer(&mut tpm, &key, &req, &mut out),
+        let len = match bufs.request.get(..n).map(Request::decode) {
+            Some(Ok(req)) => answer(&mut tpm, &key, &req, &mut bufs.tpm, out),
             _ => {
                 let bad = Report {
                     status: STATUS_BAD_REQUEST,
@@ -143,15 +158,65 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
                     signature: &[],
                     key: &[],
                 };
-                bad.encode(&mut out).unwrap_or(0)
+                bad.encode(out).unwrap_or(0)
             }
         };
         let _ = sdk::send(channel, out.get(..len).unwrap_or(&[]));
     }
 }
 
+/// The PCRs reported and quoted: SHA-256 PCR 0–15 (the firmware's, the stub's and the
+/// OS's; 16–23 are debug/DRTM PCRs, not part of a static boot).
+const PCRS: PcrSet = PcrSet(0xFFFF);
+
+/// Read `PCRS` of the SHA-256 bank into `digests` (32 bytes per PCR, ascending), in chunks of
+/// at most 8 (`TPML_DIGEST`); again if `pcrUpdateCounter` changed between chunks.
+fn read_pcrs(tpm: &mut Tpm, digests: &mut [u8; 16 * 32], resp: &mut [u8]) -> Result<(), u32> {
+    'again: for _ in 0..tpm2::MAX_REREADS {
+        let mut have = PcrSet::EMPTY;
+        let mut counter = None;
+        for _ in 0..PCRS.len() {
+            let want = PCRS.without(have);
+            if want.is_empty() {
+                return Ok(());
+            }
+            let cmd = tpm2::pcr_read(HashAlg::SHA256, want);
+            let params = tpm2::execute(tpm, CommandCode::PCR_READ, &cmd, resp).map_err(rc_of)?;
+            let read = tpm2::parse_pcr_read(params).map_err(|_| STATUS_NO_TPM)?;
+            // No progress, another bank or PCRs not asked for: not an answer to our question.
+            if read.selected.is_empty()
+                || !read.selected.without(want).is_empty()
+                || read.alg != Some(HashAlg::SHA256)
+            {
+                return Err(STATUS_NO_TPM);
+            }
+            if *counter.get_or_insert(read.update_counter) != read.update_counter {
+                continue 'again;
+            }
+            for (pcr, value) in read.values() {
+                let at = pcr as usize * 32;
+                let d = digests.get_mut(at..at + 32).ok_or(STATUS_NO_TPM)?;
+                d.copy_from_slice(value.get(..32).ok_or(STATUS_NO_TPM)?);
+            }
+            have = PcrSet(have.0 | read.selected.0);
+        }
+        return if have == PCRS {
+            Ok(())
+        } else {
+            Err(STATUS_NO_TPM)
+        };
+    }
+    Err(STATUS_NO_TPM)
+}
+
 /// Read the PCRs, quote them, encode the report into `out`; its length.
-fn answer(tpm: &mut Tpm, key: &Result<Key, u32>, req: &Request<'_>, out: &mut [u8]) -> usize {
+fn answer(
+    tpm: &mut Tpm,
+    key: &Result<Key, u32>,
+    req: &Request<'_>,
+    resp: &mut [u8],
+    out: &mut [u8],
+) -> usize {
     let fail = |status: u32, out: &mut [u8]| {
         Report {
             status,
@@ -171,50 +236,15 @@ fn answer(tpm: &mut Tpm, key: &Result<Key, u32>, req: &Request<'_>, out: &mut [u
         Ok(k) => k,
         Err(rc) => return fail(*rc, out),
     };
-    // PCR_Read answers at most 8 digests per call: read until every PCR of the bank came.
-    let mut digests = [0u8; 24 * 32];
-    let mut have = PcrSet::EMPTY;
-    let mut resp = [0u8; tpm2::MAX_RESPONSE];
-    for _ in 0..8 {
-        let want = PcrSet::ALL.without(have);
-        if want.is_empty() {
-            break;
-        }
-        let params = match tpm2::execute(
-            tpm,
-            CommandCode::PCR_READ,
-            &tpm2::pcr_read(HashAlg::SHA256, want),
-            &mut resp,
-        ) {
-            Ok(p) => p,
-            Err(e) => return fail(rc_of(e), out),
-        };
-        let Ok(read) = tpm2::parse_pcr_read(params) else {
-            return fail(STATUS_NO_TPM, out);
-        };
-        for (pcr, value) in read.values() {
-            if let Some(d) = digests.get_mut(pcr as usize * 32..pcr as usize * 32 + 32)
-                && value.len() == 32
-            {
-                d.copy_from_slice(value);
-                have = PcrSet(have.0 | (1 << pcr));
-            }
-        }
-    }
-    if have != PcrSet::ALL {
-        return fail(STATUS_NO_TPM, out);
+    let mut digests = [0u8; 16 * 32];
+    if let Err(status) = read_pcrs(tpm, &mut digests, resp) {
+        return fail(status, out);
     }
     let mut cmd = [0u8; tpm2::QUOTE_MAX];
-    let Some(n) = tpm2::quote(key.handle, req.nonce, PcrSet::ALL, &mut cmd) else {
+    let Some(n) = tpm2::quote(key.handle, req.nonce, PCRS, &mut cmd) else {
         return fail(STATUS_BAD_REQUEST, out);
     };
-    let mut qresp = [0u8; tpm2::MAX_RESPONSE];
-    let params = match tpm2::execute(
-        tpm,
-        CommandCode::QUOTE,
-        cmd.get(..n).unwrap_or(&[]),
-        &mut qresp,
-    ) {
+    let params = match tpm2::execute(tpm, CommandCode::QUOTE, cmd.get(..n).unwrap_or(&[]), resp) {
         Ok(p) => p,
         Err(e) => return fail(rc_of(e), out),
     };
@@ -226,7 +256,7 @@ fn answer(tpm: &mut Tpm, key: &Result<Key, u32>, req: &Request<'_>, out: &mut [u
         caller: req.caller,
         nonce: req.nonce,
         bank: HashAlg::SHA256.0,
-        pcr_mask: PcrSet::ALL.0,
+        pcr_mask: PCRS.0,
         digests: &digests,
         quote: q.attest,
         signature: q.signature,

@@ -7,8 +7,16 @@
 //! panic handler (prints and exits 255) and a global allocator that refuses (partitions do not
 //! allocate; `policies` links `alloc`).
 //!
-//! The entry contract (`policies::bootinfo`): `extern "sysv64" fn _start(*const BootInfo) ->
-//! u64` at the ELF entry, 64-bit mode, interrupts off, no IDT; returning exits with `RAX`.
+//! # Entry contract (`policies::bootinfo`, docs/hypercalls.md)
+//!
+//! The partition is a static `ET_EXEC` ELF linked at its grant's base (`p_vaddr == p_paddr`),
+//! its segments ending at least 64 KiB below the grant's end (the hypervisor area: `BootInfo`,
+//! exit trampoline, GDT, command line, page tables, stack). The hypervisor calls the ELF entry
+//! as `extern "sysv64" fn _start(info: *const BootInfo) -> u64` in 64-bit mode, CPL 0,
+//! interrupts off and **no IDT** (any exception is a triple fault, which stops the
+//! partition), on identity page tables for 0–4 GiB and a 32 KiB stack at the top of the
+//! area; returning exits with `RAX` as the status. Read the `BootInfo` with [`boot_info`];
+//! only the grant (and granted device pages) are reachable, everything else is a violation.
 #![no_std]
 
 use policies::hypercall::{Call, Error};
@@ -27,6 +35,41 @@ pub fn call(nr: Call, a1: u64, a2: u64, a3: u64, a4: u64) -> u64 {
         );
     }
     rax
+}
+
+/// `VMMCALL` with `nr` and all five arguments (RDI, RSI, RDX, R10, R8); the raw `RAX` result.
+pub fn call5(nr: Call, args: [u64; 5]) -> u64 {
+    let rax: u64;
+    // SAFETY: as in `call`: the hypervisor validates every argument and preserves every
+    // register but RAX; VMMCALL touches no memory of ours except through checked pointers.
+    unsafe {
+        core::arch::asm!(
+            "vmmcall",
+            inlateout("rax") nr.0 => rax,
+            in("rdi") args[0], in("rsi") args[1], in("rdx") args[2], in("r10") args[3],
+            in("r8") args[4],
+            options(nostack)
+        );
+    }
+    rax
+}
+
+/// `VERSION`: the hypervisor's ABI version (`policies::hypercall::ABI_VERSION`).
+pub fn version() -> u64 {
+    call(Call::VERSION, 0, 0, 0, 0)
+}
+
+/// `CONSOLE_WRITE` of `bytes` (at most `MAX_MESSAGE`); the number of bytes taken. Under
+/// `console = "off"` the hypervisor drops them and still answers their length.
+pub fn console_write(bytes: &[u8]) -> Result<usize, Error> {
+    result(call(
+        Call::CONSOLE_WRITE,
+        bytes.as_ptr() as u64,
+        bytes.len() as u64,
+        0,
+        0,
+    ))
+    .map(|n| n as usize)
 }
 
 /// The result as `Ok(value)` or the hypervisor's error.
@@ -130,16 +173,12 @@ impl Console {
 
     /// Send what is buffered.
     pub fn flush(&mut self) {
-        if self.len > 0 {
-            call(
-                Call::CONSOLE_WRITE,
-                self.buf.as_ptr() as u64,
-                self.len as u64,
-                0,
-                0,
-            );
-            self.len = 0;
+        if let Some(bytes) = self.buf.get(..self.len)
+            && !bytes.is_empty()
+        {
+            let _ = console_write(bytes);
         }
+        self.len = 0;
     }
 
     /// Append bytes.
