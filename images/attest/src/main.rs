@@ -124,7 +124,14 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
     // SAFETY: the only reference to BUFFERS ever made: `_start` runs once, on the partition's
     // single vCPU, with interrupts off.
     let bufs: &mut Buffers = unsafe { &mut *core::ptr::addr_of_mut!(BUFFERS) };
-    let mut tpm = Tis::new(PhysTis, Tsc(info.tsc_per_ms.max(1)));
+    // An uncalibrated TSC (0) is taken as 4 GHz: the TIS timeouts then last at least as long
+    // as specified on any slower clock, instead of expiring after a few ticks.
+    let tsc_per_ms = if info.tsc_per_ms == 0 {
+        4_000_000
+    } else {
+        info.tsc_per_ms
+    };
+    let mut tpm = Tis::new(PhysTis, Tsc(tsc_per_ms));
     let key = create_key(&mut tpm, &mut bufs.tpm);
     match &key {
         Ok(k) => {

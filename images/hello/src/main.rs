@@ -78,8 +78,16 @@ unsafe fn run(con: &mut Console, boot_info: *const BootInfo) -> u64 {
         hv::call(Call::VERSION, 0, 0, 0, 0);
     }
     let ticks = hv::rdtsc().wrapping_sub(t0);
-    let ns = (ticks as u128 * 1_000_000 / u128::from(info.tsc_per_ms.max(1))) as u64 / ROUND_TRIPS;
-    let _ = writeln!(con, "hello: hypercall roundtrip_ns={ns}\r");
+    if info.tsc_per_ms == 0 {
+        let _ = writeln!(
+            con,
+            "hello: hypercall roundtrip_ticks={} (TSC not calibrated)\r",
+            ticks / ROUND_TRIPS
+        );
+    } else {
+        let ns = ticks as u128 * 1_000_000 / u128::from(info.tsc_per_ms) / u128::from(ROUND_TRIPS);
+        let _ = writeln!(con, "hello: hypercall roundtrip_ns={ns}\r");
+    }
     con.flush();
 
     attest(con)
@@ -120,6 +128,13 @@ fn attest(con: &mut Console) -> u64 {
         let _ = writeln!(con, "hello: the report's nonce is not ours\r");
         return 5;
     }
+    if rep.status == 0 && quoted_nonce(rep.quote) != Some(&nonce[..]) {
+        let _ = writeln!(
+            con,
+            "hello: the quote is not a TPM quote over our nonce (magic, type or extraData)\r"
+        );
+        return 7;
+    }
     let _ = write!(con, "vmseal-attest status={} caller=", rep.status);
     con.write_bytes(rep.caller);
     let _ = write!(con, " nonce=");
@@ -141,4 +156,21 @@ fn attest(con: &mut Console) -> u64 {
     let _ = writeln!(con, "\r");
     con.flush();
     if rep.status != 0 { 6 } else { 0 }
+}
+
+/// The `extraData` (qualifyingData) of a `TPMS_ATTEST` that is a TPM-made quote (magic
+/// `TPM_GENERATED_VALUE`, type `TPM_ST_ATTEST_QUOTE`); `None` otherwise (TPM 2.0 Part 2,
+/// reference §B.7: magic u32 | type u16 | qualifiedSigner TPM2B | extraData TPM2B | …).
+fn quoted_nonce(attest: &[u8]) -> Option<&[u8]> {
+    let be16 = |at: usize| -> Option<usize> {
+        let b = attest.get(at..at + 2)?;
+        Some(usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    if attest.get(..6)? != [0xFF, 0x54, 0x43, 0x47, 0x80, 0x18] {
+        return None;
+    }
+    let signer = be16(6)?;
+    let at = 8 + signer;
+    let len = be16(at)?;
+    attest.get(at + 2..at + 2 + len)
 }

@@ -23,6 +23,7 @@
 #![no_main]
 
 use core::fmt::Write;
+use policies::attest::Report;
 use policies::bootinfo::BootInfo;
 use policies::hypercall::Call;
 use vmseal_guest::{self as sdk, Console};
@@ -95,10 +96,20 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
     con.write_bytes(name);
     let _ = writeln!(con, "\r");
     let mut report = [0u8; 4096];
-    match sdk::attest(b"redteam-before-attack", &mut report) {
-        Ok(n) => {
-            let _ = writeln!(con, "redteam: the service answers ({n} bytes)\r");
-        }
+    let nonce = b"redteam-before-attack";
+    match sdk::attest(nonce, &mut report) {
+        Ok(n) => match report.get(..n).map(Report::decode) {
+            Some(Ok(r)) if r.nonce == nonce => {
+                let _ = writeln!(
+                    con,
+                    "redteam: the service answers status={} ({n} bytes)\r",
+                    r.status
+                );
+            }
+            _ => {
+                let _ = writeln!(con, "redteam: the service's report is not for us\r");
+            }
+        },
         Err(e) => {
             let _ = writeln!(con, "redteam: ATTEST failed before the attack: {e}\r");
         }
