@@ -589,22 +589,35 @@ impl Manifest {
             console: g.console,
         };
 
-        if raw.service.len() > policies::sections::MAX_SERVICES {
-            return Err(err(
-                ErrorKind::Invalid,
-                "service",
-                format!("{} services", raw.service.len()),
-                format!("keep at most {}", policies::sections::MAX_SERVICES),
-            ));
-        }
+        // A `[[table]]` with more entries than vmseal encodes.
+        let at_most = |table: &str, n: usize, max: usize| {
+            if n > max {
+                Err(err(
+                    ErrorKind::Invalid,
+                    table,
+                    format!("{n} {table}s"),
+                    format!("keep at most {max}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        // Service and channel names: 1..=max characters of a-z, 0-9 and '-'.
+        let name_ok = |name: &str, max: usize| {
+            (1..=max).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        at_most(
+            "service",
+            raw.service.len(),
+            policies::sections::MAX_SERVICES,
+        )?;
         let mut services: Vec<Service> = Vec::with_capacity(raw.service.len());
         for (i, s) in raw.service.into_iter().enumerate() {
             let field = |f: &str| format!("service[{i}].{f}");
-            let ok = (1..=32).contains(&s.name.len())
-                && s.name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
+            if !name_ok(&s.name, 32) {
                 return Err(err(
                     ErrorKind::Invalid,
                     &field("name"),
@@ -640,23 +653,12 @@ impl Manifest {
                     .into(),
             ));
         }
-        if raw.channel.len() > policies::launch::MAX_CHANNELS {
-            return Err(err(
-                ErrorKind::Invalid,
-                "channel",
-                format!("{} channels", raw.channel.len()),
-                format!("keep at most {}", policies::launch::MAX_CHANNELS),
-            ));
-        }
+        at_most("channel", raw.channel.len(), policies::launch::MAX_CHANNELS)?;
         let mut channels: Vec<Channel> = Vec::with_capacity(raw.channel.len());
         for (i, c) in raw.channel.into_iter().enumerate() {
             let field = |f: &str| format!("channel[{i}].{f}");
             let max = policies::hypercall::MAX_CHANNEL_NAME as usize;
-            let ok = (1..=max).contains(&c.name.len())
-                && c.name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
+            if !name_ok(&c.name, max) {
                 return Err(err(
                     ErrorKind::Invalid,
                     &field("name"),

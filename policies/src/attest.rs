@@ -121,6 +121,22 @@ pub struct Report<'a> {
 }
 
 impl<'a> Report<'a> {
+    /// A report that says only why there is no evidence: `status` non-zero, the request's
+    /// caller and nonce echoed, everything else empty.
+    pub const fn failure(status: u32, caller: &'a [u8], nonce: &'a [u8]) -> Self {
+        Self {
+            status,
+            caller,
+            nonce,
+            bank: 0,
+            pcr_mask: 0,
+            digests: &[],
+            quote: &[],
+            signature: &[],
+            key: &[],
+        }
+    }
+
     /// The value of PCR `pcr`, if included.
     pub fn pcr(&self, pcr: u32) -> Option<&'a [u8]> {
         if pcr >= 32 || self.pcr_mask & (1 << pcr) == 0 {

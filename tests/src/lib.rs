@@ -420,6 +420,30 @@ pub fn parse_tpm2_eventlog(yaml: &str) -> Tpm2Eventlog {
     out
 }
 
+/// Boot with `opts` through `vmseal::boot::run` (timeout raised to 240 s), one VM at a time
+/// ([`vm_lock`]); prints the verdict.
+pub fn boot_image(opts: vmseal::boot::BootOptions) -> vmseal::boot::BootOutcome {
+    let _vm = vm_lock();
+    let opts = vmseal::boot::BootOptions {
+        timeout_secs: 240,
+        ..opts
+    };
+    let outcome = vmseal::boot::run(&opts).expect("the boot runner ran");
+    eprintln!(
+        "{}: {} ({}) in {:.1} s",
+        opts.image.display(),
+        outcome.verdict(),
+        outcome.decision.reason,
+        outcome.elapsed.as_secs_f64()
+    );
+    outcome
+}
+
+/// The record as text, one line each (for assertion messages).
+pub fn record_text(record: &[Line]) -> String {
+    record.iter().map(|l| format!("{l}\n")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

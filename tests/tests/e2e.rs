@@ -12,8 +12,8 @@ use policies::sections;
 use sha2::{Digest, Sha256};
 use vmseal::boot::{self, BootOptions, Verdict};
 use vmseal_tests::{
-    BANKS, Built, check_measurements, expected_measurements, hello_elf, hex, linux_inputs, replay,
-    repo_root, run, section, tpm2_eventlog, vm_lock, vmseal_build,
+    BANKS, Built, boot_image, check_measurements, expected_measurements, hello_elf, hex,
+    linux_inputs, record_text, replay, repo_root, run, section, tpm2_eventlog, vmseal_build,
 };
 
 /// Build `images/NAME` (its payload first, then `vmseal build`) into `scratch/out`.
@@ -35,30 +35,8 @@ fn build_example(name: &str, scratch: &Path) -> Built {
     )
 }
 
-/// Boot with `opts` (timeout raised to 240 s), one VM at a time.
-fn boot_image(opts: BootOptions) -> boot::BootOutcome {
-    let _vm = vm_lock();
-    let opts = BootOptions {
-        timeout_secs: 240,
-        ..opts
-    };
-    let outcome = boot::run(&opts).expect("the boot runner ran");
-    eprintln!(
-        "{}: {} ({}) in {:.1} s",
-        opts.image.display(),
-        outcome.verdict(),
-        outcome.decision.reason,
-        outcome.elapsed.as_secs_f64()
-    );
-    outcome
-}
-
 fn find<'a>(record: &'a [Line], verb: &str) -> Option<&'a Line> {
     record.iter().find(|l| l.verb == verb)
-}
-
-fn record_text(record: &[Line]) -> String {
-    record.iter().map(|l| format!("{l}\n")).collect()
 }
 
 #[test]

@@ -22,30 +22,10 @@ use std::process::Command;
 
 use policies::record::Line;
 use sha2::{Digest, Sha256};
-use vmseal::boot::{self, BootOptions, BootOutcome, Verdict};
-use vmseal_tests::{hello_elf, hex, redteam_elf, repo_root, run, vm_lock, vmseal_build};
-
-/// Boot with a generous timeout, one VM at a time.
-fn boot_image(opts: BootOptions) -> BootOutcome {
-    let _vm = vm_lock();
-    let opts = BootOptions {
-        timeout_secs: 240,
-        ..opts
-    };
-    let outcome = boot::run(&opts).expect("the boot runner ran");
-    eprintln!(
-        "{}: {} ({}) in {:.1} s",
-        opts.image.display(),
-        outcome.verdict(),
-        outcome.decision.reason,
-        outcome.elapsed.as_secs_f64()
-    );
-    outcome
-}
-
-fn record_text(record: &[Line]) -> String {
-    record.iter().map(|l| format!("{l}\n")).collect()
-}
+use vmseal::boot::{BootOptions, Verdict};
+use vmseal_tests::{
+    boot_image, hello_elf, hex, record_text, redteam_elf, repo_root, run, vmseal_build,
+};
 
 fn lines<'a>(record: &'a [Line], verb: &'a str) -> impl Iterator<Item = &'a Line> + 'a {
     record.iter().filter(move |l| l.verb == verb)

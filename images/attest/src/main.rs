@@ -153,20 +153,9 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
         };
         let len = match bufs.request.get(..n).map(Request::decode) {
             Some(Ok(req)) => answer(&mut tpm, &key, &req, &mut bufs.tpm, out),
-            _ => {
-                let bad = Report {
-                    status: STATUS_BAD_REQUEST,
-                    caller: &[],
-                    nonce: &[],
-                    bank: 0,
-                    pcr_mask: 0,
-                    digests: &[],
-                    quote: &[],
-                    signature: &[],
-                    key: &[],
-                };
-                bad.encode(out).unwrap_or(0)
-            }
+            _ => Report::failure(STATUS_BAD_REQUEST, &[], &[])
+                .encode(out)
+                .unwrap_or(0),
         };
         let _ = sdk::send(channel, out.get(..len).unwrap_or(&[]));
     }
@@ -225,19 +214,9 @@ fn answer(
     out: &mut [u8],
 ) -> usize {
     let fail = |status: u32, out: &mut [u8]| {
-        Report {
-            status,
-            caller: req.caller,
-            nonce: req.nonce,
-            bank: 0,
-            pcr_mask: 0,
-            digests: &[],
-            quote: &[],
-            signature: &[],
-            key: &[],
-        }
-        .encode(out)
-        .unwrap_or(0)
+        Report::failure(status, req.caller, req.nonce)
+            .encode(out)
+            .unwrap_or(0)
     };
     let key = match key {
         Ok(k) => k,
