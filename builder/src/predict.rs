@@ -493,7 +493,11 @@ pub fn pe_sections(pe: &[u8]) -> Result<Vec<Section<'_>>, String> {
 
 /// Predict.
 pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
+    let t0 = std::time::Instant::now();
     let facts = read_image(&opts.image)?;
+    if std::env::var_os("VMSEAL_TIMINGS").is_some() {
+        eprintln!("vmseal: {:7.3}s read the image", t0.elapsed().as_secs_f64());
+    }
     let file = opts.image.display().to_string();
     let store: Vec<Variable> = match &opts.vars {
         Some(p) => {
