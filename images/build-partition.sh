@@ -11,6 +11,8 @@ cd "$dir"
 echo "+ cargo build --release (images/$name)" >&2
 cargo build --release
 mkdir -p out
-install -m 0644 "target/x86_64-unknown-none/release/$name" "out/$name.elf.tmp"
-mv -f "out/$name.elf.tmp" "out/$name.elf"
+# Tests build concurrently: a temporary name of our own, then an atomic rename.
+tmp=$(mktemp "out/$name.elf.XXXXXX")
+install -m 0644 "target/x86_64-unknown-none/release/$name" "$tmp"
+mv -f "$tmp" "out/$name.elf"
 echo "images/$name/out/$name.elf: $(sha256sum "out/$name.elf" | cut -d' ' -f1)" >&2
