@@ -1,6 +1,6 @@
 //! What the stub takes from the sealed launch policy (`.vmseal`, `policies::launch`) before
-//! launching: the guest's memory grant size, after checking the policy names the payload
-//! that is actually present.
+//! launching: the decoded, validated policy, after checking it names the payload that is
+//! actually present.
 //!
 //! Decisions (fail closed, never guess): a `.guest` needs a policy (its memory grant is
 //! defined there); a policy that is present must decode, pass `validate`, and name the
@@ -34,9 +34,9 @@ impl fmt::Display for PolicyFailure {
     }
 }
 
-/// Check the policy against the present payload section (`.guest` or `.linux`); return the
-/// guest's memory grant in bytes (`None` only for a Linux appliance without a policy).
-pub fn guest_memory(policy: Option<&[u8]>, payload: &str) -> Result<Option<u64>, PolicyFailure> {
+/// Decode and check the policy against the present payload section (`.guest` or `.linux`);
+/// `None` only for a Linux appliance without a policy.
+pub fn sealed(policy: Option<&[u8]>, payload: &str) -> Result<Option<LaunchPolicy>, PolicyFailure> {
     let Some(bytes) = policy else {
         return if payload == sections::GUEST {
             Err(PolicyFailure::Missing)
@@ -49,7 +49,7 @@ pub fn guest_memory(policy: Option<&[u8]>, payload: &str) -> Result<Option<u64>,
     if p.guest.section != payload {
         return Err(PolicyFailure::SectionMismatch);
     }
-    Ok(Some(p.guest.memory))
+    Ok(Some(p))
 }
 
 #[cfg(test)]
@@ -83,19 +83,19 @@ mod tests {
     #[test]
     fn decisions() {
         let g = policy(".guest", PayloadKind::Elf);
-        assert_eq!(guest_memory(Some(&g), ".guest"), Ok(Some(16 << 20)));
         assert_eq!(
-            guest_memory(Some(&g), ".linux"),
+            sealed(Some(&g), ".guest").map(|p| p.map(|p| p.guest.memory)),
+            Ok(Some(16 << 20))
+        );
+        assert_eq!(
+            sealed(Some(&g), ".linux"),
             Err(PolicyFailure::SectionMismatch)
         );
-        assert_eq!(guest_memory(None, ".guest"), Err(PolicyFailure::Missing));
-        assert_eq!(guest_memory(None, ".linux"), Ok(None));
-        assert_eq!(
-            guest_memory(Some(b"junk"), ".guest"),
-            Err(PolicyFailure::Decode)
-        );
+        assert_eq!(sealed(None, ".guest"), Err(PolicyFailure::Missing));
+        assert_eq!(sealed(None, ".linux"), Ok(None));
+        assert_eq!(sealed(Some(b"junk"), ".guest"), Err(PolicyFailure::Decode));
         for n in 0..g.len() {
-            assert!(guest_memory(Some(&g[..n]), ".guest").is_err());
+            assert!(sealed(Some(&g[..n]), ".guest").is_err());
         }
     }
 }

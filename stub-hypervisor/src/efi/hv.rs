@@ -300,10 +300,11 @@ fn partition(
     unsafe { hw::SvmVcpu::new(v, regs) }
 }
 
-/// Launch the partitions of `policy_bytes`. `section` finds a PE section's contents by name.
+/// Launch the partitions of the (decoded, validated, measured) `policy`. `section` finds a PE
+/// section's contents by name.
 pub fn launch(
     rec: &mut Uart,
-    policy_bytes: &'static [u8],
+    policy: &LaunchPolicy,
     cmdline: &'static [u8],
     section: &dyn Fn(&str) -> Option<&'static [u8]>,
     log: &LogCopy,
@@ -313,10 +314,6 @@ pub fn launch(
         // Never run the guest unisolated.
         fail(rec, "hypervisor", "no-svm-npt");
     }
-    let policy = match LaunchPolicy::decode(policy_bytes) {
-        Ok(p) if p.validate().is_ok() => p,
-        _ => fail(rec, "hypervisor", "policy"),
-    };
     let tsc_per_ms = super::report::calibrate_tsc();
     let mut vcpus = Vec::with_capacity(policy.services.len() + 1);
     let parts = policy
@@ -354,7 +351,7 @@ pub fn launch(
         }
     }
     let hsave = pages(rec, 1);
-    let mut hv = match Hypervisor::new(&policy, vcpus, PhysMemory, Machine { tsc_per_ms }, ram) {
+    let mut hv = match Hypervisor::new(policy, vcpus, PhysMemory, Machine { tsc_per_ms }, ram) {
         Ok(h) => h,
         Err(e) => fail(rec, "hypervisor", e),
     };

@@ -137,13 +137,13 @@ pub fn run(mut rec: Uart) -> Status {
         Payload::Linux => sections::LINUX,
         Payload::Guest => sections::GUEST,
     };
-    let memory = match stub::policy::guest_memory(present(sections::VMSEAL), payload_section) {
-        Ok(m) => m,
+    let policy = match stub::policy::sealed(present(sections::VMSEAL), payload_section) {
+        Ok(p) => p,
         // The (measured) policy does not describe this payload, or cannot be read: launching
         // anyway would run the guest under rules nobody sealed.
         Err(e) => fail(&mut rec, "policy", e),
     };
-    match (payload, memory) {
+    match (payload, policy) {
         (Payload::Linux, _) => linux::launch(
             &mut rec,
             section(sections::LINUX),
@@ -151,14 +151,14 @@ pub fn run(mut rec: Uart) -> Status {
             section(sections::INITRD),
             &log,
         ),
-        (Payload::Guest, Some(_)) => hv::launch(
+        (Payload::Guest, Some(policy)) => hv::launch(
             &mut rec,
-            section(sections::VMSEAL),
+            &policy,
             cmdline.unwrap_or(&[]),
             &|name: &str| present(name),
             &log,
         ),
-        // `guest_memory` never returns None for a `.guest`; stop rather than invent a size.
+        // `sealed` never returns None for a `.guest`; stop rather than run without rules.
         (Payload::Guest, None) => fail(&mut rec, "policy", "policy-missing"),
     }
 }
