@@ -32,7 +32,7 @@ booted=0
 run "$vmseal" boot "$out/$name.img" --record "$out/run" && booted=1
 python3 -c 'import json, sys; v = json.load(open(sys.argv[1])); print("verdict: %s (%s), %.1f s" % (v["verdict"], v["reason"], v["elapsed_secs"]))' \
     "$out/run/verdict.json" >&2 || true
-grep -a -E 'hello from vmseal guest|vmseal-linux: booted|vmseal-secureboot' "$out/run/console.log" >&2 || true
+grep -a -E 'hello from vmseal guest|vmseal-attest|attest: ready|vmseal-linux: booted|vmseal-secureboot' "$out/run/console.log" >&2 || true
 
 say "5. what was measured vs. what was built"
 # The prediction vmseal build wrote (from the image alone) against what the firmware, the stub
