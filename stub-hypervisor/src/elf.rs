@@ -8,6 +8,7 @@
 use crate::bytes::{slice, u16_at, u32_at, u64_at};
 use alloc::vec::Vec;
 use core::fmt;
+use policies::bootinfo::{self, BootInfo, HV_AREA_SIZE};
 
 /// Page size of the grant.
 pub const PAGE: u64 = 0x1000;
@@ -34,6 +35,10 @@ pub enum ElfError {
     OutsideGrant(usize),
     /// The grant from the policy is empty or overflows.
     BadGrant,
+    /// The grant is too small for the hypervisor area, or a segment reaches into it.
+    AreaOverlap,
+    /// The command line is longer than `policies::bootinfo::MAX_CMDLINE`.
+    CmdlineTooLong,
 }
 
 impl fmt::Display for ElfError {
@@ -46,6 +51,8 @@ impl fmt::Display for ElfError {
             Self::BadEntry(_) => "elf-bad-entry",
             Self::OutsideGrant(_) => "elf-segment-outside-grant",
             Self::BadGrant => "elf-bad-grant",
+            Self::AreaOverlap => "elf-segments-overlap-hypervisor-area",
+            Self::CmdlineTooLong => "cmdline-too-long",
         })
     }
 }
@@ -209,6 +216,147 @@ pub fn load(elf: &[u8], guest: &Guest, grant: Grant, mem: &mut [u8]) -> Result<(
     Ok(())
 }
 
+/// The GDT of the hypervisor area: null, 64-bit code (selector 0x08: P, DPL 0, S, type
+/// execute/read, L), data (0x10: P, S, type read/write, D/B, G).
+pub const GDT: [u64; 3] = [0, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF];
+
+/// Where a partition starts, once its hypervisor area is written (all guest-physical).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Start {
+    /// The [`BootInfo`] (RDI at entry).
+    pub boot_info: u64,
+    /// RSP at entry: the area's stack top − 8, holding the exit trampoline's address.
+    pub rsp: u64,
+    /// CR3: the area's PML4.
+    pub cr3: u64,
+    /// GDTR base: the area's [`GDT`].
+    pub gdt: u64,
+}
+
+/// Write the hypervisor area (`policies::bootinfo`) into the top [`HV_AREA_SIZE`] bytes of
+/// `mem`, the grant's memory (`mem[0]` at `grant.base`): the [`BootInfo`], the exit trampoline,
+/// the [`GDT`], `cmdline`, identity page tables for 0–4 GiB (2 MiB pages, present, writable)
+/// and the initial stack with the trampoline's address on top. Fails (never truncates) when
+/// the grant cannot hold the area or the command line is too long; the caller checked that no
+/// segment reaches into the area ([`Guest::fits_below_area`]).
+pub fn write_area(
+    mem: &mut [u8],
+    grant: Grant,
+    cmdline: &[u8],
+    tsc_per_ms: u64,
+) -> Result<Start, ElfError> {
+    if cmdline.len() as u64 > bootinfo::MAX_CMDLINE {
+        return Err(ElfError::CmdlineTooLong);
+    }
+    if mem.len() as u64 != grant.size || grant.size < HV_AREA_SIZE {
+        return Err(ElfError::AreaOverlap);
+    }
+    let area_off = mem.len() - HV_AREA_SIZE as usize;
+    let area_pa = grant.base + area_off as u64;
+    let area = mem.get_mut(area_off..).ok_or(ElfError::AreaOverlap)?;
+    area.fill(0);
+    let at = |off: u64| area_pa + off;
+    let info = BootInfo {
+        magic: bootinfo::MAGIC,
+        version: bootinfo::VERSION,
+        size: size_of::<BootInfo>() as u32,
+        cmdline: if cmdline.is_empty() {
+            0
+        } else {
+            at(bootinfo::CMDLINE_OFFSET)
+        },
+        cmdline_len: cmdline.len() as u64,
+        guest_memory_base: grant.base,
+        guest_memory_size: grant.size,
+        tsc_per_ms,
+        ..BootInfo::default()
+    };
+    let mut w = Writer(area);
+    w.put(bootinfo::BOOT_INFO_OFFSET, &boot_info_bytes(&info))?;
+    w.put(bootinfo::TRAMPOLINE_OFFSET, &bootinfo::TRAMPOLINE)?;
+    for (i, d) in GDT.iter().enumerate() {
+        w.put(bootinfo::GDT_OFFSET + 8 * i as u64, &d.to_le_bytes())?;
+    }
+    w.put(bootinfo::CMDLINE_OFFSET, cmdline)?;
+    // PML4 → PDPT → four page directories of 2 MiB pages (P | RW | PS).
+    let pml4 = bootinfo::PAGE_TABLES_OFFSET;
+    let pdpt = pml4 + PAGE;
+    w.put(pml4, &(at(pdpt) | 3).to_le_bytes())?;
+    for gib in 0..4u64 {
+        let pd = pdpt + PAGE * (gib + 1);
+        w.put(pdpt + 8 * gib, &(at(pd) | 3).to_le_bytes())?;
+        for j in 0..512u64 {
+            w.put(
+                pd + 8 * j,
+                &(((gib << 30) + (j << 21)) | 0x83).to_le_bytes(),
+            )?;
+        }
+    }
+    let rsp = bootinfo::STACK_TOP - 8;
+    w.put(rsp, &at(bootinfo::TRAMPOLINE_OFFSET).to_le_bytes())?;
+    Ok(Start {
+        boot_info: at(bootinfo::BOOT_INFO_OFFSET),
+        rsp: at(rsp),
+        cr3: at(pml4),
+        gdt: at(bootinfo::GDT_OFFSET),
+    })
+}
+
+/// Bounds-checked writes into the area.
+struct Writer<'a>(&'a mut [u8]);
+
+impl Writer<'_> {
+    fn put(&mut self, off: u64, bytes: &[u8]) -> Result<(), ElfError> {
+        let off = usize::try_from(off).map_err(|_| ElfError::AreaOverlap)?;
+        let end = off.checked_add(bytes.len()).ok_or(ElfError::AreaOverlap)?;
+        self.0
+            .get_mut(off..end)
+            .ok_or(ElfError::AreaOverlap)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// The [`BootInfo`] as its C layout (little-endian fields in declaration order, no padding;
+/// checked against `offset_of!` in the tests).
+fn boot_info_bytes(b: &BootInfo) -> [u8; 128] {
+    let words = [
+        b.magic,
+        u64::from(b.version) | (u64::from(b.size) << 32),
+        b.cmdline,
+        b.cmdline_len,
+        b.memory_map,
+        b.memory_map_len,
+        b.memory_descriptor_size,
+        b.event_log,
+        b.event_log_len,
+        b.final_events,
+        b.final_events_preboot_count,
+        b.guest_memory_base,
+        b.guest_memory_size,
+        b.policy,
+        b.policy_len,
+        b.tsc_per_ms,
+    ];
+    let mut out = [0u8; 128];
+    for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+impl Guest {
+    /// Whether every segment ends at or below the hypervisor area at the top of `grant`.
+    pub fn fits_below_area(&self, grant: Grant) -> bool {
+        let (_, end) = self.span();
+        grant
+            .size
+            .checked_sub(HV_AREA_SIZE)
+            .and_then(|s| grant.base.checked_add(s))
+            .is_some_and(|area| end <= area)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +426,73 @@ mod tests {
         let mut bad = e;
         bad[16] = 3; // ET_DYN
         assert_eq!(Guest::parse(&bad), Err(ElfError::NotExecutable));
+    }
+
+    #[test]
+    fn area_per_bootinfo_contract() {
+        use core::mem::offset_of;
+        let grant = Grant {
+            base: 0x400_0000,
+            size: 0x10_0000,
+        };
+        let mut mem = vec![0x55u8; grant.size as usize];
+        let s = write_area(&mut mem, grant, b"greeting=hello", 2_000_000).unwrap();
+        let area = 0x400_0000 + 0x10_0000 - 0x1_0000;
+        assert_eq!(
+            s,
+            Start {
+                boot_info: area,
+                rsp: area + 0x1_0000 - 8,
+                cr3: area + 0x2000,
+                gdt: area + 0x300,
+            }
+        );
+        let a = &mem[0xF_0000..];
+        let u64_at = |o: usize| u64::from_le_bytes(a[o..o + 8].try_into().unwrap());
+        assert_eq!(u64_at(offset_of!(BootInfo, magic)), bootinfo::MAGIC);
+        assert_eq!(a[offset_of!(BootInfo, version)], 2);
+        assert_eq!(a[offset_of!(BootInfo, size)], 128);
+        assert_eq!(u64_at(offset_of!(BootInfo, cmdline)), area + 0x1000);
+        assert_eq!(u64_at(offset_of!(BootInfo, cmdline_len)), 14);
+        assert_eq!(u64_at(offset_of!(BootInfo, guest_memory_base)), 0x400_0000);
+        assert_eq!(u64_at(offset_of!(BootInfo, guest_memory_size)), 0x10_0000);
+        assert_eq!(u64_at(offset_of!(BootInfo, tsc_per_ms)), 2_000_000);
+        assert_eq!(&a[0x200..0x20F], &bootinfo::TRAMPOLINE);
+        assert_eq!(u64_at(0x308), 0x00AF_9B00_0000_FFFF);
+        assert_eq!(&a[0x1000..0x100E], b"greeting=hello");
+        assert_eq!(u64_at(0x2000), (area + 0x3000) | 3);
+        assert_eq!(u64_at(0x3000 + 8 * 3), (area + 0x7000) | 3);
+        // 3 GiB + 511 * 2 MiB, the last 2 MiB page below 4 GiB.
+        assert_eq!(u64_at(0x7000 + 8 * 511), 0xFFE0_0000 | 0x83);
+        assert_eq!(u64_at(0xFFF8), area + 0x200);
+        // The area is the only thing written.
+        assert!(mem[..0xF_0000].iter().all(|&b| b == 0x55));
+        // No command line: pointer 0.
+        write_area(&mut mem, grant, b"", 0).unwrap();
+        assert_eq!(mem[0xF_0000 + 16..0xF_0000 + 32], [0; 16]);
+        // Refusals, never truncation.
+        let long = vec![b'x'; 0x1001];
+        assert_eq!(
+            write_area(&mut mem, grant, &long, 0),
+            Err(ElfError::CmdlineTooLong)
+        );
+        let tiny = Grant {
+            base: 0x400_0000,
+            size: 0x8000,
+        };
+        assert_eq!(
+            write_area(&mut mem[..0x8000], tiny, b"", 0),
+            Err(ElfError::AreaOverlap)
+        );
+        assert_eq!(
+            write_area(&mut mem[..0x1000], grant, b"", 0),
+            Err(ElfError::AreaOverlap)
+        );
+        let g = Guest::parse(&elf()).unwrap();
+        assert!(g.fits_below_area(grant));
+        assert!(!g.fits_below_area(Grant {
+            base: 0x400_0000,
+            size: 0x1_1000
+        }));
     }
 }

@@ -13,19 +13,27 @@
 use super::{LogCopy, St, fail, power_off};
 use alloc::vec::Vec;
 use core::arch::x86_64::_rdtsc;
-use policies::bootinfo::{self, BootInfo, HV_AREA_SIZE};
 use policies::launch::{Devices, LaunchPolicy, Partition};
 use stub::elf::{self, Guest};
 use stub::hv::{GuestMemory, Host, Hypervisor, Regs};
 use stub::record::line;
 use stub::serial::Uart;
-use stub::svm::{self, Tables, hw, misc1, misc2, pte, vmcb};
+use stub::svm::vmcb::{Setup, Vmcb};
+use stub::svm::{self, Tables, hw, pte};
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::mem::memory_map::MemoryMap;
 
-/// Pages of nested page tables per partition (PML4, PDPT, up to four PDs, PTs for unaligned
-/// edges and the TPM page).
-const NPT_PAGES: usize = 24;
+/// Page size.
+const PAGE: u64 = 4096;
+/// Pages of nested page tables per partition: PML4, PDPT, up to four PDs (grants lie below
+/// 4 GiB), two PTs for unaligned edges, a PD and a PT for the TPM page — 10 at most; the
+/// rest is slack. Running out is an error (`npt-pages`), never a partial map.
+const NPT_PAGES: u64 = 16;
+/// Pages per partition: nested page tables, IOPM (12 KiB), MSRPM (8 KiB), VMCB.
+const PER_PARTITION: u64 = NPT_PAGES + 3 + 2 + 1;
+/// Pages shared by all partitions: the processor's host save area (VM_HSAVE_PA) and the
+/// host's VMSAVE state.
+const SHARED: u64 = 2;
 
 fn tsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter.
@@ -34,30 +42,21 @@ fn tsc() -> u64 {
 
 /// Zeroed pages from the firmware (EfiLoaderData: they survive ExitBootServices); their
 /// physical address (identity-mapped).
-fn pages(rec: &mut Uart, n: usize) -> u64 {
-    match boot::allocate_pages(AllocateType::AnyPages, MemoryType::LOADER_DATA, n) {
+fn pages(rec: &mut Uart, n: u64) -> u64 {
+    let Ok(count) = usize::try_from(n) else {
+        fail(rec, "hypervisor", "pages")
+    };
+    match boot::allocate_pages(AllocateType::AnyPages, MemoryType::LOADER_DATA, count) {
         Ok(p) => {
-            // SAFETY: `n` pages just allocated for us and used by nobody else.
-            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, n * 4096) };
+            // SAFETY: `count` pages just allocated for us and used by nobody else.
+            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, count * PAGE as usize) };
             p.as_ptr() as u64
         }
         Err(e) => fail(rec, "hypervisor", St(e.status())),
     }
 }
 
-/// Write `v` at physical `addr` (identity-mapped memory the stub allocated).
-fn put<T: Copy>(addr: u64, v: T) {
-    // SAFETY: every caller passes an address inside pages this module allocated (VMCB, page
-    // tables, a partition's hypervisor area), which nothing else uses.
-    unsafe { (addr as *mut T).write_unaligned(v) }
-}
-
-fn get64(addr: u64) -> u64 {
-    // SAFETY: as in `put`: page-table pages of the arena.
-    unsafe { (addr as *const u64).read_unaligned() }
-}
-
-/// A bump arena of zeroed pages for nested page tables.
+/// A bump arena over zeroed pages the stub allocated, for nested page tables.
 struct Arena {
     next: u64,
     end: u64,
@@ -67,15 +66,18 @@ impl Tables for Arena {
     fn alloc(&mut self) -> Option<u64> {
         (self.next < self.end).then(|| {
             let p = self.next;
-            self.next += 4096;
+            self.next += PAGE;
             p
         })
     }
     fn entry(&self, table: u64, index: usize) -> u64 {
-        get64(table + 8 * index as u64)
+        // SAFETY: `table` is a page of this arena (allocated by `alloc`) and index < 512 (the
+        // svm module masks every index to 9 bits).
+        unsafe { ((table as *const u64).add(index % 512)).read_volatile() }
     }
     fn set_entry(&mut self, table: u64, index: usize, value: u64) {
-        put(table + 8 * index as u64, value);
+        // SAFETY: as in `entry`; no partition runs while the tables are built.
+        unsafe { ((table as *mut u64).add(index % 512)).write_volatile(value) }
     }
 }
 
@@ -108,7 +110,13 @@ impl Host for Machine {
     }
 }
 
-/// Load one partition and set up its VMCB; returns the vCPU.
+/// Load one partition into its grant, write its hypervisor area, build its nested page
+/// tables, permission maps and VMCB in `own` (its [`PER_PARTITION`] pages), record it, and
+/// return its vCPU.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "wiring of one partition's inputs"
+)]
 fn partition(
     rec: &mut Uart,
     p: &Partition,
@@ -116,105 +124,78 @@ fn partition(
     elf_bytes: &[u8],
     cmdline: &[u8],
     tsc_per_ms: u64,
+    own: u64,
+    host_state: u64,
 ) -> hw::SvmVcpu {
     let g = match Guest::parse(elf_bytes) {
         Ok(g) => g,
         Err(e) => fail(rec, "hypervisor", e),
     };
+    // The grant is the policy's (base, memory); the ELF must agree with it and leave the
+    // hypervisor area free. `vmseal build` checked the same; the stub checks again because
+    // the image is input.
     let grant = match g.grant(Some(p.memory)) {
-        Ok(gr) if gr.base == p.base => gr,
+        Ok(gr) if gr.base == p.base && gr.size == p.memory => gr,
         Ok(_) => fail(rec, "hypervisor", "grant-base-differs-from-policy"),
         Err(e) => fail(rec, "hypervisor", e),
     };
-    let area = p.base + p.memory - HV_AREA_SIZE;
-    let (_, seg_end) = g.span();
-    if seg_end > area {
-        fail(rec, "hypervisor", "segments-overlap-hypervisor-area");
+    if !g.fits_below_area(grant) {
+        fail(rec, "hypervisor", elf::ElfError::AreaOverlap);
     }
-    let n = (p.memory / 4096) as usize;
-    let mem = match boot::allocate_pages(AllocateType::Address(p.base), MemoryType::LOADER_DATA, n)
-    {
+    let Ok(len) = usize::try_from(grant.size) else {
+        fail(rec, "hypervisor", "grant-size")
+    };
+    let mem = match boot::allocate_pages(
+        AllocateType::Address(grant.base),
+        MemoryType::LOADER_DATA,
+        len / PAGE as usize,
+    ) {
         Ok(m) => m,
+        // Someone else (firmware) owns part of the grant: the partition cannot get its
+        // identity-mapped memory, so it does not run.
         Err(e) => fail(rec, "hypervisor", St(e.status())),
     };
-    // SAFETY: the grant was just allocated for this partition at `p.base`, `p.memory` bytes.
-    let mem = unsafe { core::slice::from_raw_parts_mut(mem.as_ptr(), p.memory as usize) };
+    // SAFETY: the grant was just allocated for this partition at its base, `len` bytes, and
+    // nothing else refers to it.
+    let mem = unsafe { core::slice::from_raw_parts_mut(mem.as_ptr(), len) };
     mem.fill(0);
     if let Err(e) = elf::load(elf_bytes, &g, grant, mem) {
         fail(rec, "hypervisor", e);
     }
-    // The hypervisor area: boot info, exit trampoline, GDT, command line, page tables, stack.
-    let cmd = &cmdline[..cmdline.len().min(bootinfo::MAX_CMDLINE as usize)];
-    let info = BootInfo {
-        magic: bootinfo::MAGIC,
-        version: bootinfo::VERSION,
-        size: size_of::<BootInfo>() as u32,
-        cmdline: if cmd.is_empty() {
-            0
-        } else {
-            area + bootinfo::CMDLINE_OFFSET
-        },
-        cmdline_len: cmd.len() as u64,
-        guest_memory_base: p.base,
-        guest_memory_size: p.memory,
-        tsc_per_ms,
-        ..BootInfo::default()
+    let start = match elf::write_area(mem, grant, cmdline, tsc_per_ms) {
+        Ok(s) => s,
+        Err(e) => fail(rec, "hypervisor", e),
     };
-    put(area + bootinfo::BOOT_INFO_OFFSET, info);
-    put(area + bootinfo::TRAMPOLINE_OFFSET, bootinfo::TRAMPOLINE);
-    put(
-        area + bootinfo::GDT_OFFSET,
-        [0u64, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF],
-    );
-    for (k, b) in cmd.iter().enumerate() {
-        put(area + bootinfo::CMDLINE_OFFSET + k as u64, *b);
-    }
-    let pml4 = area + bootinfo::PAGE_TABLES_OFFSET;
-    let pdpt = pml4 + 0x1000;
-    put(pml4, pdpt | 3);
-    for gib in 0..4u64 {
-        let pd = pdpt + 0x1000 * (gib + 1);
-        put(pdpt + 8 * gib, pd | 3);
-        for j in 0..512u64 {
-            put(pd + 8 * j, ((gib << 30) + (j << 21)) | 0x83);
-        }
-    }
-    let top = area + bootinfo::STACK_TOP;
-    put(top - 8, area + bootinfo::TRAMPOLINE_OFFSET);
 
-    // Nested page tables: the grant, and the TPM page for a service granted it.
-    let arena_base = pages(rec, NPT_PAGES);
+    // Nested page tables: the grant (RWX, write-back), and the TPM page (UC) for a service
+    // granted it. Nothing else.
     let mut arena = Arena {
-        next: arena_base,
-        end: arena_base + NPT_PAGES as u64 * 4096,
+        next: own,
+        end: own + NPT_PAGES * PAGE,
     };
-    let root = arena.alloc().unwrap_or(arena_base);
+    let Some(root) = arena.alloc() else {
+        fail(rec, "hypervisor", "npt-pages")
+    };
     let rwx = pte::P | pte::RW | pte::US;
-    if let Err(e) = svm::map_identity(&mut arena, root, p.base, p.memory, rwx) {
-        fail(
-            rec,
-            "hypervisor",
-            if e == svm::NptError::OutOfPages {
-                "npt-pages"
-            } else {
-                "npt-range"
-            },
-        );
-    }
-    if p.devices.contains(Devices::TPM)
-        && svm::map_identity(
+    let mut npt = svm::map_identity(&mut arena, root, grant.base, grant.size, rwx);
+    if npt.is_ok() && p.devices.contains(Devices::TPM) {
+        npt = svm::map_identity(
             &mut arena,
             root,
             svm::TPM_PAGE,
-            4096,
+            PAGE,
             rwx | pte::PCD | pte::PWT,
-        )
-        .is_err()
-    {
-        fail(rec, "hypervisor", "npt-pages");
+        );
     }
-    let iopm = pages(rec, 3);
-    // SAFETY: three pages just allocated for this map.
+    match npt {
+        Ok(()) => {}
+        Err(svm::NptError::OutOfPages) => fail(rec, "hypervisor", "npt-pages"),
+        Err(svm::NptError::BadRange) => fail(rec, "hypervisor", "npt-range"),
+    }
+    let iopm = own + NPT_PAGES * PAGE;
+    let msrpm = iopm + svm::IOPM_SIZE as u64;
+    let vmcb = msrpm + svm::MSRPM_SIZE as u64;
+    // SAFETY: the IOPM's three pages are part of `own`, which belongs to this partition.
     let map = unsafe { core::slice::from_raw_parts_mut(iopm as *mut u8, svm::IOPM_SIZE) };
     let serial: &[(u16, u16)] = if p.devices.contains(Devices::SERIAL) {
         &[svm::COM1_PORTS]
@@ -222,56 +203,28 @@ fn partition(
         &[]
     };
     svm::fill_iopm(map, serial);
-    let msrpm = pages(rec, 2);
-    // SAFETY: two pages just allocated for this map: all ones = every MSR intercepted.
-    unsafe { core::ptr::write_bytes(msrpm as *mut u8, 0xFF, svm::MSRPM_SIZE) };
+    // SAFETY: the MSRPM's two pages are part of `own`.
+    let map = unsafe { core::slice::from_raw_parts_mut(msrpm as *mut u8, svm::MSRPM_SIZE) };
+    svm::fill_msrpm(map);
 
-    let v = pages(rec, 1);
-    put(
-        v + vmcb::INTERCEPT_MISC1 as u64,
-        misc1::INTR
-            | misc1::NMI
-            | misc1::CPUID
-            | misc1::HLT
-            | misc1::INVLPGA
-            | misc1::IOIO_PROT
-            | misc1::MSR_PROT
-            | misc1::SHUTDOWN,
-    );
-    put(
-        v + vmcb::INTERCEPT_MISC2 as u64,
-        misc2::VMRUN | misc2::VMMCALL | misc2::SVM_INSTRUCTIONS,
-    );
-    put(v + vmcb::IOPM_BASE_PA as u64, iopm);
-    put(v + vmcb::MSRPM_BASE_PA as u64, msrpm);
-    put(v + vmcb::GUEST_ASID as u64, index as u32 + 1);
-    put(v + vmcb::TLB_CONTROL as u64, 1u8);
-    put(v + vmcb::V_INTR as u64, 1u64 << 24);
-    put(v + vmcb::NP_ENABLE as u64, 1u64);
-    put(v + vmcb::N_CR3 as u64, root);
-    let seg = |off: usize, sel: u16, attr: u16, limit: u32, base: u64| {
-        put(v + off as u64, sel);
-        put(v + off as u64 + 2, attr);
-        put(v + off as u64 + 4, limit);
-        put(v + off as u64 + 8, base);
+    let Ok(asid) = u32::try_from(index + 1) else {
+        fail(rec, "hypervisor", "asid")
     };
-    seg(vmcb::CS, 0x08, 0xA9B, 0xFFFF_FFFF, 0);
-    for s in [vmcb::SS, vmcb::DS, vmcb::ES, vmcb::FS, vmcb::GS] {
-        seg(s, 0x10, 0xC93, 0xFFFF_FFFF, 0);
+    let v = Vmcb::partition(&Setup {
+        asid,
+        n_cr3: root,
+        iopm,
+        msrpm,
+        cr3: start.cr3,
+        gdt: start.gdt,
+        rip: g.entry,
+        rsp: start.rsp,
+    });
+    if let Err(e) = v.check() {
+        fail(rec, "hypervisor", e);
     }
-    seg(vmcb::GDTR, 0, 0, 23, area + bootinfo::GDT_OFFSET);
-    seg(vmcb::IDTR, 0, 0, 0, 0);
-    seg(vmcb::TR, 0, 0x8B, 0x67, 0);
-    seg(vmcb::LDTR, 0, 0x82, 0, 0);
-    put(v + vmcb::CPL as u64, 0u8);
-    put(v + vmcb::EFER as u64, 0x1500u64);
-    put(v + vmcb::CR0 as u64, 0x8001_0033u64);
-    put(v + vmcb::CR3 as u64, pml4);
-    put(v + vmcb::CR4 as u64, 0x20u64);
-    put(v + vmcb::DR7 as u64, 0x400u64);
-    put(v + vmcb::DR6 as u64, 0xFFFF_0FF0u64);
-    put(v + vmcb::RFLAGS as u64, 2u64);
-    put(v + vmcb::G_PAT as u64, 0x0007_0406_0007_0406u64);
+    // SAFETY: `vmcb` is the last page of `own` (4 KiB aligned, this partition's alone).
+    unsafe { (vmcb as *mut Vmcb).write(v) };
     let devices = match (
         p.devices.contains(Devices::TPM),
         p.devices.contains(Devices::SERIAL),
@@ -291,13 +244,50 @@ fn partition(
         .end();
     let regs = Regs {
         rip: g.entry,
-        rsp: top - 8,
-        rdi: area + bootinfo::BOOT_INFO_OFFSET,
+        rsp: start.rsp,
+        rdi: start.boot_info,
         ..Regs::default()
     };
-    // SAFETY: `v` is this partition's own VMCB page, fully set up above (VMRUN intercepted,
-    // ASID non-zero, EFER.SVME, nested paging over the tables that map only its grant).
-    unsafe { hw::SvmVcpu::new(v, regs) }
+    // SAFETY: `vmcb` is this partition's own VMCB page, fully set up and checked above
+    // (VMRUN intercepted, ASID non-zero, EFER.SVME, nested paging over tables that map only
+    // its grant and granted device page); `host_state` is the shared host VMSAVE page.
+    unsafe { hw::SvmVcpu::new(vmcb, host_state, regs) }
+}
+
+/// The RAM ranges of the memory map (for telling `memory` from `mmio` violations): the types
+/// the firmware or the OS use as memory. Taken after every allocation of the stub but the
+/// hypervisor's own tables; later allocations only turn conventional memory into loader
+/// data, and ExitBootServices changes no type, so the final map classifies every address the
+/// same way.
+fn ram_ranges(rec: &mut Uart) -> Vec<(u64, u64)> {
+    let map = match boot::memory_map(MemoryType::LOADER_DATA) {
+        Ok(m) => m,
+        Err(e) => fail(rec, "hypervisor", St(e.status())),
+    };
+    let mut ram: Vec<(u64, u64)> = Vec::with_capacity(map.len());
+    for d in map.entries() {
+        let is_ram = matches!(
+            d.ty,
+            MemoryType::CONVENTIONAL
+                | MemoryType::LOADER_CODE
+                | MemoryType::LOADER_DATA
+                | MemoryType::BOOT_SERVICES_CODE
+                | MemoryType::BOOT_SERVICES_DATA
+                | MemoryType::RUNTIME_SERVICES_CODE
+                | MemoryType::RUNTIME_SERVICES_DATA
+                | MemoryType::ACPI_RECLAIM
+                | MemoryType::ACPI_NON_VOLATILE
+        );
+        if !is_ram {
+            continue;
+        }
+        let size = d.page_count.saturating_mul(PAGE);
+        match ram.last_mut() {
+            Some((b, s)) if b.checked_add(*s) == Some(d.phys_start) => *s += size,
+            _ => ram.push((d.phys_start, size)),
+        }
+    }
+    ram
 }
 
 /// Launch the partitions of the (decoded, validated, measured) `policy`. `section` finds a PE
@@ -309,13 +299,22 @@ pub fn launch(
     section: &dyn Fn(&str) -> Option<&'static [u8]>,
     log: &LogCopy,
 ) -> ! {
+    let n = policy.services.len() + 1;
     let support = hw::support();
     if !support.svm || !support.nested_paging {
         // Never run the guest unisolated.
         fail(rec, "hypervisor", "no-svm-npt");
     }
+    if !support.can_isolate(n) {
+        // Each partition needs its own ASID.
+        fail(rec, "hypervisor", "too-few-asids");
+    }
     let tsc_per_ms = super::report::calibrate_tsc();
-    let mut vcpus = Vec::with_capacity(policy.services.len() + 1);
+    // Every page the SVM backend needs, in one allocation: the shared pages, then each
+    // partition's.
+    let arena = pages(rec, SHARED + n as u64 * PER_PARTITION);
+    let (hsave, host_state) = (arena, arena + PAGE);
+    let mut vcpus = Vec::with_capacity(n);
     let parts = policy
         .services
         .iter()
@@ -324,7 +323,8 @@ pub fn launch(
         let Some(bytes) = section(&p.section) else {
             fail(rec, "hypervisor", "partition-section-missing")
         };
-        let is_guest = i == policy.services.len();
+        let is_guest = i + 1 == n;
+        let own = arena + (SHARED + i as u64 * PER_PARTITION) * PAGE;
         vcpus.push(partition(
             rec,
             p,
@@ -332,25 +332,11 @@ pub fn launch(
             bytes,
             if is_guest { cmdline } else { &[] },
             tsc_per_ms,
+            own,
+            host_state,
         ));
     }
-    // RAM ranges (for memory-vs-mmio violations), from the map before ExitBootServices.
-    let mut ram = Vec::with_capacity(256);
-    if let Ok(map) = boot::memory_map(MemoryType::LOADER_DATA) {
-        for d in map.entries() {
-            let is_ram = !matches!(
-                d.ty,
-                MemoryType::MMIO
-                    | MemoryType::MMIO_PORT_SPACE
-                    | MemoryType::RESERVED
-                    | MemoryType::UNUSABLE
-            );
-            if is_ram && ram.len() < ram.capacity() {
-                ram.push((d.phys_start, d.page_count * 4096));
-            }
-        }
-    }
-    let hsave = pages(rec, 1);
+    let ram = ram_ranges(rec);
     let mut hv = match Hypervisor::new(policy, vcpus, PhysMemory, Machine { tsc_per_ms }, ram) {
         Ok(h) => h,
         Err(e) => fail(rec, "hypervisor", e),
@@ -363,7 +349,8 @@ pub fn launch(
     let t_ebs = tsc();
     core::mem::forget(mmap);
     super::report::after_exit(rec, log, tsc_per_ms);
-    // SAFETY: CPUID said SVM is there; `hsave` is a page reserved for the host save area.
+    // SAFETY: CPUID said SVM is there; `hsave` is a page reserved for the host save area; the
+    // stub's code is soft-float (no AVX state to lose when XCR0 is pinned).
     unsafe { hw::enable(hsave) };
     line(rec, "launch")
         .kv("kind", "hypervisor")
@@ -373,7 +360,7 @@ pub fn launch(
     line(rec, "hv")
         .kv("backend", "svm")
         .kv("asids", support.asids)
-        .kv("partitions", policy.services.len() + 1)
+        .kv("partitions", n)
         .kv("startup_us", startup_us)
         .end();
     let _status = hv.run(rec, &mut console);

@@ -1,11 +1,13 @@
 //! The SVM instructions: feature detection, enabling SVM, and `VMRUN` with the general
-//! registers switched by hand (VMRUN switches only RAX, RSP and RIP).
+//! registers switched by hand (VMRUN switches only RAX, RSP and RIP), plus the VMLOAD/VMSAVE
+//! state and the x87/SSE registers, so nothing of one partition reaches another.
 #![expect(
     unsafe_code,
-    reason = "CPUID, RDMSR/WRMSR of EFER and VM_HSAVE_PA, VMRUN, VMCB access"
+    reason = "RDMSR/WRMSR of EFER and VM_HSAVE_PA, XSETBV, VMRUN/VMLOAD/VMSAVE, FXSAVE, VMCB access"
 )]
 
-use super::{decode_exit, vmcb};
+use super::vmcb::{Vmcb, tlb};
+use super::{Support, decode_exit};
 use crate::hv::{Exit, Regs, Vcpu};
 
 /// `EFER`.
@@ -14,6 +16,8 @@ const MSR_EFER: u32 = 0xC000_0080;
 const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
 /// `EFER.SVME`.
 pub const EFER_SVME: u64 = 1 << 12;
+/// XCR0 with only x87 and SSE state enabled.
+const XCR0_X87_SSE: u64 = 0b11;
 
 /// `CPUID` (reads only: safe).
 pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
@@ -22,33 +26,9 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     [r.eax, r.ebx, r.ecx, r.edx]
 }
 
-/// What the processor offers for SVM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Support {
-    /// CPUID 0x8000_0001 ECX bit 2.
-    pub svm: bool,
-    /// CPUID 0x8000_000A EDX bit 0.
-    pub nested_paging: bool,
-    /// CPUID 0x8000_000A EBX: number of ASIDs.
-    pub asids: u32,
-}
-
-/// Detect SVM and nested paging from CPUID only (probing with MSRs or CR4 misbehaves under
-/// QEMU TCG: `shared/reference/svm-on-qemu-tcg.md`, gotchas 6 and 7).
+/// What this processor offers for SVM ([`Support::from_cpuid`] over the real CPUID).
 pub fn support() -> Support {
-    let max_ext = cpuid(0x8000_0000, 0)[0];
-    let svm = max_ext >= 0x8000_0001 && cpuid(0x8000_0001, 0)[2] & (1 << 2) != 0;
-    let (nested_paging, asids) = if svm && max_ext >= 0x8000_000A {
-        let r = cpuid(0x8000_000A, 0);
-        (r[3] & 1 != 0, r[1])
-    } else {
-        (false, 0)
-    };
-    Support {
-        svm,
-        nested_paging,
-        asids,
-    }
+    Support::from_cpuid(cpuid)
 }
 
 fn rdmsr(msr: u32) -> u64 {
@@ -60,12 +40,15 @@ fn rdmsr(msr: u32) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// Turn SVM on: `EFER.SVME` and the host save area.
+/// Turn SVM on: `EFER.SVME` and the host save area; and pin XCR0 to x87 + SSE, so the only
+/// extended register state a partition can reach is what FXSAVE switches between partitions
+/// (XCR0 itself is not switched by VMRUN, and XSETBV is intercepted).
 ///
 /// # Safety
 ///
 /// The processor must support SVM ([`support`]); `hsave` must be the physical address of a
-/// 4 KiB page reserved for the processor for as long as SVM is on.
+/// 4 KiB page reserved for the processor for as long as SVM is on; nothing in the stub may
+/// rely on AVX or later register state afterwards (the stub's Rust code is soft-float).
 pub unsafe fn enable(hsave: u64) {
     let efer = rdmsr(MSR_EFER) | EFER_SVME;
     // SAFETY: the caller checked SVM support; setting SVME changes nothing else; the host
@@ -73,6 +56,42 @@ pub unsafe fn enable(hsave: u64) {
     unsafe {
         core::arch::asm!("wrmsr", in("ecx") MSR_EFER, in("eax") efer as u32, in("edx") (efer >> 32) as u32, options(nostack));
         core::arch::asm!("wrmsr", in("ecx") MSR_VM_HSAVE_PA, in("eax") hsave as u32, in("edx") (hsave >> 32) as u32, options(nostack));
+    }
+    // CPUID.1:ECX.OSXSAVE mirrors CR4.OSXSAVE: only then do XGETBV/XSETBV exist.
+    if cpuid(1, 0)[2] & (1 << 27) != 0 {
+        // SAFETY: XSETBV with x87 | SSE is always valid when CR4.OSXSAVE is set (bit 0 must
+        // be 1; SSE is supported on every x86_64); the caller promised no AVX use.
+        unsafe {
+            core::arch::asm!("xsetbv", in("ecx") 0, in("eax") XCR0_X87_SSE as u32, in("edx") 0, options(nomem, nostack));
+        }
+    }
+}
+
+/// An FXSAVE image (x87, MMX, SSE state; APM vol. 5 FXSAVE, table "FXSAVE format"), 16-byte
+/// aligned as FXSAVE requires.
+#[repr(C, align(16))]
+struct FxArea {
+    /// Bytes 0–1: FCW.
+    fcw: u16,
+    /// Bytes 2–23: FSW, FTW, FOP, FIP, FDP.
+    _x87: [u8; 22],
+    /// Bytes 24–27: MXCSR.
+    mxcsr: u32,
+    /// Bytes 28–511: MXCSR_MASK, ST0–7, XMM0–15, reserved.
+    _rest: [u8; 484],
+}
+
+const _: () = assert!(size_of::<FxArea>() == 512);
+
+impl FxArea {
+    /// The state after `FNINIT` and reset: FCW 0x037F, MXCSR 0x1F80, everything else 0.
+    const fn reset() -> Self {
+        Self {
+            fcw: 0x037F,
+            _x87: [0; 22],
+            mxcsr: 0x1F80,
+            _rest: [0; 484],
+        }
     }
 }
 
@@ -97,24 +116,41 @@ struct Gprs {
 }
 
 /// Run the guest of the VMCB at `vmcb_pa` once, with `g` in the general registers; on
-/// `#VMEXIT`, the guest's registers are back in `g`.
+/// `#VMEXIT`, the guest's registers are back in `g`. The state VMRUN does not switch but
+/// VMLOAD/VMSAVE do (FS, GS, TR, LDTR with their hidden parts, KernelGsBase, STAR, LSTAR,
+/// CSTAR, SFMASK, SYSENTER_*) is switched too: the host's is saved to `host_pa` and the
+/// guest's loaded from its VMCB before VMRUN, and the reverse after, all with GIF = 0 so no
+/// NMI or SMI sees a half-switched processor (the order KVM uses).
 ///
 /// # Safety
 ///
 /// SVM must be enabled ([`enable`]); `vmcb_pa` must be the physical (= virtual, identity
 /// map) address of a valid VMCB whose intercepts include VMRUN, whose nested page tables map
-/// only the guest's memory, and which nothing else uses concurrently.
-unsafe fn vmrun(vmcb_pa: u64, g: &mut Gprs) {
+/// only the guest's memory, and which nothing else uses concurrently; `host_pa` a 4 KiB page
+/// reserved for the host's VMSAVE state.
+unsafe fn vmrun(vmcb_pa: u64, host_pa: u64, g: &mut Gprs) {
     let gp: *mut Gprs = g;
     // SAFETY: per the function contract. The sequence is the reference's (pushfq; cli;
-    // vmrun; stgi; popfq). RBX and RBP cannot be asm operands, so they are pushed and popped
-    // by hand; every other general register is declared clobbered. The Gprs pointer is kept
-    // on the stack across VMRUN (the guest owns every register meanwhile).
+    // vmrun; stgi; popfq) with CLGI and the VMSAVE/VMLOAD pairs added. RBX and RBP cannot be
+    // asm operands, so they are pushed and popped by hand; every other general register is
+    // declared clobbered. The VMCB and host-state addresses and the Gprs pointer are kept on
+    // the stack across VMRUN (the guest owns every register meanwhile; #VMEXIT restores RSP
+    // and RAX = the VMCB address). Stack layout after `pushfq`: [rsp] RFLAGS, [rsp+8] Gprs
+    // pointer, [rsp+16] host page, [rsp+24] VMCB.
     unsafe {
         core::arch::asm!(
             "push rbp",
             "push rbx",
+            "push rax",
+            "push rsi",
             "push rdi",
+            "pushfq",
+            "cli",
+            "clgi",
+            "mov rax, rsi",
+            "vmsave rax",
+            "mov rax, [rsp + 24]",
+            "vmload rax",
             "mov rbx, [rdi + 0]",
             "mov rcx, [rdi + 8]",
             "mov rdx, [rdi + 16]",
@@ -129,13 +165,10 @@ unsafe fn vmrun(vmcb_pa: u64, g: &mut Gprs) {
             "mov r14, [rdi + 96]",
             "mov r15, [rdi + 104]",
             "mov rdi, [rdi + 32]",
-            "pushfq",
-            "cli",
             "vmrun rax",
-            "stgi",
-            "popfq",
+            "vmsave rax",
             "push rdi",
-            "mov rdi, [rsp + 8]",
+            "mov rdi, [rsp + 16]",
             "mov [rdi + 0], rbx",
             "mov [rdi + 8], rcx",
             "mov [rdi + 16], rdx",
@@ -151,57 +184,78 @@ unsafe fn vmrun(vmcb_pa: u64, g: &mut Gprs) {
             "mov [rdi + 104], r15",
             "pop rax",
             "mov [rdi + 32], rax",
-            "pop rdi",
+            "mov rax, [rsp + 16]",
+            "vmload rax",
+            "stgi",
+            "popfq",
+            "add rsp, 24",
             "pop rbx",
             "pop rbp",
             inout("rax") vmcb_pa => _,
+            inout("rsi") host_pa => _,
             inout("rdi") gp => _,
-            out("rcx") _, out("rdx") _, out("rsi") _,
+            out("rcx") _, out("rdx") _,
             out("r8") _, out("r9") _, out("r10") _, out("r11") _,
             out("r12") _, out("r13") _, out("r14") _, out("r15") _,
         );
     }
 }
 
-/// A partition's vCPU on SVM: its VMCB page and the registers VMRUN does not keep there.
+/// A partition's vCPU on SVM: its VMCB page, the registers VMRUN does not keep there, and
+/// its x87/SSE state (switched with FXSAVE/FXRSTOR: VMRUN does not, and partitions must not
+/// see each other's registers).
 pub struct SvmVcpu {
-    vmcb: *mut u8,
+    vmcb: *mut Vmcb,
+    host_state: u64,
     regs: Regs,
+    guest_fx: FxArea,
+    host_fx: FxArea,
 }
 
 impl SvmVcpu {
     /// A vCPU over the VMCB page at `vmcb` (identity-mapped physical address), which the
-    /// caller set up completely; `regs` holds the initial general registers (RAX, RSP and
-    /// RIP are taken from the VMCB at every run).
+    /// caller set up completely (`Vmcb::partition`); `regs` holds the initial general
+    /// registers (RAX, RSP and RIP are taken from the VMCB at every run); `host_state` is a
+    /// page for the host's VMSAVE state (may be shared by all vCPUs: they run one at a time).
     ///
     /// # Safety
     ///
     /// `vmcb` must be a 4 KiB page used by this vCPU alone for its whole life, with a valid
-    /// guest state and intercepts (VMRUN included); SVM must be enabled before [`Vcpu::run`].
-    pub unsafe fn new(vmcb: u64, regs: Regs) -> Self {
+    /// guest state and intercepts (VMRUN included); `host_state` a page reserved for the
+    /// host state; SVM must be enabled before [`Vcpu::run`].
+    pub unsafe fn new(vmcb: u64, host_state: u64, regs: Regs) -> Self {
         Self {
-            vmcb: vmcb as *mut u8,
+            vmcb: vmcb as *mut Vmcb,
+            host_state,
             regs,
+            guest_fx: FxArea::reset(),
+            host_fx: FxArea::reset(),
         }
     }
+}
 
-    fn get(&self, off: usize) -> u64 {
-        // SAFETY: `off` is a VMCB field offset below 4 KiB - 8 (the constants of
-        // `super::vmcb`); the page belongs to this vCPU.
-        unsafe { self.vmcb.add(off).cast::<u64>().read_volatile() }
-    }
+/// Read a field of the VMCB through the raw pointer (the processor writes it behind Rust's
+/// back: volatile).
+macro_rules! vmcb_get {
+    ($v:expr, $($f:ident).+) => {
+        // SAFETY: the VMCB page belongs to this vCPU (`SvmVcpu::new`); the field is inside it.
+        unsafe { (&raw const (*$v.vmcb).$($f).+).read_volatile() }
+    };
+}
 
-    fn set(&mut self, off: usize, v: u64) {
-        // SAFETY: as in `get`.
-        unsafe { self.vmcb.add(off).cast::<u64>().write_volatile(v) }
-    }
+/// Write a field of the VMCB (volatile, as [`vmcb_get`]).
+macro_rules! vmcb_set {
+    ($v:expr, $($f:ident).+, $val:expr) => {
+        // SAFETY: as in `vmcb_get`.
+        unsafe { (&raw mut (*$v.vmcb).$($f).+).write_volatile($val) }
+    };
 }
 
 impl Vcpu for SvmVcpu {
     fn run(&mut self) -> Exit {
-        self.set(vmcb::RAX, self.regs.rax);
-        self.set(vmcb::RSP, self.regs.rsp);
-        self.set(vmcb::RIP, self.regs.rip);
+        vmcb_set!(self, save.rax, self.regs.rax);
+        vmcb_set!(self, save.rsp, self.regs.rsp);
+        vmcb_set!(self, save.rip, self.regs.rip);
         let r = &self.regs;
         let mut g = Gprs {
             rbx: r.rbx,
@@ -219,19 +273,32 @@ impl Vcpu for SvmVcpu {
             r14: r.r14,
             r15: r.r15,
         };
+        let (host_fx, guest_fx) = (&raw mut self.host_fx, &raw mut self.guest_fx);
+        // SAFETY: both areas are 512 bytes, 16-byte aligned, owned by this vCPU; the stub's
+        // Rust code is soft-float, so nothing between here and the FXRSTOR below uses the
+        // x87/SSE registers; the guest image was written by FXSAVE or is the reset state.
+        unsafe {
+            core::arch::asm!("fxsave64 [{h}]", "fxrstor64 [{g}]", h = in(reg) host_fx, g = in(reg) guest_fx, options(nostack));
+        }
         // SAFETY: the VMCB was set up by the caller of `new` (its contract); SVM is on.
-        unsafe { vmrun(self.vmcb as u64, &mut g) };
+        unsafe { vmrun(self.vmcb as u64, self.host_state, &mut g) };
+        // SAFETY: as above, in reverse.
+        unsafe {
+            core::arch::asm!("fxsave64 [{g}]", "fxrstor64 [{h}]", h = in(reg) host_fx, g = in(reg) guest_fx, options(nostack));
+        }
+        // The ASID's TLB was flushed on the first run; the nested tables never change.
+        vmcb_set!(self, control.tlb_control, tlb::NOTHING);
         let r = &mut self.regs;
         (r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp) = (g.rbx, g.rcx, g.rdx, g.rsi, g.rdi, g.rbp);
         (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
             (g.r8, g.r9, g.r10, g.r11, g.r12, g.r13, g.r14, g.r15);
-        self.regs.rax = self.get(vmcb::RAX);
-        self.regs.rsp = self.get(vmcb::RSP);
-        self.regs.rip = self.get(vmcb::RIP);
+        self.regs.rax = vmcb_get!(self, save.rax);
+        self.regs.rsp = vmcb_get!(self, save.rsp);
+        self.regs.rip = vmcb_get!(self, save.rip);
         match decode_exit(
-            self.get(vmcb::EXITCODE),
-            self.get(vmcb::EXITINFO1),
-            self.get(vmcb::EXITINFO2),
+            vmcb_get!(self, control.exitcode),
+            vmcb_get!(self, control.exitinfo1),
+            vmcb_get!(self, control.exitinfo2),
         ) {
             Exit::Msr { write, .. } => Exit::Msr {
                 msr: self.regs.rcx as u32,

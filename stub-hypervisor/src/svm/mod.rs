@@ -2,120 +2,26 @@
 //! MSR permission maps — the parts that are data, testable on the host — and, in [`hw`], the
 //! instructions (`VMRUN`, the EFER/VM_HSAVE_PA writes) behind [`crate::hv::Vcpu`].
 //!
+//! - [`vmcb`]: the VMCB as `#[repr(C)]` structs (offsets asserted against appendix B) and
+//!   the initial VMCB of a partition;
+//! - [`decode_exit`]: exit code + EXITINFO → [`Exit`];
+//! - [`map_identity`] / [`translate`]: nested page tables over a [`Tables`] arena;
+//! - [`fill_iopm`] / [`fill_msrpm`]: the permission maps;
+//! - [`Support::from_cpuid`]: SVM and nested-paging detection.
+//!
 //! Reference: AMD64 Architecture Programmer's Manual vol. 2, chapter 15 ("Secure Virtual
 //! Machine") and appendix B ("Layout of VMCB"), appendix C ("SVM Intercept Exit Codes");
 //! what QEMU TCG does with it: `shared/reference/svm-on-qemu-tcg.md`.
 
 pub mod hw;
+pub mod vmcb;
 
 use crate::hv::{Access, Exit};
 
 /// Size of a page, of the VMCB and of a page table.
 pub const PAGE: u64 = 0x1000;
 
-/// VMCB field offsets (APM vol. 2, appendix B, tables B-1 and B-2).
-pub mod vmcb {
-    /// Intercept vector 3 (u32): INTR, NMI, …, CPUID, HLT, IOIO_PROT, MSR_PROT, SHUTDOWN.
-    pub const INTERCEPT_MISC1: usize = 0x00C;
-    /// Intercept vector 4 (u32): VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT, …
-    pub const INTERCEPT_MISC2: usize = 0x010;
-    /// Physical address of the I/O permission map.
-    pub const IOPM_BASE_PA: usize = 0x040;
-    /// Physical address of the MSR permission map.
-    pub const MSRPM_BASE_PA: usize = 0x048;
-    /// Guest ASID (u32).
-    pub const GUEST_ASID: usize = 0x058;
-    /// TLB control (u8).
-    pub const TLB_CONTROL: usize = 0x05C;
-    /// Virtual interrupt control (u64); bit 24 = V_INTR_MASKING.
-    pub const V_INTR: usize = 0x060;
-    /// Exit code (u64; QEMU writes VMEXIT_INVALID as 0x0000_0000_FFFF_FFFF).
-    pub const EXITCODE: usize = 0x070;
-    /// Exit information 1.
-    pub const EXITINFO1: usize = 0x078;
-    /// Exit information 2.
-    pub const EXITINFO2: usize = 0x080;
-    /// Nested paging control (u64); bit 0 = NP_ENABLE.
-    pub const NP_ENABLE: usize = 0x090;
-    /// Nested page table root (host-physical).
-    pub const N_CR3: usize = 0x0B0;
-    /// State save area: ES (each segment: selector u16, attributes u16, limit u32, base u64).
-    pub const ES: usize = 0x400;
-    /// CS.
-    pub const CS: usize = 0x410;
-    /// SS.
-    pub const SS: usize = 0x420;
-    /// DS.
-    pub const DS: usize = 0x430;
-    /// FS.
-    pub const FS: usize = 0x440;
-    /// GS.
-    pub const GS: usize = 0x450;
-    /// GDTR (limit and base used).
-    pub const GDTR: usize = 0x460;
-    /// LDTR.
-    pub const LDTR: usize = 0x470;
-    /// IDTR.
-    pub const IDTR: usize = 0x480;
-    /// TR.
-    pub const TR: usize = 0x490;
-    /// CPL (u8).
-    pub const CPL: usize = 0x4CB;
-    /// EFER.
-    pub const EFER: usize = 0x4D0;
-    /// CR4.
-    pub const CR4: usize = 0x548;
-    /// CR3.
-    pub const CR3: usize = 0x550;
-    /// CR0.
-    pub const CR0: usize = 0x558;
-    /// DR7.
-    pub const DR7: usize = 0x560;
-    /// DR6.
-    pub const DR6: usize = 0x568;
-    /// RFLAGS.
-    pub const RFLAGS: usize = 0x570;
-    /// RIP.
-    pub const RIP: usize = 0x578;
-    /// RSP.
-    pub const RSP: usize = 0x5D8;
-    /// RAX.
-    pub const RAX: usize = 0x5F8;
-    /// Guest PAT.
-    pub const G_PAT: usize = 0x668;
-}
-
-/// Intercept bits of [`vmcb::INTERCEPT_MISC1`].
-pub mod misc1 {
-    /// Physical interrupt.
-    pub const INTR: u32 = 1 << 0;
-    /// NMI.
-    pub const NMI: u32 = 1 << 1;
-    /// CPUID.
-    pub const CPUID: u32 = 1 << 18;
-    /// HLT.
-    pub const HLT: u32 = 1 << 24;
-    /// INVLPGA.
-    pub const INVLPGA: u32 = 1 << 26;
-    /// IN/OUT through the I/O permission map.
-    pub const IOIO_PROT: u32 = 1 << 27;
-    /// RDMSR/WRMSR through the MSR permission map.
-    pub const MSR_PROT: u32 = 1 << 28;
-    /// Shutdown (triple fault).
-    pub const SHUTDOWN: u32 = 1 << 31;
-}
-
-/// Intercept bits of [`vmcb::INTERCEPT_MISC2`].
-pub mod misc2 {
-    /// VMRUN (required, or VMRUN fails).
-    pub const VMRUN: u32 = 1 << 0;
-    /// VMMCALL (the hypercall).
-    pub const VMMCALL: u32 = 1 << 1;
-    /// VMLOAD, VMSAVE, STGI, CLGI, SKINIT.
-    pub const SVM_INSTRUCTIONS: u32 = 0b111_1100;
-}
-
-/// Exit codes (APM vol. 2, appendix C).
+/// Exit codes (APM vol. 2, appendix C, table C-1).
 pub mod code {
     /// Physical interrupt.
     pub const INTR: u64 = 0x60;
@@ -123,44 +29,82 @@ pub mod code {
     pub const NMI: u64 = 0x61;
     /// CPUID.
     pub const CPUID: u64 = 0x72;
+    /// INVD.
+    pub const INVD: u64 = 0x76;
     /// HLT.
     pub const HLT: u64 = 0x78;
+    /// INVLPGA.
+    pub const INVLPGA: u64 = 0x7A;
     /// IN/OUT.
     pub const IOIO: u64 = 0x7B;
     /// RDMSR/WRMSR.
     pub const MSR: u64 = 0x7C;
     /// Shutdown (triple fault).
     pub const SHUTDOWN: u64 = 0x7F;
-    /// VMRUN … SKINIT are 0x80 … 0x86; VMMCALL is 0x81.
+    /// VMRUN.
+    pub const VMRUN: u64 = 0x80;
+    /// VMMCALL.
     pub const VMMCALL: u64 = 0x81;
+    /// VMLOAD, VMSAVE, STGI, CLGI, SKINIT: 0x82 ..= 0x86.
+    pub const VMLOAD: u64 = 0x82;
+    /// SKINIT.
+    pub const SKINIT: u64 = 0x86;
+    /// RDTSCP, ICEBP, WBINVD, MONITOR, MWAIT, MWAIT_CONDITIONAL, XSETBV: 0x87 ..= 0x8D.
+    pub const RDTSCP: u64 = 0x87;
+    /// XSETBV.
+    pub const XSETBV: u64 = 0x8D;
     /// Nested page fault.
     pub const NPF: u64 = 0x400;
     /// VMRUN found an invalid guest state (low 32 bits; QEMU does not sign-extend).
     pub const INVALID: u64 = 0xFFFF_FFFF;
 }
 
-/// Decode an exit from `EXITCODE`, `EXITINFO1`, `EXITINFO2` (a pure function: unknown codes
-/// become [`Exit::Unknown`]).
+/// EXITINFO1 bits of an IOIO exit (APM vol. 2, 15.10.2 "IN and OUT Behavior").
+pub mod ioio {
+    /// TYPE: 1 = IN, 0 = OUT.
+    pub const IN: u64 = 1 << 0;
+    /// 8-bit operand.
+    pub const SZ8: u64 = 1 << 4;
+    /// 16-bit operand.
+    pub const SZ16: u64 = 1 << 5;
+    /// 32-bit operand.
+    pub const SZ32: u64 = 1 << 6;
+}
+
+/// EXITINFO1 bits of a nested page fault (APM vol. 2, 15.25.6 "Nested versus Guest Page
+/// Faults, Fault Ordering"; the bits of a #PF error code).
+pub mod npf {
+    /// The page was present (a protection violation).
+    pub const PRESENT: u64 = 1 << 0;
+    /// A write.
+    pub const WRITE: u64 = 1 << 1;
+    /// An instruction fetch.
+    pub const FETCH: u64 = 1 << 4;
+}
+
+/// Decode an exit from `EXITCODE`, `EXITINFO1`, `EXITINFO2`: a pure function, total over its
+/// input — codes the hypervisor does not handle become [`Exit::Unknown`]. [`Exit::Msr`] comes
+/// back with `msr: 0`: the MSR number is the guest's ECX, which the caller fills in.
 pub fn decode_exit(exitcode: u64, info1: u64, info2: u64) -> Exit {
     match exitcode {
         c if c & 0xFFFF_FFFF == code::INVALID => Exit::Invalid(c),
         code::VMMCALL => Exit::Hypercall,
         code::IOIO => Exit::Io {
             port: (info1 >> 16) as u16,
-            size: if info1 & (1 << 6) != 0 {
+            size: if info1 & ioio::SZ32 != 0 {
                 4
-            } else if info1 & (1 << 5) != 0 {
+            } else if info1 & ioio::SZ16 != 0 {
                 2
             } else {
                 1
             },
-            write: info1 & 1 == 0,
+            write: info1 & ioio::IN == 0,
         },
         code::NPF => Exit::NestedPageFault {
             gpa: info2,
-            access: if info1 & (1 << 4) != 0 {
+            access: if info1 & npf::FETCH != 0 {
                 Access::Execute
-            } else if info1 & (1 << 1) != 0 {
+            } else if info1 & npf::WRITE != 0 {
                 Access::Write
             } else {
                 Access::Read
@@ -174,8 +118,52 @@ pub fn decode_exit(exitcode: u64, info1: u64, info2: u64) -> Exit {
         code::HLT => Exit::Hlt,
         code::SHUTDOWN => Exit::Shutdown,
         code::INTR | code::NMI => Exit::Interrupt,
-        0x7A | 0x80 | 0x82..=0x86 => Exit::Instruction(exitcode),
+        code::INVD | code::INVLPGA | code::VMRUN | code::VMLOAD..=code::XSETBV => {
+            Exit::Instruction(exitcode)
+        }
         c => Exit::Unknown(c),
+    }
+}
+
+/// What the processor offers for SVM (from CPUID only: probing with MSRs or CR4 misbehaves
+/// under QEMU TCG, `shared/reference/svm-on-qemu-tcg.md` gotchas 6 and 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Support {
+    /// CPUID 0x8000_0001 ECX bit 2.
+    pub svm: bool,
+    /// CPUID 0x8000_000A EDX bit 0.
+    pub nested_paging: bool,
+    /// CPUID 0x8000_000A EBX: number of ASIDs.
+    pub asids: u32,
+}
+
+impl Support {
+    /// Decide from `cpuid(leaf, subleaf) -> [eax, ebx, ecx, edx]` (the real instruction in
+    /// the stub, a table in tests). Leaves beyond the maximum extended leaf are not asked.
+    pub fn from_cpuid(cpuid: impl Fn(u32, u32) -> [u32; 4]) -> Self {
+        let [max_ext, ..] = cpuid(0x8000_0000, 0);
+        let [_, _, ecx, _] = if max_ext >= 0x8000_0001 {
+            cpuid(0x8000_0001, 0)
+        } else {
+            [0; 4]
+        };
+        let svm = ecx & (1 << 2) != 0;
+        let [_, asids, _, edx] = if svm && max_ext >= 0x8000_000A {
+            cpuid(0x8000_000A, 0)
+        } else {
+            [0; 4]
+        };
+        Self {
+            svm,
+            nested_paging: edx & 1 != 0,
+            asids,
+        }
+    }
+
+    /// Whether partitions can run isolated: SVM, nested paging, and an ASID for each
+    /// partition (ASID 0 is the host's).
+    pub fn can_isolate(&self, partitions: usize) -> bool {
+        self.svm && self.nested_paging && (self.asids as usize) > partitions
     }
 }
 
@@ -291,7 +279,9 @@ pub const IOPM_SIZE: usize = 3 * PAGE as usize;
 /// Size of the MSR permission map (two pages).
 pub const MSRPM_SIZE: usize = 2 * PAGE as usize;
 
-/// Fill an I/O permission map: every port intercepted except `allowed` (inclusive ranges).
+/// Fill an I/O permission map (APM vol. 2, 15.10.1: one bit per port, 1 = intercept; the
+/// third page covers accesses that run past port 0xFFFF): every port intercepted except
+/// `allowed` (inclusive ranges).
 pub fn fill_iopm(map: &mut [u8], allowed: &[(u16, u16)]) {
     map.fill(0xFF);
     for &(lo, hi) in allowed {
@@ -301,6 +291,26 @@ pub fn fill_iopm(map: &mut [u8], allowed: &[(u16, u16)]) {
             }
         }
     }
+}
+
+/// Fill an MSR permission map (APM vol. 2, 15.11: two bits per MSR, read then write, for the
+/// ranges 0–0x1FFF, 0xC000_0000–0xC000_1FFF and 0xC001_0000–0xC001_1FFF; MSRs outside them
+/// are always intercepted): every read and write of every MSR intercepted.
+pub fn fill_msrpm(map: &mut [u8]) {
+    map.fill(0xFF);
+}
+
+/// Where the read-intercept bit of `msr` is in an MSR permission map (byte, bit); the write
+/// bit is the next one. `None` for MSRs outside the map (always intercepted).
+pub fn msrpm_bit(msr: u32) -> Option<(usize, u8)> {
+    let (range, off) = match msr {
+        0..=0x1FFF => (0, msr),
+        0xC000_0000..=0xC000_1FFF => (1, msr - 0xC000_0000),
+        0xC001_0000..=0xC001_1FFF => (2, msr - 0xC001_0000),
+        _ => return None,
+    };
+    let bit = range * 0x800 * 8 + off as usize * 2;
+    Some((bit / 8, (bit % 8) as u8))
 }
 
 /// The COM1 ports a service granted `serial` may use.
@@ -435,5 +445,179 @@ mod tests {
         );
         fill_iopm(&mut m, &[]);
         assert!((0..=0xFFFF).all(|p| intercepted(&m, p)));
+    }
+
+    /// Every 4 KiB page the tables map, with its flags (2 MiB leaves expanded).
+    fn leaves(a: &Arena, root: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for i4 in 0..512u64 {
+            let l4 = a.entry(root, i4 as usize);
+            if l4 & pte::P == 0 {
+                continue;
+            }
+            for i3 in 0..512u64 {
+                let l3 = a.entry(l4 & pte::ADDR, i3 as usize);
+                if l3 & pte::P == 0 {
+                    continue;
+                }
+                assert_eq!(l3 & pte::PS, 0, "no 1 GiB pages");
+                for i2 in 0..512u64 {
+                    let l2 = a.entry(l3 & pte::ADDR, i2 as usize);
+                    if l2 & pte::P == 0 {
+                        continue;
+                    }
+                    let va = (i4 << 39) | (i3 << 30) | (i2 << 21);
+                    if l2 & pte::PS != 0 {
+                        for k in 0..512 {
+                            let pa = (l2 & pte::ADDR) + k * PAGE;
+                            out.push((va + k * PAGE, pa | (l2 & 0xFFF & !pte::PS)));
+                        }
+                        continue;
+                    }
+                    for i1 in 0..512u64 {
+                        let l1 = a.entry(l2 & pte::ADDR, i1 as usize);
+                        if l1 & pte::P != 0 {
+                            out.push((va | (i1 << 12), l1 & !pte::ADDR | (l1 & pte::ADDR)));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn walk_maps_exactly_the_grant_and_device_page() {
+        let mut a = Arena {
+            limit: 64 * PAGE,
+            ..Default::default()
+        };
+        let root = a.alloc().unwrap();
+        let (base, size) = (0x3FF_D000u64, (6 << 20) + 0x4000);
+        let rw = pte::P | pte::RW | pte::US;
+        map_identity(&mut a, root, base, size, rw).unwrap();
+        map_identity(&mut a, root, TPM_PAGE, PAGE, rw | pte::PCD | pte::PWT).unwrap();
+        let mut expect: Vec<(u64, u64)> = (0..size / PAGE)
+            .map(|k| (base + k * PAGE, (base + k * PAGE) | rw))
+            .collect();
+        expect.push((TPM_PAGE, TPM_PAGE | rw | pte::PCD | pte::PWT));
+        assert_eq!(leaves(&a, root), expect);
+        // Unaligned edges used 4 KiB pages, the aligned middle 2 MiB pages.
+        let large = a.mem.values().filter(|e| *e & pte::PS != 0).count();
+        assert_eq!(large, 3, "0x4000000 ..= 0x45FFFFF");
+    }
+
+    #[test]
+    fn msrpm_intercepts_everything() {
+        let mut m = [0u8; MSRPM_SIZE];
+        fill_msrpm(&mut m);
+        for msr in [
+            0,
+            0x10,
+            0x1B,
+            0x277,
+            0x1FFF,
+            0xC000_0080,
+            0xC000_0100,
+            0xC001_0117,
+            0xC001_1FFF,
+        ] {
+            let (byte, bit) = msrpm_bit(msr).unwrap();
+            assert!(byte < MSRPM_SIZE - 0x800, "{msr:#x}");
+            assert_ne!(m[byte] & (1 << bit), 0, "read {msr:#x}");
+            assert_ne!(m[byte] & (2 << bit), 0, "write {msr:#x}");
+        }
+        assert_eq!(msrpm_bit(0xC000_0080), Some((0x800 + 0x80 / 4, 0)));
+        assert_eq!(msrpm_bit(0x2000), None);
+        assert_eq!(msrpm_bit(0x4000_0000), None);
+    }
+
+    #[test]
+    fn detection_from_cpuid() {
+        let epyc = |leaf: u32, _| match leaf {
+            0x8000_0000 => [0x8000_001F, 0, 0, 0],
+            0x8000_0001 => [0, 0, 1 << 2, 0],
+            0x8000_000A => [1, 16, 0, 1],
+            _ => [0; 4],
+        };
+        let s = Support::from_cpuid(epyc);
+        assert_eq!(
+            s,
+            Support {
+                svm: true,
+                nested_paging: true,
+                asids: 16
+            }
+        );
+        assert!(s.can_isolate(2));
+        assert!(!s.can_isolate(16), "ASID 0 is the host's");
+        // qemu64: SVM without NP.
+        let no_np = |leaf: u32, _| match leaf {
+            0x8000_0000 => [0x8000_000A, 0, 0, 0],
+            0x8000_0001 => [0, 0, 1 << 2, 0],
+            0x8000_000A => [1, 16, 0, 0],
+            _ => [0; 4],
+        };
+        assert!(!Support::from_cpuid(no_np).can_isolate(1));
+        // No SVM: leaf 0x8000_000A is not trusted even if it says NP.
+        let no_svm = |leaf: u32, _| match leaf {
+            0x8000_0000 => [0x8000_000A, 0, 0, 0],
+            0x8000_000A => [1, 16, 0, 1],
+            _ => [0; 4],
+        };
+        assert!(!Support::from_cpuid(no_svm).nested_paging);
+        // Maximum extended leaf too low: nothing asked beyond it.
+        let old = |leaf: u32, _| {
+            assert!(leaf <= 0x8000_0000, "asked {leaf:#x}");
+            [0x8000_0000, 0, 0, 0]
+        };
+        assert!(!Support::from_cpuid(old).svm);
+    }
+
+    #[test]
+    fn every_intercepted_instruction_decodes() {
+        for c in [
+            0x76, 0x7A, 0x80, 0x82, 0x83, 0x84, 0x85, 0x86, 0x8A, 0x8B, 0x8C, 0x8D,
+        ] {
+            assert_eq!(decode_exit(c, 0, 0), Exit::Instruction(c), "{c:#x}");
+        }
+        assert_eq!(decode_exit(0x61, 0, 0), Exit::Interrupt);
+        assert_eq!(decode_exit(0x72, 0, 0), Exit::Cpuid);
+        assert_eq!(decode_exit(0x78, 0, 0), Exit::Hlt);
+        assert_eq!(
+            decode_exit(0x7C, 1, 0),
+            Exit::Msr {
+                msr: 0,
+                write: true
+            }
+        );
+        assert_eq!(
+            decode_exit(0x7C, 0, 0),
+            Exit::Msr {
+                msr: 0,
+                write: false
+            }
+        );
+        // A read NPF on a not-present page.
+        assert_eq!(
+            decode_exit(0x400, 0x1_0000_0000, 0xFED4_0000),
+            Exit::NestedPageFault {
+                gpa: 0xFED4_0000,
+                access: Access::Read
+            }
+        );
+        // 16-bit OUT.
+        assert_eq!(
+            decode_exit(0x7B, (0xCF8 << 16) | (1 << 5), 0),
+            Exit::Io {
+                port: 0xCF8,
+                size: 2,
+                write: true
+            }
+        );
+        // Exception intercepts, VINTR, … are not handled: Unknown with the code.
+        for c in [0x0, 0x46, 0x64, 0x401, 0x1_0000_0000] {
+            assert_eq!(decode_exit(c, 0, 0), Exit::Unknown(c), "{c:#x}");
+        }
     }
 }
