@@ -9,6 +9,7 @@
 use super::vmcb::{Vmcb, tlb};
 use super::{Support, decode_exit};
 use crate::hv::{Exit, Regs, Vcpu};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// `EFER`.
 const MSR_EFER: u32 = 0xC000_0080;
@@ -57,13 +58,53 @@ pub unsafe fn enable(hsave: u64) {
         core::arch::asm!("wrmsr", in("ecx") MSR_EFER, in("eax") efer as u32, in("edx") (efer >> 32) as u32, options(nostack));
         core::arch::asm!("wrmsr", in("ecx") MSR_VM_HSAVE_PA, in("eax") hsave as u32, in("edx") (hsave >> 32) as u32, options(nostack));
     }
-    // CPUID.1:ECX.OSXSAVE mirrors CR4.OSXSAVE: only then do XGETBV/XSETBV exist.
-    if cpuid(1, 0)[2] & (1 << 27) != 0 {
-        // SAFETY: XSETBV with x87 | SSE is always valid when CR4.OSXSAVE is set (bit 0 must
-        // be 1; SSE is supported on every x86_64); the caller promised no AVX use.
+    // XSAVE supported but not enabled by the firmware (OVMF): enable it, so the hypervisor
+    // can read and pin XCR0 — a partition can enable it in its own CR4, and XCR0 is shared.
+    if cpuid(1, 0)[2] & (1 << 26) != 0 && !has_xcr0() {
+        // SAFETY: CPUID says XSAVE exists, so CR4.OSXSAVE may be set; it changes nothing
+        // else for the host (XCR0 is x87 | SSE after reset or is pinned just below).
         unsafe {
-            core::arch::asm!("xsetbv", in("ecx") 0, in("eax") XCR0_X87_SSE as u32, in("edx") 0, options(nomem, nostack));
+            core::arch::asm!("mov {t}, cr4", "or {t}, {b}", "mov cr4, {t}", t = out(reg) _, b = in(reg) CR4_OSXSAVE, options(nomem, nostack));
         }
+    }
+    if has_xcr0() {
+        // SAFETY: XCR0 exists; the caller promised no AVX use.
+        unsafe { pin_xcr0() };
+        XCR0_PINNED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether XGETBV/XSETBV exist: CPUID.1:ECX.OSXSAVE mirrors the host's CR4.OSXSAVE.
+fn has_xcr0() -> bool {
+    cpuid(1, 0)[2] & (1 << 27) != 0
+}
+
+/// `CR4.OSXSAVE`.
+const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// Set by [`enable`] once XCR0 is pinned: from then on it is checked after every exit.
+static XCR0_PINNED: AtomicBool = AtomicBool::new(false);
+
+/// XCR0.
+fn xcr0() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: only called when `has_xcr0`; XGETBV only reads.
+    unsafe {
+        core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Set XCR0 to x87 | SSE.
+///
+/// # Safety
+///
+/// Only when [`has_xcr0`]; nothing may rely on AVX or later register state afterwards.
+unsafe fn pin_xcr0() {
+    // SAFETY: x87 | SSE is always a valid XCR0 when CR4.OSXSAVE is set (bit 0 must be 1;
+    // SSE exists on every x86_64); the caller vouches for the rest.
+    unsafe {
+        core::arch::asm!("xsetbv", in("ecx") 0, in("eax") XCR0_X87_SSE as u32, in("edx") 0, options(nomem, nostack));
     }
 }
 
@@ -286,6 +327,16 @@ impl Vcpu for SvmVcpu {
         unsafe {
             core::arch::asm!("fxsave64 [{g}]", "fxrstor64 [{h}]", h = in(reg) host_fx, g = in(reg) guest_fx, options(nostack));
         }
+        // XSETBV is intercepted, so XCR0 cannot change in a partition — except under QEMU TCG
+        // (7.2), which ignores the XSETBV intercept (observed: a guest's XSETBV ran and
+        // changed XCR0). Catch that at the next exit: report it as the forbidden
+        // instruction it is (the partition is stopped) and pin XCR0 again. A guest that
+        // restores XCR0 itself before exiting is not caught — on TCG only.
+        let xsetbv = XCR0_PINNED.load(Ordering::Relaxed) && xcr0() != XCR0_X87_SSE;
+        if xsetbv {
+            // SAFETY: XCR0 exists; the stub is soft-float.
+            unsafe { pin_xcr0() };
+        }
         // The ASID's TLB was flushed on the first run; the nested tables never change.
         vmcb_set!(self, control.tlb_control, tlb::NOTHING);
         let r = &mut self.regs;
@@ -295,6 +346,9 @@ impl Vcpu for SvmVcpu {
         self.regs.rax = vmcb_get!(self, save.rax);
         self.regs.rsp = vmcb_get!(self, save.rsp);
         self.regs.rip = vmcb_get!(self, save.rip);
+        if xsetbv {
+            return Exit::Instruction(super::code::XSETBV);
+        }
         match decode_exit(
             vmcb_get!(self, control.exitcode),
             vmcb_get!(self, control.exitinfo1),
