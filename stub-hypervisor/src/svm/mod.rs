@@ -27,6 +27,10 @@ pub mod code {
     pub const INTR: u64 = 0x60;
     /// NMI.
     pub const NMI: u64 = 0x61;
+    /// MOV from DR0 … MOV to DR15: 0x20 ..= 0x3F.
+    pub const DR_FIRST: u64 = 0x20;
+    /// The last DR access exit code.
+    pub const DR_LAST: u64 = 0x3F;
     /// CPUID.
     pub const CPUID: u64 = 0x72;
     /// INVD.
@@ -118,9 +122,11 @@ pub fn decode_exit(exitcode: u64, info1: u64, info2: u64) -> Exit {
         code::HLT => Exit::Hlt,
         code::SHUTDOWN => Exit::Shutdown,
         code::INTR | code::NMI => Exit::Interrupt,
-        code::INVD | code::INVLPGA | code::VMRUN | code::VMLOAD..=code::XSETBV => {
-            Exit::Instruction(exitcode)
-        }
+        code::DR_FIRST..=code::DR_LAST
+        | code::INVD
+        | code::INVLPGA
+        | code::VMRUN
+        | code::VMLOAD..=code::XSETBV => Exit::Instruction(exitcode),
         c => Exit::Unknown(c),
     }
 }

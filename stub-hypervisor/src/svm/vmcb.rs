@@ -341,6 +341,10 @@ pub mod tlb {
     pub const FLUSH_ASID: u8 = 3;
 }
 
+/// [`ControlArea::intercept_dr`]: reads (bits 0–15) and writes (bits 16–31) of every debug
+/// register.
+pub const INTERCEPT_ALL_DR: u32 = 0xFFFF_FFFF;
+
 /// `V_INTR_MASKING` in [`ControlArea::v_intr`]: the guest's IF masks only virtual interrupts.
 pub const V_INTR_MASKING: u64 = 1 << 24;
 /// `NP_ENABLE` in [`ControlArea::np_control`].
@@ -514,6 +518,9 @@ impl Vmcb {
     pub const fn partition(s: &Setup) -> Self {
         let mut v = Self::ZERO;
         let c = &mut v.control;
+        // Debug registers: DR0–DR3 are not switched by VMRUN, so one partition could leave
+        // breakpoints (or a value) for the next; no partition needs them (it has no IDT).
+        c.intercept_dr = INTERCEPT_ALL_DR;
         c.intercept_misc1 = misc1::INTR
             | misc1::NMI
             | misc1::CPUID
@@ -680,6 +687,7 @@ mod tests {
         assert_eq!((g.gdtr.limit, g.gdtr.base), (23, 0x4FF_0300));
         assert_eq!(g.idtr, Segment::NULL, "no IDT");
         assert_eq!(g.cpl, 0);
+        assert_eq!(c.intercept_dr, 0xFFFF_FFFF, "every DR read and write");
         // Intercepts: INTR, NMI, CPUID, INVD, HLT, INVLPGA, IOIO, MSR, SHUTDOWN (vector 3);
         // VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT, MONITOR, MWAIT(x2), XSETBV (4).
         for bit in [0, 1, 18, 22, 24, 26, 27, 28, 31] {
