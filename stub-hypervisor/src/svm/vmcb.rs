@@ -323,6 +323,9 @@ pub mod misc2 {
     pub const CLGI: u32 = 1 << 5;
     /// SKINIT.
     pub const SKINIT: u32 = 1 << 6;
+    /// WBINVD (also how QEMU 7.2 TCG checks INVD: its translator maps INVD to the WBINVD
+    /// intercept, fixed upstream in 2023 — so both are intercepted).
+    pub const WBINVD: u32 = 1 << 9;
     /// MONITOR.
     pub const MONITOR: u32 = 1 << 10;
     /// MWAIT (unconditional).
@@ -513,8 +516,8 @@ impl Vmcb {
     /// mode at CPL 0 with the area's GDT and page tables, no IDT, IF = 0; nested paging over
     /// `n_cr3`; every exit the hypervisor handles intercepted — VMRUN (required), VMMCALL,
     /// IN/OUT (IOPM), RDMSR/WRMSR (MSRPM), CPUID, HLT, shutdown, INTR, NMI, the other SVM
-    /// instructions, and the instructions that reach beyond the partition (INVD, XSETBV,
-    /// MONITOR/MWAIT). The TLB of the ASID is flushed on the first VMRUN.
+    /// instructions, and the instructions that reach beyond the partition (INVD, WBINVD,
+    /// XSETBV, MONITOR/MWAIT). The TLB of the ASID is flushed on the first VMRUN.
     pub const fn partition(s: &Setup) -> Self {
         let mut v = Self::ZERO;
         let c = &mut v.control;
@@ -537,6 +540,7 @@ impl Vmcb {
             | misc2::STGI
             | misc2::CLGI
             | misc2::SKINIT
+            | misc2::WBINVD
             | misc2::MONITOR
             | misc2::MWAIT
             | misc2::MWAIT_CONDITIONAL
@@ -689,11 +693,12 @@ mod tests {
         assert_eq!(g.cpl, 0);
         assert_eq!(c.intercept_dr, 0xFFFF_FFFF, "every DR read and write");
         // Intercepts: INTR, NMI, CPUID, INVD, HLT, INVLPGA, IOIO, MSR, SHUTDOWN (vector 3);
-        // VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT, MONITOR, MWAIT(x2), XSETBV (4).
+        // VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT, WBINVD, MONITOR, MWAIT(x2), XSETBV
+        // (vector 4).
         for bit in [0, 1, 18, 22, 24, 26, 27, 28, 31] {
             assert_ne!(c.intercept_misc1 & (1 << bit), 0, "misc1 bit {bit}");
         }
-        for bit in [0, 1, 2, 3, 4, 5, 6, 10, 11, 12, 13] {
+        for bit in [0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13] {
             assert_ne!(c.intercept_misc2 & (1 << bit), 0, "misc2 bit {bit}");
         }
         // Nothing outside the named fields is set.
