@@ -1,9 +1,12 @@
-//! The `.guest` payload: an ELF64 x86_64 `ET_EXEC` unikernel, and the plan to load it.
+//! An ELF partition (the `.guest` or a `.svcN` service): an ELF64 x86_64 `ET_EXEC` unikernel,
+//! the plan to load it into its memory grant, and the hypervisor area written at the top of
+//! that grant ([`write_area`]).
 //!
 //! Reference: System V gABI "ELF Header" / "Program Header" (ELF-64 Object File Format 1.5).
-//! The stub loads each `PT_LOAD` at its physical address into one memory grant (see
-//! `policies::bootinfo` for the ABI). The guest runs on the firmware's identity map, so every
-//! `PT_LOAD` must have `p_vaddr == p_paddr`. Bad input gives an [`ElfError`], never a panic.
+//! The stub loads each `PT_LOAD` at its physical address into the partition's grant (see
+//! `policies::bootinfo` for the ABI). The partition runs on the identity page tables of its
+//! area, so every `PT_LOAD` must have `p_vaddr == p_paddr`. Bad input gives an [`ElfError`],
+//! never a panic.
 
 use crate::bytes::{slice, u16_at, u32_at, u64_at};
 use alloc::vec::Vec;

@@ -5,7 +5,7 @@
 //! runs under `cargo test --target x86_64-unknown-linux-gnu --lib`.
 //!
 //! - [`pe`]: the stub's own PE headers and section table, read from the loaded image.
-//! - [`elf`]: the `.guest` ELF64 unikernel and the plan to load it into its memory grant.
+//! - [`elf`]: an ELF partition, the plan to load it into its memory grant, its hypervisor area.
 //! - [`eventlog`]: just enough of the TCG crypto-agile event log to read back one entry, to
 //!   size the log and to find the Final Events Table entries after the copy — alloc-free.
 //! - [`measure`]: the measurement loop over `policies::sections::MEASURED`, against a [`measure::Tpm`].
