@@ -1165,9 +1165,9 @@ BdsDxe: Press any key to enter the Boot Manager Menu.\r
 
     #[test]
     fn hypervisor_runs() {
-        let head = "VMSEAL1 start stub=0.1.0 mode=guest\r\nVMSEAL1 launch kind=hypervisor section=.guest\r\nVMSEAL1 hv backend=svm asids=16 partitions=2 startup_us=900\r\nVMSEAL1 partition name=attest section=.svc0 base=0x6000000 size=0x400000 entry=0x6000000 devices=tpm\r\n";
+        let head = "VMSEAL1 start stub=0.1.0 mode=guest\r\nVMSEAL1 launch kind=hypervisor section=.guest\r\nVMSEAL1 hv backend=svm asids=16 partitions=2\r\nVMSEAL1 partition name=attest section=.svc0 base=0x6000000 size=0x400000 entry=0x6000000 devices=tpm\r\n";
         let clean = format!(
-            "{head}VMSEAL1 stopped partition=hello reason=exit status=0 hypercalls=12\r\nVMSEAL1 health channel=attest server=attest status=answered\r\nVMSEAL1 hv-stats hypercalls=14 exits=20 guest_ns=420000 mean_run_ns=21000\r\nVMSEAL1 exit status=0\r\nVMSEAL1 end\r\n"
+            "{head}VMSEAL1 stopped partition=hello reason=exit status=0 hypercalls=12\r\nVMSEAL1 health channel=attest server=attest status=answered\r\nVMSEAL1 hv-stats hypercalls=14 exits=20 guest_ns=420000 mean_run_ns=21000\r\nVMSEAL1 exit status=0\r\nVMSEAL1 hv-startup record_us=61000 ebs_to_guest_us=84000\r\nVMSEAL1 end\r\n"
         );
         let (d, lines) = decide("", &clean, Ended::RecordEnd);
         assert_eq!(d.verdict, Verdict::Booted, "{d:?}");

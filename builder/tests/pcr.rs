@@ -817,3 +817,109 @@ fn predict_refuses_bad_images_and_stores_with_exit_2() {
         "{err}"
     );
 }
+
+/// The UKI fixture's `.linux` is Debian's `linux-image-6.1.0-56-cloud-amd64` vmlinuz, as shipped
+/// (fixture README). Its bytes come from the Debian mirror, never from vmseal: the package's
+/// `.deb` in `images/linux/cache` (where `images/linux/build.sh` keeps its downloads), fetched
+/// with `apt-get download` when absent. `None` once the mirror no longer carries that ABI.
+fn uki_fixture_kernel() -> Option<Vec<u8>> {
+    const PACKAGE: &str = "linux-image-6.1.0-56-cloud-amd64";
+    let cache = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../images/linux/cache"
+    ));
+    std::fs::create_dir_all(&cache).unwrap();
+    let find = || {
+        let mut debs: Vec<PathBuf> = std::fs::read_dir(&cache)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{PACKAGE}_")) && n.ends_with(".deb"))
+            })
+            .collect();
+        debs.sort();
+        debs.pop()
+    };
+    let deb = match find() {
+        Some(d) => d,
+        None => {
+            let o = Command::new("apt-get")
+                .args(["download", "-q", PACKAGE])
+                .current_dir(&cache)
+                .output()
+                .ok()?;
+            if !o.status.success() {
+                eprintln!(
+                    "apt-get download {PACKAGE} failed ({}): the mirror no longer has that kernel",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return None;
+            }
+            find()?
+        }
+    };
+    let t = tempfile::tempdir().unwrap();
+    let o = tool(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(t.path()));
+    assert!(o.status.success(), "dpkg-deb -x {}", deb.display());
+    Some(std::fs::read(t.path().join("boot/vmlinuz-6.1.0-56-cloud-amd64")).unwrap())
+}
+
+/// Every PCR 11 event of the real systemd-stub boot, predicted from its inputs: the kernel
+/// (Debian's package), `.osrel` and `.cmdline` (shipped beside the log) give the name and
+/// contents events of those three sections, byte for byte, in all three of the boot's banks;
+/// `.initrd` (not shipped) gives its name event. Then the fixture's PCR 11 value follows.
+#[test]
+fn uki_fixture_pcr11_events_are_reproduced_from_its_inputs() {
+    use policies::sections;
+    let want = fixture_events("eventlog-uki-sb-off.bin", 11);
+    assert_eq!(want.len(), 8, "four sections, two events each");
+    let banks = [HashAlg::SHA1, HashAlg::SHA256, HashAlg::SHA384];
+    let osrel = std::fs::read(fixture("uki-os-release")).unwrap();
+    let cmdline = std::fs::read(fixture("uki-cmdline")).unwrap();
+    let Some(kernel) = uki_fixture_kernel() else {
+        // Still hold the sections whose contents ship with the fixture to the log.
+        let got = policies::predict::stub_events(
+            &[(sections::OSREL, &osrel), (sections::CMDLINE, &cmdline)],
+            &banks,
+        )
+        .unwrap();
+        assert_eq!(got, want[2..6]);
+        eprintln!("the .linux contents event was not checked: kernel package unavailable");
+        return;
+    };
+    // The initrd's contents are not shipped; a stand-in gives its name event.
+    let got = policies::predict::stub_events(
+        &[
+            (sections::INITRD, b"stand-in"),
+            (sections::CMDLINE, &cmdline),
+            (sections::LINUX, &kernel),
+            (sections::OSREL, &osrel),
+        ],
+        &banks,
+    )
+    .unwrap();
+    assert_eq!(got.len(), 8);
+    assert_eq!(
+        got[..7],
+        want[..7],
+        "PCR 11 events #1-#7 of the UKI fixture"
+    );
+    assert_eq!(
+        (got[7].pcr, got[7].event_type, &got[7].data),
+        (want[7].pcr, want[7].event_type, &want[7].data)
+    );
+    // With the logged initrd digest as the last step, the replay is the fixture's PCR 11.
+    let mut pcrs = Pcrs::initial(&banks).unwrap();
+    for ev in got[..7].iter().chain(&want[7..]) {
+        for alg in banks {
+            pcrs.extend(alg, 11, ev.digest(alg).unwrap()).unwrap();
+        }
+    }
+    let dump = std::fs::read_to_string(fixture("pcrs-uki-sb-off.txt")).unwrap();
+    let expected = Pcrs::from_text(&dump).unwrap();
+    for alg in banks {
+        assert_eq!(pcrs.get(alg, 11), expected.get(alg, 11), "PCR 11 {alg:?}");
+    }
+}

@@ -273,6 +273,38 @@ fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
         .arg(hex(&nonce))
         .arg("--hash-algorithm")
         .arg("sha256"));
+
+    // The issue's report: stub size (the lock file's `stub` input), start-up time
+    // (ExitBootServices to the guest's first VMRUN, of which `record_us` went to the record
+    // dump), hypercall round trip (the guest
+    // times a batch of hypercalls with RDTSC, `hello: hypercall roundtrip_ns`).
+    let lock: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("hello.lock.json")).expect("hello.lock.json"),
+    )
+    .expect("lock JSON");
+    let stub_size = lock["inputs"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["field"] == "stub"))
+        .and_then(|i| i["size"].as_u64())
+        .expect("the lock file lists the stub");
+    assert!(
+        stub_size < 128 << 10,
+        "the stub-hypervisor is {stub_size} bytes (goal: under 128 KiB)"
+    );
+    let startup = lines(record, "hv-startup")
+        .next()
+        .unwrap_or_else(|| panic!("no hv-startup line:\n{text}"));
+    let to_guest = startup.get("ebs_to_guest_us").expect("ebs_to_guest_us");
+    let dump = startup.get("record_us").expect("record_us");
+    let roundtrip = console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("hello: hypercall roundtrip_ns="))
+        .unwrap_or_else(|| panic!("no round-trip line:\n{console}"));
+    eprintln!(
+        "report: stub {stub_size} bytes; ExitBootServices to the guest's first instruction \
+         {to_guest} us ({dump} us of it writing the record); hypercall round trip {roundtrip} ns \
+         (TCG)"
+    );
 }
 
 #[test]

@@ -349,6 +349,7 @@ pub fn launch(
     let t_ebs = tsc();
     core::mem::forget(mmap);
     super::report::after_exit(rec, log, tsc_per_ms);
+    let t_recorded = tsc();
     // SAFETY: CPUID said SVM is there; `hsave` is a page reserved for the host save area; the
     // stub's code is soft-float (no AVX state to lose when XCR0 is pinned).
     unsafe { hw::enable(hsave) };
@@ -356,14 +357,20 @@ pub fn launch(
         .kv("kind", "hypervisor")
         .kv("section", policies::sections::GUEST)
         .end();
-    let startup_us = tsc().wrapping_sub(t_ebs) * 1000 / tsc_per_ms.max(1);
     line(rec, "hv")
         .kv("backend", "svm")
         .kv("asids", support.asids)
         .kv("partitions", n)
-        .kv("startup_us", startup_us)
         .end();
     let _status = hv.run(rec, &mut console);
+    // The start-up figures, on the same clock as `Host::now_ns` (TSC ticks / calibration).
+    let us = |ticks: u64| (u128::from(ticks) * 1000 / u128::from(tsc_per_ms.max(1))) as u64;
+    let ebs_ns = (u128::from(t_ebs) * 1_000_000 / u128::from(tsc_per_ms.max(1))) as u64;
+    let mut l = line(rec, "hv-startup").kv("record_us", us(t_recorded.wrapping_sub(t_ebs)));
+    if let Some(started) = hv.guest_started_ns() {
+        l = l.kv("ebs_to_guest_us", started.saturating_sub(ebs_ns) / 1000);
+    }
+    l.end();
     line(rec, "end").end();
     power_off(uefi::Status::SUCCESS)
 }

@@ -155,6 +155,8 @@ pub struct Hypervisor<V, M, H> {
     exits: u64,
     hypercalls: u64,
     guest_ns: u64,
+    /// [`Host::now_ns`] just before the guest partition's first `VMRUN`.
+    guest_started_ns: Option<u64>,
     next: usize,
     /// The channel of a running health check.
     health_channel: Option<usize>,
@@ -232,9 +234,16 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             exits: 0,
             hypercalls: 0,
             guest_ns: 0,
+            guest_started_ns: None,
             next: 0,
             health_channel: None,
         })
+    }
+
+    /// [`Host::now_ns`] just before the guest partition's first instruction, once it has run
+    /// (the start-up figure: the caller knows when ExitBootServices returned).
+    pub fn guest_started_ns(&self) -> Option<u64> {
+        self.guest_started_ns
     }
 
     /// The memory access of the vCPUs (for the caller's inspection after `run`).
@@ -316,6 +325,9 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
     fn run_partition(&mut self, i: usize, record: &mut impl Write, console: &mut impl Console) {
         loop {
             let t0 = self.host.now_ns();
+            if i == self.guest && self.guest_started_ns.is_none() {
+                self.guest_started_ns = Some(t0);
+            }
             let exit = self.part_mut(i).vcpu.run();
             self.guest_ns = self
                 .guest_ns
