@@ -779,6 +779,7 @@ pub fn hypervisor_summary(record: &[Line]) -> serde_json::Value {
         "health": all("health"),
         "console": all("console"),
         "stats": first("hv-stats"),
+        "startup": first("hv-startup"),
     })
 }
 
@@ -1176,6 +1177,7 @@ BdsDxe: Press any key to enter the Boot Manager Menu.\r
         assert_eq!(h["partitions"][0]["devices"], "tpm");
         assert_eq!(h["health"][0]["status"], "answered");
         assert_eq!(h["stats"]["mean_run_ns"], "21000");
+        assert_eq!(h["startup"]["ebs_to_guest_us"], "84000");
         assert_eq!(h["violations"].as_array().map(Vec::len), Some(0));
 
         let attack = format!(
