@@ -276,8 +276,8 @@ fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
 
     // The report: stub size (the lock file's `stub` input), start-up time
     // (ExitBootServices to the guest's first VMRUN, of which `record_us` went to the record
-    // dump), hypercall round trip (the guest
-    // times a batch of hypercalls with RDTSC, `hello: hypercall roundtrip_ns`).
+    // dump), hypercall round trip (the guest times a batch of hypercalls with RDTSC,
+    // `hello: hypercall roundtrip_ns`).
     let lock: serde_json::Value = serde_json::from_slice(
         &std::fs::read(out.join("hello.lock.json")).expect("hello.lock.json"),
     )

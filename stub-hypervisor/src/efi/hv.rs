@@ -346,10 +346,12 @@ pub fn launch(
     // SAFETY: nothing below uses boot services or the allocator (the hv logic never
     // allocates; the record and console writers are port I/O only).
     let mmap = unsafe { boot::exit_boot_services(None) };
-    let t_ebs = tsc();
+    // The start-up figures are on the hypervisor's own clock (`Host::now_ns`).
+    let clock = Machine { tsc_per_ms };
+    let ebs_ns = clock.now_ns();
     core::mem::forget(mmap);
     super::report::after_exit(rec, log, tsc_per_ms);
-    let t_recorded = tsc();
+    let recorded_ns = clock.now_ns();
     // SAFETY: CPUID said SVM is there; `hsave` is a page reserved for the host save area; the
     // stub's code is soft-float (no AVX state to lose when XCR0 is pinned).
     unsafe { hw::enable(hsave) };
@@ -363,10 +365,7 @@ pub fn launch(
         .kv("partitions", n)
         .end();
     let _status = hv.run(rec, &mut console);
-    // The start-up figures, on the same clock as `Host::now_ns` (TSC ticks / calibration).
-    let us = |ticks: u64| (u128::from(ticks) * 1000 / u128::from(tsc_per_ms.max(1))) as u64;
-    let ebs_ns = (u128::from(t_ebs) * 1_000_000 / u128::from(tsc_per_ms.max(1))) as u64;
-    let mut l = line(rec, "hv-startup").kv("record_us", us(t_recorded.wrapping_sub(t_ebs)));
+    let mut l = line(rec, "hv-startup").kv("record_us", recorded_ns.saturating_sub(ebs_ns) / 1000);
     if let Some(started) = hv.guest_started_ns() {
         l = l.kv("ebs_to_guest_us", started.saturating_sub(ebs_ns) / 1000);
     }
