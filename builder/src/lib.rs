@@ -36,6 +36,7 @@ pub mod pe;
 pub mod policy;
 pub mod predict;
 pub mod progress;
+pub mod sha512x4;
 pub mod sign_cmd;
 pub mod stub;
 pub mod vars;
