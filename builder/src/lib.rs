@@ -26,6 +26,7 @@ pub mod disk;
 pub mod elf;
 pub mod eventlog_cmd;
 pub mod firmware;
+pub mod hashstream;
 pub mod init;
 pub mod inputs;
 pub mod inspect;

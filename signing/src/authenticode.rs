@@ -279,9 +279,22 @@ pub fn digest<S: PeSource + ?Sized>(
     src: &S,
     alg: DigestAlgorithm,
 ) -> Result<Vec<u8>, AuthenticodeError> {
-    let l = layout(src)?;
+    let ranges = hashed_ranges(&layout(src)?)?;
     let mut h = alg.hasher();
     let mut feed = |b: &[u8]| h.update(b);
+    for (start, end) in ranges {
+        src.visit(start, end, &mut feed)?;
+    }
+    Ok(h.finalize())
+}
+
+/// The file ranges `[start, end)` that EDK2's walk hashes, in hashing order (see the module
+/// docs): the digest is the hash of their concatenation. The order is the file's for an image
+/// whose sections follow each other without gaps (what vmseal writes), so a caller can hash
+/// them while reading the file once; with gaps, the trailing-data range can go back into the
+/// sections (EDK2's arithmetic, kept).
+pub fn hashed_ranges(l: &PeLayout) -> Result<Vec<(u64, u64)>, AuthenticodeError> {
+    let mut out = Vec::new();
     // Steps 2–4: headers without CheckSum and the certificate-table entry.
     if l.checksum_offset + 4 > l.size_of_headers {
         return Err(AuthenticodeError::Malformed(format!(
@@ -289,18 +302,18 @@ pub fn digest<S: PeSource + ?Sized>(
             l.size_of_headers
         )));
     }
-    src.visit(0, l.checksum_offset, &mut feed)?;
+    out.push((0, l.checksum_offset));
     match l.cert_dir_offset {
         Some(cd) if cd + 8 <= l.size_of_headers => {
-            src.visit(l.checksum_offset + 4, cd, &mut feed)?;
-            src.visit(cd + 8, l.size_of_headers, &mut feed)?;
+            out.push((l.checksum_offset + 4, cd));
+            out.push((cd + 8, l.size_of_headers));
         }
         Some(_) => {
             return Err(AuthenticodeError::Malformed(
                 "SizeOfHeaders ends inside the data directories".into(),
             ));
         }
-        None => src.visit(l.checksum_offset + 4, l.size_of_headers, &mut feed)?,
+        None => out.push((l.checksum_offset + 4, l.size_of_headers)),
     }
     // Steps 5–6: sections by PointerToRawData (a stable sort, like EDK2's insertion sort).
     let mut sum = l.size_of_headers;
@@ -316,7 +329,7 @@ pub fn digest<S: PeSource + ?Sized>(
                     l.file_size
                 ))
             })?;
-        src.visit(ptr, end, &mut feed)?;
+        out.push((ptr, end));
         sum += size;
     }
     // Step 7: trailing data, up to the certificate table.
@@ -331,13 +344,13 @@ pub fn digest<S: PeSource + ?Sized>(
                     "certificate table size {cert_size:#x} does not fit after the sections"
                 ))
             })?;
-        src.visit(sum, end, &mut feed)?;
+        out.push((sum, end));
     } else if l.file_size < sum + cert_size && cert_size != 0 {
         return Err(AuthenticodeError::Malformed(
             "certificate table overlaps the sections".into(),
         ));
     }
-    Ok(h.finalize())
+    Ok(out)
 }
 
 #[cfg(test)]
