@@ -127,7 +127,7 @@ impl Unit {
     }
 
     fn finish(self, chains: &[Chain], out: &mut [Option<Vec<u8>>]) {
-        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         match self {
             Self::One(i, mut h) => {
                 let mut left = chains[i].zeros;
