@@ -27,7 +27,6 @@
 //! image's signature, or whose subject is the issuer of a certificate embedded there
 //! (a CA one level up); a SHA-256 db entry equal to the image's Authenticode hash otherwise.
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -41,6 +40,7 @@ use signing::authenticode::{self, DigestAlgorithm};
 use crate::describe::{self, CERT_SHA256, CERT_X509, TAG_LINUX_INITRD, TAG_LINUX_LOAD_OPTIONS};
 use crate::disk::{self, Window};
 use crate::firmware::{self, FIRMWARE_PCRS, ProfileError};
+use crate::hashstream::{self, Chain};
 use crate::inspect::ReadOnly;
 use crate::pcrs_json::{LoggedEvent, PcrsFile, bank_name};
 use crate::vars::{self, GLOBAL_VARIABLE, IMAGE_SECURITY_DATABASE, Variable, VarsError};
@@ -252,16 +252,20 @@ fn tagged(
     text: &[u8],
     hashed: &[u8],
 ) -> Result<LoggedEvent, PredictError> {
+    Ok(tagged_with(id, text, digests(banks, hashed)?))
+}
+
+/// [`tagged`] with the digests already computed.
+fn tagged_with(id: u32, text: &[u8], digests: Vec<(HashAlg, Vec<u8>)>) -> LoggedEvent {
     let mut data = id.to_le_bytes().to_vec();
     data.extend_from_slice(&(text.len() as u32).to_le_bytes());
     data.extend_from_slice(text);
-    event(
-        banks,
-        pcr::KERNEL_INITRD,
-        EventType::EVENT_TAG,
+    LoggedEvent::new(Event {
+        pcr: pcr::KERNEL_INITRD,
+        event_type: EventType::EVENT_TAG,
+        digests,
         data,
-        hashed,
-    )
+    })
 }
 
 /// A PCR 4 `EV_EFI_BOOT_SERVICES_APPLICATION` with the Authenticode hash of `pe` per bank and
@@ -269,22 +273,32 @@ fn tagged(
 pub fn image_event(banks: &[HashAlg], pe: &[u8], what: &str) -> Result<LoggedEvent, PredictError> {
     let mut d = Vec::new();
     for a in banks {
-        let alg = match *a {
-            HashAlg::SHA1 => DigestAlgorithm::Sha1,
-            HashAlg::SHA256 => DigestAlgorithm::Sha256,
-            HashAlg::SHA384 => DigestAlgorithm::Sha384,
-            HashAlg::SHA512 => DigestAlgorithm::Sha512,
-            other => {
-                return Err(PredictError::Compute(format!(
-                    "bank {} has no Authenticode digest",
-                    bank_name(other)
-                )));
-            }
-        };
-        let h = authenticode::digest(pe, alg).map_err(|e| PredictError::Compute(e.to_string()))?;
+        let h = authenticode::digest(pe, authenticode_alg(*a)?)
+            .map_err(|e| PredictError::Compute(e.to_string()))?;
         d.push((*a, h));
     }
-    Ok(LoggedEvent {
+    Ok(image_event_with(d, what))
+}
+
+/// The Authenticode algorithm of a bank.
+fn authenticode_alg(bank: HashAlg) -> Result<DigestAlgorithm, PredictError> {
+    Ok(match bank {
+        HashAlg::SHA1 => DigestAlgorithm::Sha1,
+        HashAlg::SHA256 => DigestAlgorithm::Sha256,
+        HashAlg::SHA384 => DigestAlgorithm::Sha384,
+        HashAlg::SHA512 => DigestAlgorithm::Sha512,
+        other => {
+            return Err(PredictError::Compute(format!(
+                "bank {} has no Authenticode digest",
+                bank_name(other)
+            )));
+        }
+    })
+}
+
+/// [`image_event`] with the Authenticode digests already computed (`(bank, digest)`).
+pub fn image_event_with(d: Vec<(HashAlg, Vec<u8>)>, what: &str) -> LoggedEvent {
+    LoggedEvent {
         event: Event {
             pcr: pcr::BOOT_LOADER_CODE,
             event_type: EventType::EFI_BOOT_SERVICES_APPLICATION,
@@ -295,7 +309,7 @@ pub fn image_event(banks: &[HashAlg], pe: &[u8], what: &str) -> Result<LoggedEve
         label: Some(format!(
             "{what}: Authenticode hash (UEFI_IMAGE_LOAD_EVENT data not compared: load addresses differ per boot)"
         )),
-    })
+    }
 }
 
 /// The PCR 7 policy block (before the separator) for a store.
@@ -337,12 +351,17 @@ pub fn secure_boot_policy(
 /// The db entry (`EFI_SIGNATURE_DATA`: owner ‖ payload) that verifies `pe`, and the list's
 /// SignatureSize (see the module docs for how it is chosen).
 pub fn verifying_db_entry(db: &[u8], pe: &[u8]) -> Option<Vec<u8>> {
-    let certs = cert_table(pe).unwrap_or_default();
+    let sha256 = authenticode::digest(pe, DigestAlgorithm::Sha256).ok();
+    verifying_db_entry_with(db, cert_table(pe).unwrap_or_default(), sha256.as_deref())
+}
+
+/// [`verifying_db_entry`] from the image's certificate table and its SHA-256 Authenticode
+/// digest.
+pub fn verifying_db_entry_with(db: &[u8], certs: &[u8], sha256: Option<&[u8]>) -> Option<Vec<u8>> {
     let contains =
         |needle: &[u8]| !needle.is_empty() && certs.windows(needle.len()).any(|w| w == needle);
     let mut rest = db;
     let mut hash_match = None;
-    let sha256 = authenticode::digest(pe, DigestAlgorithm::Sha256).ok();
     while let Some(list) = describe::parse_list(rest) {
         for e in &list.entries {
             let payload = e.get(16..).unwrap_or(&[]);
@@ -353,7 +372,7 @@ pub fn verifying_db_entry(db: &[u8], pe: &[u8]) -> Option<Vec<u8>> {
                 }
             } else if list.sig_type == CERT_SHA256
                 && hash_match.is_none()
-                && sha256.as_deref() == Some(payload)
+                && sha256 == Some(payload)
             {
                 hash_match = Some(e.to_vec());
             }
@@ -376,16 +395,117 @@ fn cert_table(pe: &[u8]) -> Option<&[u8]> {
     pe.get(start..start.checked_add(d.size as usize)?)
 }
 
-/// What prediction reads from a disk image.
+/// What prediction reads from a disk image before hashing anything.
 #[derive(Clone, Debug)]
 pub struct ImageFacts {
     /// `UEFI_GPT_DATA` as the firmware measures it.
     pub gpt_event: Vec<u8>,
-    /// The bytes of `\EFI\BOOT\BOOTX64.EFI`.
-    pub boot_efi: Vec<u8>,
+    /// `\EFI\BOOT\BOOTX64.EFI`: its size, headers and sections.
+    pub boot: BootFile,
+    image: PathBuf,
+    /// The ESP's byte range in the image.
+    esp: (u64, u64),
 }
 
-/// Read the GPT event data and BOOTX64.EFI from `image`.
+/// The headers of `\EFI\BOOT\BOOTX64.EFI` (the file itself is read only by [`digest_boot`]).
+#[derive(Clone, Debug)]
+pub struct BootFile {
+    /// The file size.
+    pub size: u64,
+    /// What the Authenticode walk needs.
+    pub layout: authenticode::PeLayout,
+    /// The section table, in its order.
+    pub sections: Vec<SectionHeader>,
+}
+
+/// One entry of a PE section table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionHeader {
+    /// The name (the 8-byte field up to its first NUL).
+    pub name: String,
+    /// `VirtualSize`: the bytes measured as the section's contents.
+    pub virtual_size: u64,
+    /// `SizeOfRawData`.
+    pub raw_size: u64,
+    /// `PointerToRawData`.
+    pub raw_ptr: u64,
+}
+
+impl SectionHeader {
+    /// The file range of the contents that is stored (`min(raw, VirtualSize)` bytes); the rest
+    /// of `VirtualSize` is zeros.
+    fn stored(&self) -> (u64, u64) {
+        (
+            self.raw_ptr,
+            self.raw_ptr + self.raw_size.min(self.virtual_size),
+        )
+    }
+}
+
+/// How much of BOOTX64.EFI is read for its headers.
+const HEADER_PREFIX: u64 = 64 << 10;
+
+/// Sections whose contents a prediction needs as bytes, not only digests: the kernel (its own
+/// Authenticode hash and signature) and the command line (PCR 9's LoadOptions).
+const KEPT: [&str; 2] = [sections::LINUX, sections::CMDLINE];
+
+/// The first bytes of a file standing in for all of it (headers only; reading past them fails).
+struct Prefix<'a> {
+    head: &'a [u8],
+    size: u64,
+}
+
+impl authenticode::PeSource for Prefix<'_> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn visit(&self, start: u64, end: u64, f: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+        let range = usize::try_from(start).ok().zip(usize::try_from(end).ok());
+        match range.and_then(|(s, e)| self.head.get(s..e)) {
+            Some(b) => {
+                f(b);
+                Ok(())
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("PE headers reach past the first {HEADER_PREFIX:#x} bytes"),
+            )),
+        }
+    }
+}
+
+fn le(b: &[u8], at: usize, n: usize) -> Option<u64> {
+    let bytes = b.get(at..at.checked_add(n)?)?;
+    Some(bytes.iter().rev().fold(0, |v, x| (v << 8) | u64::from(*x)))
+}
+
+/// The section table of the PE whose first bytes are `head`.
+fn section_headers(head: &[u8]) -> Option<Vec<SectionHeader>> {
+    let pe = if head.starts_with(b"MZ") {
+        usize::try_from(le(head, 0x3c, 4)?).ok()?
+    } else {
+        0
+    };
+    let coff = pe.checked_add(4)?;
+    let n = le(head, coff + 2, 2)? as usize;
+    let table = coff + 20 + le(head, coff + 16, 2)? as usize;
+    (0..n)
+        .map(|i| {
+            let h = table + 40 * i;
+            let name = head.get(h..h + 8)?;
+            let name = name.split(|b| *b == 0).next().unwrap_or_default();
+            Some(SectionHeader {
+                name: String::from_utf8_lossy(name).into_owned(),
+                virtual_size: le(head, h + 8, 4)?,
+                raw_size: le(head, h + 16, 4)?,
+                raw_ptr: le(head, h + 20, 4)?,
+            })
+        })
+        .collect()
+}
+
+/// Read the GPT event data and BOOTX64.EFI's headers from `image`.
 pub fn read_image(image: &Path) -> Result<ImageFacts, PredictError> {
     let file = image.display().to_string();
     let bad = |problem: String| PredictError::Image {
@@ -431,8 +551,64 @@ pub fn read_image(image: &Path) -> Result<ImageFacts, PredictError> {
         .and_then(|end| end.checked_sub(esp.first_lba))
         .and_then(|n| n.checked_mul(disk::SECTOR))
         .ok_or_else(|| bad("the ESP's LBA range is empty or overflows".into()))?;
+    let (size, head) = with_boot_file(image, (start, len), |boot| {
+        let size = boot.seek(SeekFrom::End(0))?;
+        boot.seek(SeekFrom::Start(0))?;
+        let mut head = Vec::new();
+        boot.take(HEADER_PREFIX).read_to_end(&mut head)?;
+        Ok((size, head))
+    })?;
+    let pe_bad = |problem: String| PredictError::Image {
+        file: format!("{file}: BOOTX64.EFI"),
+        problem,
+    };
+    let layout = authenticode::layout(&Prefix { head: &head, size })
+        .map_err(|e| pe_bad(format!("not a valid PE: {e}")))?;
+    let sections = section_headers(&head)
+        .ok_or_else(|| pe_bad("not a valid PE: the section table is truncated".into()))?;
+    for s in &sections {
+        if s.virtual_size > MAX_SECTION as u64 {
+            return Err(pe_bad(format!(
+                "section {}: VirtualSize {:#x} is over {MAX_SECTION:#x} — not an appliance PE",
+                s.name, s.virtual_size
+            )));
+        }
+        if s.stored().1 > size {
+            return Err(pe_bad(format!(
+                "section {} runs past the end of the file",
+                s.name
+            )));
+        }
+    }
+    Ok(ImageFacts {
+        gpt_event,
+        boot: BootFile {
+            size,
+            layout,
+            sections,
+        },
+        image: image.to_path_buf(),
+        esp: (start, len),
+    })
+}
+
+/// Run `f` on `\EFI\BOOT\BOOTX64.EFI` of the ESP at `esp` (byte offset, length) in `image`.
+fn with_boot_file<T>(
+    image: &Path,
+    esp: (u64, u64),
+    f: impl FnOnce(&mut fatfs::File<'_, Window<ReadOnly>>) -> io::Result<T>,
+) -> Result<T, PredictError> {
+    let file = image.display().to_string();
+    let bad = |problem: String| PredictError::Image {
+        file: file.clone(),
+        problem,
+    };
+    let ioe = |source| PredictError::Io {
+        file: file.clone(),
+        source,
+    };
     let fs = fatfs::FileSystem::new(
-        Window::new(ReadOnly::open(image).map_err(ioe)?, start, len),
+        Window::new(ReadOnly::open(image).map_err(ioe)?, esp.0, esp.1),
         fatfs::FsOptions::new().update_accessed_date(false),
     )
     .map_err(|e| bad(format!("ESP is not a FAT file system: {e}")))?;
@@ -440,55 +616,196 @@ pub fn read_image(image: &Path) -> Result<ImageFacts, PredictError> {
         .root_dir()
         .open_file(crate::appliance::BOOT_PATH)
         .map_err(|e| bad(format!("ESP has no {}: {e}", crate::appliance::BOOT_PATH)))?;
-    let size = boot.seek(SeekFrom::End(0)).map_err(ioe)?;
-    boot.seek(SeekFrom::Start(0)).map_err(ioe)?;
-    let mut boot_efi = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    boot.read_to_end(&mut boot_efi).map_err(ioe)?;
-    Ok(ImageFacts {
-        gpt_event,
-        boot_efi,
-    })
+    f(&mut boot).map_err(ioe)
 }
 
 /// Largest section a prediction loads (`VirtualSize`): 1 GiB, beyond any payload vmseal
 /// builds; a larger value is a malformed PE, refused rather than allocated.
 pub const MAX_SECTION: usize = 1 << 30;
 
-/// One PE section: its name and its `VirtualSize` bytes.
-pub type Section<'a> = (String, Cow<'a, [u8]>);
+/// The digests of BOOTX64.EFI a prediction needs, and the few parts it needs as bytes.
+#[derive(Clone, Debug)]
+pub struct BootDigests {
+    /// The Authenticode digest per bank (`banks` order).
+    pub authenticode: Vec<(HashAlg, Vec<u8>)>,
+    /// The SHA-256 Authenticode digest (for a db entry that is an image hash).
+    pub sha256_authenticode: Option<Vec<u8>>,
+    /// Per section (section-table order): the digest of its `VirtualSize` bytes per bank.
+    pub contents: Vec<Vec<(HashAlg, Vec<u8>)>>,
+    /// The contents of the [`KEPT`] sections present (`VirtualSize` bytes).
+    pub kept: Vec<(String, Vec<u8>)>,
+    /// The certificate table (empty when unsigned).
+    pub cert_table: Vec<u8>,
+}
 
-/// The sections of a PE as `(name, VirtualSize bytes)` (zero-filled past the raw data).
-/// A section whose raw data covers its `VirtualSize` is borrowed, not copied: a prediction
-/// hashes a 512 MiB payload in four banks at once without four copies of it.
-pub fn pe_sections(pe: &[u8]) -> Result<Vec<Section<'_>>, String> {
-    let p = goblin::pe::PE::parse(pe).map_err(|e| format!("not a valid PE: {e}"))?;
-    let mut out = Vec::new();
-    for s in &p.sections {
-        let name = s
-            .name()
-            .map_err(|e| format!("section name: {e}"))?
-            .to_string();
-        let vs = s.virtual_size as usize;
-        if vs > MAX_SECTION {
-            return Err(format!(
-                "section {name}: VirtualSize {vs:#x} is over {MAX_SECTION:#x} — not an appliance PE"
-            ));
+/// A reader that copies the bytes of some ranges aside as they go by.
+struct Capture<R> {
+    inner: R,
+    at: u64,
+    wants: Vec<((u64, u64), Vec<u8>)>,
+}
+
+impl<R: Read> Read for Capture<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let end = self.at + n as u64;
+        for ((s, e), into) in &mut self.wants {
+            let (from, to) = ((*s).max(self.at), (*e).min(end));
+            if from < to
+                && let Some(b) = buf.get((from - self.at) as usize..(to - self.at) as usize)
+            {
+                into.extend_from_slice(b);
+            }
         }
-        let raw = (s.size_of_raw_data as usize).min(vs);
-        let start = s.pointer_to_raw_data as usize;
-        let raw_bytes = pe
-            .get(start..start.saturating_add(raw))
-            .ok_or_else(|| format!("section {name} runs past the end of the file"))?;
-        let c = if raw == vs {
-            Cow::Borrowed(raw_bytes)
-        } else {
-            let mut c = raw_bytes.to_vec();
-            c.resize(vs, 0);
-            Cow::Owned(c)
-        };
-        out.push((name, c));
+        self.at = end;
+        Ok(n)
     }
-    Ok(out)
+}
+
+/// Hash BOOTX64.EFI of `facts` for `banks` (Authenticode, every section's contents, and the
+/// SHA-256 Authenticode digest when `want_sha256`), reading it once ([`hashstream`]).
+pub fn digest_boot(
+    facts: &ImageFacts,
+    banks: &[HashAlg],
+    want_sha256: bool,
+) -> Result<BootDigests, PredictError> {
+    let boot = &facts.boot;
+    let pe_bad = |problem: String| PredictError::Image {
+        file: format!("{}: BOOTX64.EFI", facts.image.display()),
+        problem,
+    };
+    let auth = authenticode::hashed_ranges(&boot.layout)
+        .map_err(|e| pe_bad(format!("not a valid PE: {e}")))?;
+    let mut chains = Vec::new();
+    let mut auth_banks: Vec<HashAlg> = banks.to_vec();
+    if want_sha256 && !auth_banks.contains(&HashAlg::SHA256) {
+        auth_banks.push(HashAlg::SHA256);
+    }
+    for b in &auth_banks {
+        authenticode_alg(*b)?;
+        chains.push(Chain {
+            alg: *b,
+            ranges: auth.clone(),
+            zeros: 0,
+        });
+    }
+    for s in &boot.sections {
+        let (from, to) = s.stored();
+        for b in banks {
+            chains.push(Chain {
+                alg: *b,
+                ranges: vec![(from, to)],
+                zeros: s.virtual_size - (to - from),
+            });
+        }
+    }
+    let mut wants: Vec<((u64, u64), Vec<u8>)> = boot
+        .sections
+        .iter()
+        .filter(|s| KEPT.contains(&s.name.as_str()))
+        .map(|s| (s.stored(), Vec::new()))
+        .collect();
+    let (cert_at, cert_len) = boot.layout.cert_table;
+    let cert_range = (cert_at, cert_at.saturating_add(cert_len).min(boot.size));
+    wants.push((cert_range, Vec::new()));
+
+    let unsupported =
+        |e: policies::digest::UnsupportedAlgorithm| PredictError::Compute(e.to_string());
+    let (digests, wants) = if chains.iter().all(|c| c.is_sequential(boot.size)) {
+        with_boot_file(&facts.image, facts.esp, |f| {
+            let mut r = Capture {
+                inner: f,
+                at: 0,
+                wants,
+            };
+            let d = hashstream::hash_chains(&mut r, boot.size, &chains, |_| ());
+            Ok((d, r.wants))
+        })?
+    } else {
+        // A PE with gaps between its sections (EDK2's trailing-data range then goes back into
+        // them): read it whole and hash each chain on its own.
+        let bytes = with_boot_file(&facts.image, facts.esp, |f| {
+            let mut v = Vec::new();
+            f.read_to_end(&mut v)?;
+            Ok(v)
+        })?;
+        let d = chains
+            .iter()
+            .map(|c| {
+                let mut h = policies::digest::Hasher::new(c.alg)?;
+                for &(s, e) in &c.ranges {
+                    h.update(bytes.get(s as usize..e as usize).unwrap_or_default());
+                }
+                h.update(&vec![0; c.zeros as usize]);
+                Ok(h.finalize())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(hashstream::StreamError::Unsupported);
+        let wants = wants
+            .into_iter()
+            .map(|((s, e), _)| {
+                (
+                    (s, e),
+                    bytes
+                        .get(s as usize..e as usize)
+                        .unwrap_or_default()
+                        .to_vec(),
+                )
+            })
+            .collect();
+        (d, wants)
+    };
+    let mut digests = digests
+        .map_err(|e| match e {
+            hashstream::StreamError::Io(source) => PredictError::Io {
+                file: format!("{}: BOOTX64.EFI", facts.image.display()),
+                source,
+            },
+            hashstream::StreamError::Unsupported(u) => unsupported(u),
+            other => PredictError::Compute(other.to_string()),
+        })?
+        .into_iter();
+    let mut next = |b: HashAlg| digests.next().map(|d| (b, d));
+    let mut authenticode = Vec::new();
+    let mut sha256_authenticode = None;
+    for b in &auth_banks {
+        let d = next(*b).ok_or_else(|| PredictError::Compute("a digest is missing".into()))?;
+        if *b == HashAlg::SHA256 {
+            sha256_authenticode = Some(d.1.clone());
+        }
+        if banks.contains(b) {
+            authenticode.push(d);
+        }
+    }
+    let mut contents = Vec::new();
+    for _ in &boot.sections {
+        contents.push(
+            banks
+                .iter()
+                .map(|b| next(*b))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| PredictError::Compute("a digest is missing".into()))?,
+        );
+    }
+    let mut wants = wants.into_iter();
+    let cert_table = wants.next_back().map(|w| w.1).unwrap_or_default();
+    let kept = boot
+        .sections
+        .iter()
+        .filter(|s| KEPT.contains(&s.name.as_str()))
+        .zip(wants)
+        .map(|(s, (_, mut bytes))| {
+            bytes.resize(s.virtual_size as usize, 0);
+            (s.name.clone(), bytes)
+        })
+        .collect();
+    Ok(BootDigests {
+        authenticode,
+        sha256_authenticode,
+        contents,
+        kept,
+        cert_table,
+    })
 }
 
 /// Predict.
@@ -496,7 +813,10 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
     let t0 = std::time::Instant::now();
     let facts = read_image(&opts.image)?;
     if std::env::var_os("VMSEAL_TIMINGS").is_some() {
-        eprintln!("vmseal: {:7.3}s read the image", t0.elapsed().as_secs_f64());
+        eprintln!(
+            "vmseal: {:7.3}s read the GPT and the PE headers",
+            t0.elapsed().as_secs_f64()
+        );
     }
     let file = opts.image.display().to_string();
     let store: Vec<Variable> = match &opts.vars {
@@ -537,26 +857,25 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
             have
         }
     };
-    // Hash every bank on its own thread over the image read once (the payload is hashed
-    // per bank twice: section contents for PCR 11, Authenticode for PCR 4); then put the
-    // banks' digests side by side.
-    let per_bank: Vec<Result<Vec<LoggedEvent>, PredictError>> = std::thread::scope(|s| {
-        let jobs: Vec<_> = banks
-            .iter()
-            .map(|b| {
-                let (facts, store, profile, file) = (&facts, &store, &selected.profile, &file);
-                s.spawn(move || expected_events(facts, store, sb_value, profile, &[*b], file))
-            })
-            .collect();
-        jobs.into_iter()
-            .map(|j| {
-                j.join().unwrap_or_else(|_| {
-                    Err(PredictError::Compute("a hashing thread panicked".into()))
-                })
-            })
-            .collect()
-    });
-    let ev = merge_banks(per_bank)?;
+    // Read BOOTX64.EFI once, hashing it in every bank on the way (all cores; the payload is
+    // hashed per bank twice: Authenticode for PCR 4, section contents for PCR 11).
+    let t1 = std::time::Instant::now();
+    let boot = digest_boot(&facts, banks, sb_value == 1)?;
+    if std::env::var_os("VMSEAL_TIMINGS").is_some() {
+        eprintln!(
+            "vmseal: {:7.3}s hash BOOTX64.EFI",
+            t1.elapsed().as_secs_f64()
+        );
+    }
+    let ev = expected_events(
+        &facts,
+        &boot,
+        &store,
+        sb_value,
+        &selected.profile,
+        banks,
+        &file,
+    )?;
 
     let pcrs = policies::replay::replay_events(ev.iter().map(|e| &e.event), banks)
         .map_err(|e| PredictError::Compute(e.to_string()))?;
@@ -607,6 +926,7 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
 /// The expected events for `banks`, in firmware order (see [`predict`]).
 fn expected_events(
     facts: &ImageFacts,
+    boot: &BootDigests,
     store: &[Variable],
     sb_value: u8,
     profile: &firmware::Profile,
@@ -615,23 +935,32 @@ fn expected_events(
 ) -> Result<Vec<LoggedEvent>, PredictError> {
     let fw_events = profile.events_for(banks)?;
 
-    let sections = pe_sections(&facts.boot_efi).map_err(|problem| PredictError::Image {
-        file: format!("{file}: BOOTX64.EFI"),
-        problem,
-    })?;
-    let section_refs: Vec<(&str, &[u8])> = sections
+    let sizes: Vec<(&str, u64)> = facts
+        .boot
+        .sections
         .iter()
-        .map(|(n, c)| (n.as_str(), c.as_ref()))
+        .map(|s| (s.name.as_str(), s.virtual_size))
         .collect();
-    let stub = policies::predict::stub_events(&section_refs, banks)
-        .map_err(|e| PredictError::Compute(format!("{file}: BOOTX64.EFI: {e}")))?;
-    let section = |name: &str| {
-        section_refs
+    let contents = |name: &str| {
+        facts
+            .boot
+            .sections
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, c)| *c)
+            .position(|s| s.name == name)
+            .and_then(|i| boot.contents.get(i))
     };
-    let kernel = section(sections::LINUX).filter(|c| !c.is_empty());
+    let stub = policies::predict::stub_events_from(&sizes, banks, &mut |name| {
+        Ok(contents(name).cloned().unwrap_or_default())
+    })
+    .map_err(|e| PredictError::Compute(format!("{file}: BOOTX64.EFI: {e}")))?;
+    let kept = |name: &str| {
+        boot.kept
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.as_slice())
+            .filter(|c| !c.is_empty())
+    };
+    let kernel = kept(sections::LINUX);
 
     let mut ev: Vec<LoggedEvent> = Vec::new();
     let (fw_seps, fw_pre): (Vec<LoggedEvent>, Vec<LoggedEvent>) = fw_events
@@ -650,14 +979,17 @@ fn expected_events(
         }
     }
     let mut authorities: Vec<Vec<u8>> = Vec::new();
-    let mut authority = |pe: &[u8], ev: &mut Vec<LoggedEvent>| -> Result<(), PredictError> {
+    let mut authority = |certs: &[u8],
+                         sha256: Option<&[u8]>,
+                         ev: &mut Vec<LoggedEvent>|
+     -> Result<(), PredictError> {
         if sb_value != 1 {
             return Ok(());
         }
         let db = vars::get(store, &IMAGE_SECURITY_DATABASE, "db")
             .map(|v| v.data.as_slice())
             .unwrap_or(&[]);
-        if let Some(entry) = verifying_db_entry(db, pe)
+        if let Some(entry) = verifying_db_entry_with(db, certs, sha256)
             && !authorities.contains(&entry)
         {
             let data = variable_data(&IMAGE_SECURITY_DATABASE, "db", &entry);
@@ -672,7 +1004,11 @@ fn expected_events(
         }
         Ok(())
     };
-    authority(&facts.boot_efi, &mut ev)?;
+    authority(
+        &boot.cert_table,
+        boot.sha256_authenticode.as_deref(),
+        &mut ev,
+    )?;
     ev.push(event(
         banks,
         pcr::BOOT_LOADER_CONFIG,
@@ -680,25 +1016,34 @@ fn expected_events(
         facts.gpt_event.clone(),
         &facts.gpt_event,
     )?);
-    ev.push(image_event(
-        banks,
-        &facts.boot_efi,
+    ev.push(image_event_with(
+        boot.authenticode.clone(),
         crate::appliance::BOOT_PATH,
-    )?);
+    ));
     ev.extend(stub.into_iter().map(LoggedEvent::new));
     if let Some(k) = kernel {
-        authority(k, &mut ev)?;
+        let sha256 = authenticode::digest(k, DigestAlgorithm::Sha256).ok();
+        authority(
+            cert_table(k).unwrap_or_default(),
+            sha256.as_deref(),
+            &mut ev,
+        )?;
         ev.push(image_event(
             banks,
             k,
             "the .linux kernel the stub passes to LoadImage",
         )?);
         // The kernel EFI stub's order: LoadOptions, then the initrd (the UKI fixture's log).
-        if let Some(c) = section(sections::CMDLINE).filter(|c| !c.is_empty()) {
+        if let Some(c) = kept(sections::CMDLINE) {
             ev.push(load_options_event(banks, c)?);
         }
-        if let Some(i) = section(sections::INITRD).filter(|c| !c.is_empty()) {
-            ev.push(initrd_event(banks, i)?);
+        let initrd = facts
+            .boot
+            .sections
+            .iter()
+            .any(|s| s.name == sections::INITRD && s.virtual_size > 0);
+        if let (true, Some(d)) = (initrd, contents(sections::INITRD)) {
+            ev.push(tagged_with(TAG_LINUX_INITRD, INITRD_TAG_TEXT, d.clone()));
         }
     }
     ev.push(action(banks, pcr::BOOT_LOADER_CONFIG, EXIT_BOOT_SERVICES)?);
@@ -709,36 +1054,6 @@ fn expected_events(
     )?);
 
     Ok(ev)
-}
-
-/// One event list from per-bank lists of the same events (each with one bank's digests).
-fn merge_banks(
-    per_bank: Vec<Result<Vec<LoggedEvent>, PredictError>>,
-) -> Result<Vec<LoggedEvent>, PredictError> {
-    let mut lists = per_bank.into_iter();
-    let mut merged = match lists.next() {
-        Some(first) => first?,
-        None => return Ok(Vec::new()),
-    };
-    for list in lists {
-        let list = list?;
-        if list.len() != merged.len() {
-            return Err(PredictError::Compute(
-                "the banks predicted different event lists".into(),
-            ));
-        }
-        for (m, e) in merged.iter_mut().zip(list) {
-            if (m.event.pcr, m.event.event_type, &m.event.data)
-                != (e.event.pcr, e.event.event_type, &e.event.data)
-            {
-                return Err(PredictError::Compute(
-                    "the banks predicted different events".into(),
-                ));
-            }
-            m.event.digests.extend(e.event.digests);
-        }
-    }
-    Ok(merged)
 }
 
 /// The LoadOptions the stub gives the kernel: the `.cmdline` bytes as UTF-16LE with a NUL

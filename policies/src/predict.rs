@@ -107,31 +107,56 @@ pub fn stub_events(
     sections: &[(&str, &[u8])],
     banks: &[crate::tcg::HashAlg],
 ) -> Result<Vec<crate::eventlog::Event>, PredictError> {
-    use crate::digest::MultiHasher;
+    let sizes: Vec<(&str, u64)> = sections.iter().map(|(n, c)| (*n, c.len() as u64)).collect();
+    stub_events_from(&sizes, banks, &mut |name| {
+        let contents = sections.iter().find(|(n, _)| *n == name).map_or(&[][..], |(_, c)| *c);
+        digests(banks, contents)
+    })
+}
+
+/// [`stub_events`] for sections known by `(name, VirtualSize)`, with the contents digests
+/// supplied by `contents` (`(bank, digest)` for every bank in `banks`, in that order): for a
+/// caller that hashed the sections while streaming the file, never holding them in memory.
+#[cfg(not(target_os = "uefi"))]
+pub fn stub_events_from(
+    sections: &[(&str, u64)],
+    banks: &[crate::tcg::HashAlg],
+    contents: &mut dyn FnMut(&str) -> Result<Vec<(crate::tcg::HashAlg, Vec<u8>)>, PredictError>,
+) -> Result<Vec<crate::eventlog::Event>, PredictError> {
     use crate::eventlog::Event;
 
-    let digests = |data: &[u8]| {
-        let mut h = MultiHasher::new(banks).map_err(PredictError::Unsupported)?;
-        h.update(data);
-        Ok::<_, PredictError>(h.finalize())
-    };
+    // `plan` looks at the contents only to skip empty sections: one byte stands for any.
+    let stand_in: Vec<(&str, &[u8])> = sections
+        .iter()
+        .map(|(n, size)| (*n, if *size == 0 { &[][..] } else { &[0u8][..] }))
+        .collect();
     let mut events = Vec::new();
-    for step in plan(sections)? {
+    for step in plan(&stand_in)? {
         let data = step.event_data();
         events.push(Event {
             pcr: step.pcr,
             event_type: step.event_type,
-            digests: digests(&step.name_digest_input())?,
+            digests: digests(banks, &step.name_digest_input())?,
             data: data.clone(),
         });
         events.push(Event {
             pcr: step.pcr,
             event_type: step.event_type,
-            digests: digests(step.contents)?,
+            digests: contents(step.name)?,
             data,
         });
     }
     Ok(events)
+}
+
+#[cfg(not(target_os = "uefi"))]
+fn digests(
+    banks: &[crate::tcg::HashAlg],
+    data: &[u8],
+) -> Result<Vec<(crate::tcg::HashAlg, Vec<u8>)>, PredictError> {
+    let mut h = crate::digest::MultiHasher::new(banks).map_err(PredictError::Unsupported)?;
+    h.update(data);
+    Ok(h.finalize())
 }
 
 #[cfg(test)]
