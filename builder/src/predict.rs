@@ -632,7 +632,7 @@ pub struct BootDigests {
     pub sha256_authenticode: Option<Vec<u8>>,
     /// Per section (section-table order): the digest of its `VirtualSize` bytes per bank.
     pub contents: Vec<Vec<(HashAlg, Vec<u8>)>>,
-    /// The contents of the [`KEPT`] sections present (`VirtualSize` bytes).
+    /// The contents of the `.linux` and `.cmdline` sections present (`VirtualSize` bytes).
     pub kept: Vec<(String, Vec<u8>)>,
     /// The certificate table (empty when unsigned).
     pub cert_table: Vec<u8>,

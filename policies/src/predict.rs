@@ -114,6 +114,10 @@ pub fn stub_events(
     })
 }
 
+/// One digest per bank: `(bank, digest)`.
+#[cfg(not(target_os = "uefi"))]
+pub type BankDigests = Vec<(crate::tcg::HashAlg, Vec<u8>)>;
+
 /// [`stub_events`] for sections known by `(name, VirtualSize)`, with the contents digests
 /// supplied by `contents` (`(bank, digest)` for every bank in `banks`, in that order): for a
 /// caller that hashed the sections while streaming the file, never holding them in memory.
@@ -121,7 +125,7 @@ pub fn stub_events(
 pub fn stub_events_from(
     sections: &[(&str, u64)],
     banks: &[crate::tcg::HashAlg],
-    contents: &mut dyn FnMut(&str) -> Result<Vec<(crate::tcg::HashAlg, Vec<u8>)>, PredictError>,
+    contents: &mut dyn FnMut(&str) -> Result<BankDigests, PredictError>,
 ) -> Result<Vec<crate::eventlog::Event>, PredictError> {
     use crate::eventlog::Event;
 
@@ -150,10 +154,7 @@ pub fn stub_events_from(
 }
 
 #[cfg(not(target_os = "uefi"))]
-fn digests(
-    banks: &[crate::tcg::HashAlg],
-    data: &[u8],
-) -> Result<Vec<(crate::tcg::HashAlg, Vec<u8>)>, PredictError> {
+fn digests(banks: &[crate::tcg::HashAlg], data: &[u8]) -> Result<BankDigests, PredictError> {
     let mut h = crate::digest::MultiHasher::new(banks).map_err(PredictError::Unsupported)?;
     h.update(data);
     Ok(h.finalize())
