@@ -418,6 +418,32 @@ pub struct BootFile {
     pub sections: Vec<SectionHeader>,
 }
 
+impl BootFile {
+    /// The headers of a PE of `size` bytes whose first bytes (up to 64 KiB) are `head`.
+    pub fn parse(head: &[u8], size: u64) -> Result<Self, String> {
+        let layout = authenticode::layout(&Prefix { head, size })
+            .map_err(|e| format!("not a valid PE: {e}"))?;
+        let sections = section_headers(head)
+            .ok_or_else(|| "not a valid PE: the section table is truncated".to_string())?;
+        for s in &sections {
+            if s.virtual_size > MAX_SECTION as u64 {
+                return Err(format!(
+                    "section {}: VirtualSize {:#x} is over {MAX_SECTION:#x} — not an appliance PE",
+                    s.name, s.virtual_size
+                ));
+            }
+            if s.stored().1 > size {
+                return Err(format!("section {} runs past the end of the file", s.name));
+            }
+        }
+        Ok(Self {
+            size,
+            layout,
+            sections,
+        })
+    }
+}
+
 /// One entry of a PE section table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SectionHeader {
@@ -558,35 +584,13 @@ pub fn read_image(image: &Path) -> Result<ImageFacts, PredictError> {
         boot.take(HEADER_PREFIX).read_to_end(&mut head)?;
         Ok((size, head))
     })?;
-    let pe_bad = |problem: String| PredictError::Image {
+    let boot = BootFile::parse(&head, size).map_err(|problem| PredictError::Image {
         file: format!("{file}: BOOTX64.EFI"),
         problem,
-    };
-    let layout = authenticode::layout(&Prefix { head: &head, size })
-        .map_err(|e| pe_bad(format!("not a valid PE: {e}")))?;
-    let sections = section_headers(&head)
-        .ok_or_else(|| pe_bad("not a valid PE: the section table is truncated".into()))?;
-    for s in &sections {
-        if s.virtual_size > MAX_SECTION as u64 {
-            return Err(pe_bad(format!(
-                "section {}: VirtualSize {:#x} is over {MAX_SECTION:#x} — not an appliance PE",
-                s.name, s.virtual_size
-            )));
-        }
-        if s.stored().1 > size {
-            return Err(pe_bad(format!(
-                "section {} runs past the end of the file",
-                s.name
-            )));
-        }
-    }
+    })?;
     Ok(ImageFacts {
         gpt_event,
-        boot: BootFile {
-            size,
-            layout,
-            sections,
-        },
+        boot,
         image: image.to_path_buf(),
         esp: (start, len),
     })
@@ -662,16 +666,35 @@ impl<R: Read> Read for Capture<R> {
     }
 }
 
-/// Hash BOOTX64.EFI of `facts` for `banks` (Authenticode, every section's contents, and the
-/// SHA-256 Authenticode digest when `want_sha256`), reading it once ([`hashstream`]).
+/// Hash BOOTX64.EFI of `facts` for `banks` (see [`digest_pe`]).
 pub fn digest_boot(
     facts: &ImageFacts,
     banks: &[HashAlg],
     want_sha256: bool,
 ) -> Result<BootDigests, PredictError> {
-    let boot = &facts.boot;
+    let file = format!("{}: BOOTX64.EFI", facts.image.display());
+    digest_pe(&facts.boot, banks, want_sha256, &file, &mut |f| {
+        with_boot_file(&facts.image, facts.esp, |boot| f(boot))
+    })
+}
+
+/// Calls its argument with a reader positioned at the start of the PE.
+pub type OpenPe<'a> =
+    dyn FnMut(&mut dyn FnMut(&mut dyn Read) -> io::Result<()>) -> Result<(), PredictError> + 'a;
+
+/// Hash the PE `boot` describes for `banks` (Authenticode, every section's contents, and the
+/// SHA-256 Authenticode digest when `want_sha256`), reading it once, front to back, with
+/// [`hashstream`]; a PE whose Authenticode ranges are not in file order (gaps between
+/// sections) is read whole and hashed chain by chain. `file` names it in errors.
+pub fn digest_pe(
+    boot: &BootFile,
+    banks: &[HashAlg],
+    want_sha256: bool,
+    file: &str,
+    open: &mut OpenPe<'_>,
+) -> Result<BootDigests, PredictError> {
     let pe_bad = |problem: String| PredictError::Image {
-        file: format!("{}: BOOTX64.EFI", facts.image.display()),
+        file: file.to_string(),
         problem,
     };
     let auth = authenticode::hashed_ranges(&boot.layout)
@@ -711,54 +734,55 @@ pub fn digest_boot(
 
     let unsupported =
         |e: policies::digest::UnsupportedAlgorithm| PredictError::Compute(e.to_string());
-    let (digests, wants) = if chains.iter().all(|c| c.is_sequential(boot.size)) {
-        with_boot_file(&facts.image, facts.esp, |f| {
+    let mut streamed = None;
+    let mut whole = Vec::new();
+    if chains.iter().all(|c| c.is_sequential(boot.size)) {
+        let mut once = Some(wants.clone());
+        open(&mut |f| {
             let mut r = Capture {
                 inner: f,
                 at: 0,
-                wants,
+                wants: once.take().unwrap_or_default(),
             };
             let d = hashstream::hash_chains(&mut r, boot.size, &chains, |_| ());
-            Ok((d, r.wants))
-        })?
-    } else {
-        // A PE with gaps between its sections (EDK2's trailing-data range then goes back into
-        // them): read it whole and hash each chain on its own.
-        let bytes = with_boot_file(&facts.image, facts.esp, |f| {
-            let mut v = Vec::new();
-            f.read_to_end(&mut v)?;
-            Ok(v)
+            streamed = Some((d, r.wants));
+            Ok(())
         })?;
-        let d = chains
-            .iter()
-            .map(|c| {
-                let mut h = policies::digest::Hasher::new(c.alg)?;
-                for &(s, e) in &c.ranges {
-                    h.update(bytes.get(s as usize..e as usize).unwrap_or_default());
-                }
-                h.update(&vec![0; c.zeros as usize]);
-                Ok(h.finalize())
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(hashstream::StreamError::Unsupported);
-        let wants = wants
-            .into_iter()
-            .map(|((s, e), _)| {
-                (
-                    (s, e),
-                    bytes
-                        .get(s as usize..e as usize)
-                        .unwrap_or_default()
-                        .to_vec(),
-                )
-            })
-            .collect();
-        (d, wants)
+    } else {
+        open(&mut |f| f.read_to_end(&mut whole).map(drop))?;
+    }
+    let (digests, wants) = match streamed {
+        Some(s) => s,
+        None => {
+            // A PE with gaps between its sections (EDK2's trailing-data range then goes
+            // back into them): hash each chain on its own over the whole file.
+            let bytes = &whole;
+            let d = chains
+                .iter()
+                .map(|c| {
+                    let mut h = policies::digest::Hasher::new(c.alg)?;
+                    for &(s, e) in &c.ranges {
+                        h.update(bytes.get(s as usize..e as usize).unwrap_or_default());
+                    }
+                    h.update(&vec![0; c.zeros as usize]);
+                    Ok(h.finalize())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(hashstream::StreamError::Unsupported);
+            let wants = wants
+                .into_iter()
+                .map(|((s, e), _)| {
+                    let b = bytes.get(s as usize..e as usize).unwrap_or_default();
+                    ((s, e), b.to_vec())
+                })
+                .collect();
+            (d, wants)
+        }
     };
     let mut digests = digests
         .map_err(|e| match e {
             hashstream::StreamError::Io(source) => PredictError::Io {
-                file: format!("{}: BOOTX64.EFI", facts.image.display()),
+                file: file.to_string(),
                 source,
             },
             hashstream::StreamError::Unsupported(u) => unsupported(u),
@@ -1065,4 +1089,85 @@ pub fn load_options(cmdline: &[u8]) -> Vec<u8> {
         .chain(Some(0))
         .flat_map(u16::to_le_bytes)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stream `pe` through [`digest_pe`] and compare every digest with the in-memory
+    /// computation (Authenticode over the slice, each section's `VirtualSize` bytes).
+    fn check(pe: &[u8]) {
+        let head = &pe[..pe.len().min(HEADER_PREFIX as usize)];
+        let boot = BootFile::parse(head, pe.len() as u64).unwrap();
+        let banks = HashAlg::COMPUTED;
+        let d = digest_pe(&boot, &banks, true, "test.efi", &mut |f| {
+            f(&mut &pe[..]).map_err(|source| PredictError::Io {
+                file: "test.efi".into(),
+                source,
+            })
+        })
+        .unwrap();
+        assert_eq!(d.authenticode.len(), banks.len());
+        for (b, got) in &d.authenticode {
+            let want = authenticode::digest(pe, authenticode_alg(*b).unwrap()).unwrap();
+            assert_eq!(*got, want, "Authenticode {b:?}");
+        }
+        assert_eq!(
+            d.sha256_authenticode,
+            authenticode::digest(pe, DigestAlgorithm::Sha256).ok()
+        );
+        assert_eq!(d.contents.len(), boot.sections.len());
+        for (s, digests) in boot.sections.iter().zip(&d.contents) {
+            let (from, to) = s.stored();
+            let mut c = pe[from as usize..to as usize].to_vec();
+            c.resize(s.virtual_size as usize, 0);
+            for (b, got) in digests {
+                assert_eq!(
+                    *got,
+                    policies::digest::hash(*b, &c).unwrap(),
+                    "{} {b:?}",
+                    s.name
+                );
+            }
+        }
+        assert_eq!(d.cert_table, cert_table(pe).unwrap_or_default());
+    }
+
+    #[test]
+    fn streamed_digests_equal_in_memory_ones() {
+        let stub = crate::stub::load(None).unwrap();
+        // `.data` has VirtualSize > SizeOfRawData (a zero tail).
+        check(&stub);
+        // A gap after the first section: EDK2's trailing-data range then goes back into the
+        // sections, so the whole-file path is taken; it must give the same digests.
+        let mut gap = stub.to_vec();
+        let pe = u32::from_le_bytes(gap[0x3c..0x40].try_into().unwrap()) as usize;
+        let opt_size = u16::from_le_bytes(gap[pe + 20..pe + 22].try_into().unwrap()) as usize;
+        let raw = pe + 24 + opt_size + 16;
+        let size = u32::from_le_bytes(gap[raw..raw + 4].try_into().unwrap());
+        gap[raw..raw + 4].copy_from_slice(&(size - 0x200).to_le_bytes());
+        let boot = BootFile::parse(&gap, gap.len() as u64).unwrap();
+        let ranges = authenticode::hashed_ranges(&boot.layout).unwrap();
+        let seq = Chain {
+            alg: HashAlg::SHA256,
+            ranges,
+            zeros: 0,
+        };
+        assert!(
+            !seq.is_sequential(gap.len() as u64),
+            "the gap must force the fallback"
+        );
+        check(&gap);
+    }
+
+    #[test]
+    fn truncated_headers_are_an_error() {
+        let stub = crate::stub::load(None).unwrap();
+        assert!(BootFile::parse(&stub[..0x100], stub.len() as u64).is_err());
+        assert!(
+            BootFile::parse(&stub, 0x400).is_err(),
+            "sections past the end"
+        );
+    }
 }
