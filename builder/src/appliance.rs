@@ -252,7 +252,24 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         let img = img_tmp.as_file();
         img.set_len(m.image.size)
             .map_err(io_err("sizing the image"))?;
-        let mut esp = disk::BlockCache::new(disk::Window::new(img, layout.start, layout.len));
+        // The file data fatfs writes goes to the image on its own thread (write-behind).
+        let (behind, writer) = disk::WriteBehind::new();
+        let (esp_start, esp_len) = (layout.start, layout.len);
+        s.spawn(move || {
+            writer.run(|at, bytes| {
+                if at + bytes.len() as u64 > esp_len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "write past the end of the ESP",
+                    ));
+                }
+                std::os::unix::fs::FileExt::write_all_at(img, bytes, esp_start + at)
+            });
+        });
+        let mut esp = disk::BlockCache::with_write_behind(
+            disk::Window::new(img, layout.start, layout.len),
+            behind,
+        );
         let fs = disk::format_esp(&mut esp, &layout, time).map_err(io_err("formatting the ESP"))?;
         let fat_type = fs.fat_type();
         let boot = fs

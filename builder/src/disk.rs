@@ -229,6 +229,94 @@ pub struct BlockCache<T> {
     blocks: std::collections::BTreeMap<u64, (Vec<u8>, bool)>,
     pending: Vec<u8>,
     pending_start: u64,
+    behind: Option<WriteBehind>,
+}
+
+/// The main thread's end of a write-behind channel: [`BlockCache::with_write_behind`] hands its
+/// coalesced large writes (file data, up to 8 MiB each) to a [`Writer`] on another thread, so
+/// that the thread feeding `fatfs` does not also pay for copying every byte into the page
+/// cache. Reads of a range still in flight wait for it; [`BlockCache::flush`] waits for all.
+#[derive(Debug)]
+pub struct WriteBehind {
+    to_writer: std::sync::mpsc::SyncSender<(u64, Vec<u8>)>,
+    from_writer: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    in_flight: std::collections::VecDeque<(u64, u64)>,
+    spare: Vec<Vec<u8>>,
+}
+
+/// The writing thread's end of a [`WriteBehind`] channel.
+#[derive(Debug)]
+pub struct Writer {
+    from_cache: std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    to_cache: std::sync::mpsc::Sender<io::Result<Vec<u8>>>,
+}
+
+impl WriteBehind {
+    /// A channel with room for two queued writes besides the one being written.
+    pub fn new() -> (Self, Writer) {
+        let (to_writer, from_cache) = std::sync::mpsc::sync_channel(2);
+        let (to_cache, from_writer) = std::sync::mpsc::channel();
+        (
+            Self {
+                to_writer,
+                from_writer,
+                in_flight: Default::default(),
+                spare: Vec::new(),
+            },
+            Writer {
+                from_cache,
+                to_cache,
+            },
+        )
+    }
+
+    /// Take one completion: the buffer comes back for reuse, or the write's error.
+    fn complete(&mut self, r: io::Result<Vec<u8>>) -> io::Result<()> {
+        self.in_flight.pop_front();
+        let mut buf = r?;
+        buf.clear();
+        self.spare.push(buf);
+        Ok(())
+    }
+
+    /// Collect finished writes without waiting.
+    fn reap(&mut self) -> io::Result<()> {
+        while let Ok(r) = self.from_writer.try_recv() {
+            self.complete(r)?;
+        }
+        Ok(())
+    }
+
+    /// Wait until every write handed over is on the file.
+    fn drain(&mut self) -> io::Result<()> {
+        while !self.in_flight.is_empty() {
+            let r = self
+                .from_writer
+                .recv()
+                .map_err(|_| io::Error::other("the image writer thread stopped"))?;
+            self.complete(r)?;
+        }
+        Ok(())
+    }
+
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.in_flight.iter().any(|&(s, e)| start < e && end > s)
+    }
+}
+
+impl Writer {
+    /// Write what the cache hands over with `write(offset, bytes)` until the cache is dropped
+    /// (offsets are the cache's own, i.e. within its inner stream). Stops at the first error,
+    /// which the cache reports.
+    pub fn run(self, mut write: impl FnMut(u64, &[u8]) -> io::Result<()>) {
+        for (at, buf) in self.from_cache {
+            let r = write(at, &buf).map(|()| buf);
+            let failed = r.is_err();
+            if self.to_cache.send(r).is_err() || failed {
+                break;
+            }
+        }
+    }
 }
 
 impl<T: Read + Write + Seek> BlockCache<T> {
@@ -240,16 +328,45 @@ impl<T: Read + Write + Seek> BlockCache<T> {
             blocks: Default::default(),
             pending: Vec::new(),
             pending_start: 0,
+            behind: None,
+        }
+    }
+
+    /// A cache whose large writes go to `behind`'s [`Writer`] (see [`WriteBehind`]).
+    pub fn with_write_behind(inner: T, behind: WriteBehind) -> Self {
+        Self {
+            behind: Some(behind),
+            ..Self::new(inner)
         }
     }
 
     fn flush_pending(&mut self) -> io::Result<()> {
-        if !self.pending.is_empty() {
-            self.inner.seek(SeekFrom::Start(self.pending_start))?;
-            self.inner.write_all(&self.pending)?;
-            self.pending.clear();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match &mut self.behind {
+            Some(wb) => {
+                wb.reap()?;
+                let next = wb.spare.pop().unwrap_or_default();
+                let buf = std::mem::replace(&mut self.pending, next);
+                let range = (self.pending_start, self.pending_start + buf.len() as u64);
+                wb.to_writer
+                    .send((self.pending_start, buf))
+                    .map_err(|_| io::Error::other("the image writer thread stopped"))?;
+                wb.in_flight.push_back(range);
+            }
+            None => {
+                self.inner.seek(SeekFrom::Start(self.pending_start))?;
+                self.inner.write_all(&self.pending)?;
+                self.pending.clear();
+            }
         }
         Ok(())
+    }
+
+    /// Wait for every handed-over write (no-op without write-behind).
+    fn drain(&mut self) -> io::Result<()> {
+        self.behind.as_mut().map_or(Ok(()), WriteBehind::drain)
     }
 
     fn overlaps_pending(&self, start: u64, end: u64) -> bool {
@@ -262,6 +379,11 @@ impl<T: Read + Write + Seek> BlockCache<T> {
         if !self.blocks.contains_key(&b) {
             if self.overlaps_pending(b * BLOCK, (b + 1) * BLOCK) {
                 self.flush_pending()?;
+            }
+            if let Some(wb) = &self.behind
+                && wb.overlaps(b * BLOCK, (b + 1) * BLOCK)
+            {
+                self.drain()?;
             }
             let mut data = vec![0u8; BLOCK as usize];
             self.inner.seek(SeekFrom::Start(b * BLOCK))?;
@@ -330,6 +452,8 @@ impl<T: Read + Write + Seek> Write for BlockCache<T> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.flush_pending()?;
+        // Cached blocks hold the newest bytes: they go out after the data written behind.
+        self.drain()?;
         for (b, (data, dirty)) in &mut self.blocks {
             if *dirty {
                 self.inner.seek(SeekFrom::Start(*b * BLOCK))?;
@@ -716,6 +840,103 @@ mod tests {
         assert_eq!(g.to_text(), ESP_TYPE);
         let d = guid_from(&[b"x"]);
         assert_eq!(&d.to_text()[14..15], "8");
+    }
+
+    /// The same writes through a plain cache and a write-behind cache (a thread writing into a
+    /// shared buffer) leave the same bytes, including a small write into, and a read of, a
+    /// range that was handed to the writer.
+    #[test]
+    fn write_behind_leaves_the_same_bytes() {
+        use std::sync::{Arc, Mutex};
+        let size = 24usize << 20;
+        let script = |c: &mut dyn FnMut(u64, &[u8], bool) -> Vec<u8>| {
+            let big: Vec<u8> = (0..(9usize << 20))
+                .map(|i| (i * 7 + i / 4096) as u8)
+                .collect();
+            c(8192, &big[..(5 << 20)], true); // coalesced
+            c(8192 + (5 << 20), &big[(5 << 20)..], true); // contiguous: past PENDING_MAX
+            c(4096 * 3, b"small", true); // a block outside the data
+            c(8192 + 100, b"into data written behind", true);
+            let seen = c(8192 + 90, &[0u8; 40], false); // read back across it
+            c(20 << 20, &big[..(1 << 20)], true); // not contiguous
+            seen
+        };
+        let run = |behind: bool| {
+            let shared = Arc::new(Mutex::new(vec![0u8; size]));
+            let (wb, writer) = WriteBehind::new();
+            let sink = Arc::clone(&shared);
+            let t = std::thread::spawn(move || {
+                writer.run(|at, b| {
+                    let mut v = sink.lock().map_err(|_| io::Error::other("poisoned"))?;
+                    v[at as usize..at as usize + b.len()].copy_from_slice(b);
+                    Ok(())
+                })
+            });
+            let inner = SharedCursor(Arc::clone(&shared), 0);
+            let mut cache = if behind {
+                BlockCache::with_write_behind(inner, wb)
+            } else {
+                drop(wb);
+                BlockCache::new(inner)
+            };
+            let seen = script(&mut |at, bytes, write| {
+                cache.seek(SeekFrom::Start(at)).unwrap();
+                if write {
+                    cache.write_all(bytes).unwrap();
+                    Vec::new()
+                } else {
+                    let mut b = bytes.to_vec();
+                    cache.read_exact(&mut b).unwrap();
+                    b
+                }
+            });
+            cache.flush().unwrap();
+            drop(cache);
+            t.join().unwrap();
+            let out = shared.lock().unwrap().clone();
+            (seen, out)
+        };
+        let (seen_plain, plain) = run(false);
+        let (seen_behind, behind) = run(true);
+        assert_eq!(&seen_plain[10..34], b"into data written behind");
+        assert_eq!(seen_plain, seen_behind);
+        assert!(plain == behind, "the images differ");
+    }
+
+    /// A `Read + Write + Seek` over a shared buffer (the write-behind test's "file").
+    struct SharedCursor(std::sync::Arc<std::sync::Mutex<Vec<u8>>>, u64);
+
+    impl Read for SharedCursor {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let v = self.0.lock().map_err(|_| io::Error::other("poisoned"))?;
+            let at = (self.1 as usize).min(v.len());
+            let n = buf.len().min(v.len() - at);
+            buf[..n].copy_from_slice(&v[at..at + n]);
+            self.1 += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl Write for SharedCursor {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut v = self.0.lock().map_err(|_| io::Error::other("poisoned"))?;
+            let at = self.1 as usize;
+            v[at..at + buf.len()].copy_from_slice(buf);
+            self.1 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for SharedCursor {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            if let SeekFrom::Start(p) = to {
+                self.1 = p;
+            }
+            Ok(self.1)
+        }
     }
 
     #[test]
