@@ -849,7 +849,9 @@ mod tests {
     fn write_behind_leaves_the_same_bytes() {
         use std::sync::{Arc, Mutex};
         let size = 24usize << 20;
-        let script = |c: &mut dyn FnMut(u64, &[u8], bool) -> Vec<u8>| {
+        // `op(offset, bytes, write)`: write `bytes`, or read as many (returned).
+        type Op<'a> = dyn FnMut(u64, &[u8], bool) -> Vec<u8> + 'a;
+        let script = |c: &mut Op<'_>| {
             let big: Vec<u8> = (0..(9usize << 20))
                 .map(|i| (i * 7 + i / 4096) as u8)
                 .collect();
