@@ -60,10 +60,14 @@ sync
 cat payload.elf >/dev/null # warm the page cache for every contender alike
 
 now() { date +%s.%N; }
+# Before every timed run: the previous run's dirty pages are written back now, not charged
+# to whichever contender runs next (every contender writes hundreds of MiB).
+settle() { sync; }
 best() { sort -g | head -1; }
 
 floor() {
     rm -f copy.elf
+    settle
     local t0; t0=$(now)
     cp payload.elf copy.elf
     openssl dgst -sha256 payload.elf >/dev/null
@@ -72,6 +76,7 @@ floor() {
 
 vmseal_build() {
     rm -rf out
+    settle
     local t0; t0=$(now)
     "$vmseal" build vmseal.toml --out out --quiet --no-predict >/dev/null
     echo "$(now) - $t0" | bc
@@ -82,6 +87,7 @@ vmseal_build() {
 # held to the 1.5 bound, which is the composition's; `pcr predict` has its own benchmark.
 vmseal_build_predict() {
     rm -rf outp
+    settle
     local t0; t0=$(now)
     "$vmseal" build vmseal.toml --out outp --quiet >/dev/null
     echo "$(now) - $t0" | bc
@@ -92,6 +98,7 @@ classic() {
     # The same sections vmseal adds, from vmseal's own output (policy bytes are vmseal's).
     printf 'console=ttyS0' >classic/cmdline
     objcopy -O binary --only-section=.vmseal out/bench.efi classic/vmseal.bin
+    settle
     local t0; t0=$(now)
     openssl dgst -sha256 payload.elf >/dev/null
     # Section VMAs after the stub's last section (objcopy does not place PE sections itself).
