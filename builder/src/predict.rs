@@ -1161,6 +1161,47 @@ mod tests {
         check(&gap);
     }
 
+    /// Corrupted headers (deterministic byte changes over the headers and section table, and
+    /// truncations): parsing and streaming never panic, and whenever both succeed the streamed
+    /// Authenticode digest is the in-memory one.
+    #[test]
+    fn corrupt_headers_never_panic() {
+        let stub = crate::stub::load(None).unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..120 {
+            let mut pe = stub.to_vec();
+            for _ in 0..1 + round % 4 {
+                let at = (rand() % 0x400) as usize;
+                pe[at] = rand() as u8;
+            }
+            if round % 7 == 0 {
+                pe.truncate((rand() % pe.len() as u64) as usize);
+            }
+            let head = &pe[..pe.len().min(HEADER_PREFIX as usize)];
+            let Ok(boot) = BootFile::parse(head, pe.len() as u64) else {
+                continue;
+            };
+            let streamed = digest_pe(&boot, &[HashAlg::SHA256], false, "fuzz.efi", &mut |f| {
+                f(&mut &pe[..]).map_err(|source| PredictError::Io {
+                    file: "fuzz.efi".into(),
+                    source,
+                })
+            });
+            if let (Ok(d), Ok(want)) = (
+                streamed,
+                authenticode::digest(&pe[..], DigestAlgorithm::Sha256),
+            ) {
+                assert_eq!(d.authenticode[0].1, want, "round {round}");
+            }
+        }
+    }
+
     #[test]
     fn truncated_headers_are_an_error() {
         let stub = crate::stub::load(None).unwrap();
