@@ -384,15 +384,8 @@ pub fn verifying_db_entry_with(db: &[u8], certs: &[u8], sha256: Option<&[u8]>) -
 
 /// The bytes of a PE's certificate table (empty when unsigned).
 fn cert_table(pe: &[u8]) -> Option<&[u8]> {
-    let p = goblin::pe::PE::parse(pe).ok()?;
-    let d = p
-        .header
-        .optional_header?
-        .data_directories
-        .get_certificate_table()
-        .copied()?;
-    let start = d.virtual_address as usize;
-    pe.get(start..start.checked_add(d.size as usize)?)
+    let (at, len) = authenticode::layout(pe).ok()?.cert_table;
+    pe.get(usize::try_from(at).ok()?..usize::try_from(at.checked_add(len)?).ok()?)
 }
 
 /// What prediction reads from a disk image before hashing anything.
@@ -531,17 +524,26 @@ fn section_headers(head: &[u8]) -> Option<Vec<SectionHeader>> {
         .collect()
 }
 
+/// `problem` with `file` as a [`PredictError::Image`].
+fn bad_image(file: &str) -> impl Fn(String) -> PredictError + Copy + '_ {
+    move |problem| PredictError::Image {
+        file: file.to_string(),
+        problem,
+    }
+}
+
+/// An I/O error on `file` as a [`PredictError::Io`].
+fn io_error(file: &str) -> impl Fn(io::Error) -> PredictError + Copy + '_ {
+    move |source| PredictError::Io {
+        file: file.to_string(),
+        source,
+    }
+}
+
 /// Read the GPT event data and BOOTX64.EFI's headers from `image`.
 pub fn read_image(image: &Path) -> Result<ImageFacts, PredictError> {
     let file = image.display().to_string();
-    let bad = |problem: String| PredictError::Image {
-        file: file.clone(),
-        problem,
-    };
-    let ioe = |source| PredictError::Io {
-        file: file.clone(),
-        source,
-    };
+    let (bad, ioe) = (bad_image(&file), io_error(&file));
     let mut f = File::open(image).map_err(ioe)?;
     let gpt = disk::read_gpt(&mut f).map_err(|e| bad(format!("GPT: {e}")))?;
     let mut header = [0u8; 92];
@@ -584,10 +586,7 @@ pub fn read_image(image: &Path) -> Result<ImageFacts, PredictError> {
         boot.take(HEADER_PREFIX).read_to_end(&mut head)?;
         Ok((size, head))
     })?;
-    let boot = BootFile::parse(&head, size).map_err(|problem| PredictError::Image {
-        file: format!("{file}: BOOTX64.EFI"),
-        problem,
-    })?;
+    let boot = BootFile::parse(&head, size).map_err(bad_image(&format!("{file}: BOOTX64.EFI")))?;
     Ok(ImageFacts {
         gpt_event,
         boot,
@@ -603,14 +602,7 @@ fn with_boot_file<T>(
     f: impl FnOnce(&mut fatfs::File<'_, Window<ReadOnly>>) -> io::Result<T>,
 ) -> Result<T, PredictError> {
     let file = image.display().to_string();
-    let bad = |problem: String| PredictError::Image {
-        file: file.clone(),
-        problem,
-    };
-    let ioe = |source| PredictError::Io {
-        file: file.clone(),
-        source,
-    };
+    let (bad, ioe) = (bad_image(&file), io_error(&file));
     let fs = fatfs::FileSystem::new(
         Window::new(ReadOnly::open(image).map_err(ioe)?, esp.0, esp.1),
         fatfs::FsOptions::new().update_accessed_date(false),
@@ -693,10 +685,7 @@ pub fn digest_pe(
     file: &str,
     open: &mut OpenPe<'_>,
 ) -> Result<BootDigests, PredictError> {
-    let pe_bad = |problem: String| PredictError::Image {
-        file: file.to_string(),
-        problem,
-    };
+    let pe_bad = bad_image(file);
     let auth = authenticode::hashed_ranges(&boot.layout)
         .map_err(|e| pe_bad(format!("not a valid PE: {e}")))?;
     let mut chains = Vec::new();
@@ -781,10 +770,7 @@ pub fn digest_pe(
     };
     let mut digests = digests
         .map_err(|e| match e {
-            hashstream::StreamError::Io(source) => PredictError::Io {
-                file: file.to_string(),
-                source,
-            },
+            hashstream::StreamError::Io(source) => io_error(file)(source),
             hashstream::StreamError::Unsupported(u) => unsupported(u),
             other => PredictError::Compute(other.to_string()),
         })?
@@ -1046,17 +1032,19 @@ fn expected_events(
     ));
     ev.extend(stub.into_iter().map(LoggedEvent::new));
     if let Some(k) = kernel {
-        let sha256 = authenticode::digest(k, DigestAlgorithm::Sha256).ok();
+        let kernel_event = image_event(banks, k, "the .linux kernel the stub passes to LoadImage")?;
+        // The SHA-256 Authenticode digest for a db hash entry: the bank's, when it has one.
+        let sha256 = match kernel_event.event.digest(HashAlg::SHA256) {
+            Some(d) => Some(d.to_vec()),
+            None if sb_value == 1 => authenticode::digest(k, DigestAlgorithm::Sha256).ok(),
+            None => None,
+        };
         authority(
             cert_table(k).unwrap_or_default(),
             sha256.as_deref(),
             &mut ev,
         )?;
-        ev.push(image_event(
-            banks,
-            k,
-            "the .linux kernel the stub passes to LoadImage",
-        )?);
+        ev.push(kernel_event);
         // The kernel EFI stub's order: LoadOptions, then the initrd (the UKI fixture's log).
         if let Some(c) = kept(sections::CMDLINE) {
             ev.push(load_options_event(banks, c)?);
