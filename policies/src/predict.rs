@@ -88,7 +88,9 @@ pub fn plan<'a, 'b>(sections: &[(&'a str, &'b [u8])]) -> Result<Vec<Step<'a, 'b>
         .filter_map(|(n, c)| Some((sections::service_index(n)?, *n, *c)))
         .filter(|(_, _, c)| !c.is_empty())
         .collect();
-    services.sort_by_key(|(i, _, _)| *i);
+    // Indices are canonical (no leading zeros) and names unique, so no two are equal: an
+    // unstable sort gives the one order (and is ~2 KiB smaller in the stub than a stable one).
+    services.sort_unstable_by_key(|(i, _, _)| *i);
     let (pcr, event_type) = sections::service_rule();
     steps.extend(services.into_iter().map(|(_, name, contents)| Step {
         name,
