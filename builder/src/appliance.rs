@@ -254,10 +254,20 @@ fn prepare_esp(
         left -= n as u64;
     }
     let extents = reservation.end().map_err(allocating)?;
-    if extents.len() != len {
+    // The image writer trusts these runs: exactly the file, inside the partition.
+    let inside = extents
+        .runs()
+        .iter()
+        .all(|&(at, n)| at.checked_add(n).is_some_and(|end| end <= layout.len));
+    if extents.len() != len || !inside {
         return Err(allocating(io::Error::other(format!(
-            "fatfs placed {} bytes for a {len}-byte file",
-            extents.len()
+            "fatfs placed {} bytes for a {len}-byte file{}",
+            extents.len(),
+            if inside {
+                ""
+            } else {
+                ", past the end of the ESP"
+            }
         ))));
     }
     // The directory entry (size, first cluster) is written now, outside the reservation.

@@ -296,13 +296,20 @@ impl Extents {
 #[derive(Clone, Debug)]
 pub struct Reservation(std::sync::Arc<std::sync::Mutex<Option<Extents>>>);
 
+/// Run `f` on the recording, if any.
+fn recording<R>(
+    r: &std::sync::Mutex<Option<Extents>>,
+    f: impl FnOnce(&mut Option<Extents>) -> R,
+) -> io::Result<R> {
+    let mut g = r
+        .lock()
+        .map_err(|_| io::Error::other("block cache lock poisoned"))?;
+    Ok(f(&mut g))
+}
+
 impl Reservation {
     fn with<R>(&self, f: impl FnOnce(&mut Option<Extents>) -> R) -> io::Result<R> {
-        let mut g = self
-            .0
-            .lock()
-            .map_err(|_| io::Error::other("block cache lock poisoned"))?;
-        Ok(f(&mut g))
+        recording(&self.0, f)
     }
 
     /// From now on, writes into the FAT data region are recorded, not written.
@@ -393,11 +400,10 @@ impl<T: Read + Write + Seek> BlockCache<T> {
 
     /// If a reservation is open and `[start, start + len)` is file data: record it.
     fn reserve(&mut self, start: u64, len: u64) -> io::Result<bool> {
-        let open = Reservation(std::sync::Arc::clone(&self.reservation)).with(|r| r.is_some())?;
-        if !open || start < self.data_start()? {
+        if !recording(&self.reservation, |r| r.is_some())? || start < self.data_start()? {
             return Ok(false);
         }
-        Reservation(std::sync::Arc::clone(&self.reservation)).with(|r| {
+        recording(&self.reservation, |r| {
             if let Some(e) = r {
                 e.push(start, len);
             }
