@@ -1,16 +1,15 @@
 //! `vmseal build`: manifest → `NAME.efi` (the appliance PE), `NAME.img` (GPT + FAT ESP) and
 //! `NAME.lock.json`.
 //!
-//! Every input is read once. The PE is never assembled in memory: it is a list of borrowed
-//! pieces ([`crate::pe::Composed`]) that the main thread reads in chunks and three threads
-//! consume at once — one hashes the inputs, one writes `NAME.efi` (summing the PE checksum),
-//! one writes the bytes into the image. That one first formats the ESP and lets `fatfs`
+//! The PE is never assembled in memory: it is a list of borrowed pieces
+//! ([`crate::pe::Composed`]) that the main thread reads in chunks, writing `NAME.efi` and
+//! handing each chunk to an image writer. That one first formats the ESP and lets `fatfs`
 //! allocate `\EFI\BOOT\BOOTX64.EFI` without writing its data ([`disk::Reservation`]), then
-//! writes each chunk straight to the clusters `fatfs` chose. Both outputs are then hashed
-//! from the page cache, one thread each. Outputs go to temporary files in the output
-//! directory and are renamed into place only when everything succeeded; on any error the
-//! temporaries are removed (no partial output). Validation happens before the output
-//! directory is touched.
+//! writes each chunk straight to the clusters `fatfs` chose. The inputs are hashed on their
+//! own core meanwhile; both outputs are then hashed from the page cache, one thread each.
+//! Outputs go to temporary files in the output directory and are renamed into place only when
+//! everything succeeded; on any error the temporaries are removed (no partial output).
+//! Validation happens before the output directory is touched.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -20,7 +19,7 @@ use std::sync::{Arc, mpsc};
 use sha2::Digest as _;
 
 use crate::disk::{self, FixedTime, Layout};
-use crate::inputs::{self, Source};
+use crate::inputs::{self, Source, Stamp};
 use crate::manifest::{ErrorKind, Manifest, ManifestError};
 use crate::pe::{self, Composed, PeChecksum, PeError, Piece};
 use crate::progress::Progress;
@@ -183,6 +182,34 @@ fn hash_file(path: &Path, progress: &Progress) -> io::Result<(u64, [u8; 32])> {
     Ok((len, h.finalize().into()))
 }
 
+/// SHA-256 of every input, in plan order, each file read again (from the page cache: the
+/// stream reads it at the same time) in [`PIECE`]s, with its [`Stamp`] before and after.
+type Hashed = ([u8; 32], Option<[Stamp; 2]>);
+fn hash_inputs(plan: &[inputs::Planned]) -> Result<Vec<Hashed>, BuildError> {
+    plan.iter()
+        .map(|p| match &p.source {
+            Source::Inline(b) => Ok((sha2::Sha256::digest(b).into(), None)),
+            Source::File {
+                abs, path, size, ..
+            } => {
+                let reading = || io_err(format!("reading {path}"));
+                let mut f = File::open(abs).map_err(reading())?;
+                let before = Stamp::of(&f).map_err(reading())?;
+                let mut h = sha2::Sha256::new();
+                hash_range(
+                    &mut f,
+                    (0, *size),
+                    &mut h,
+                    &indicatif::ProgressBar::hidden(),
+                )
+                .map_err(reading())?;
+                let after = Stamp::of(&f).map_err(reading())?;
+                Ok((h.finalize().into(), Some([before, after])))
+            }
+        })
+        .collect()
+}
+
 /// Output files are hashed in pieces of this size (each is hashed while still in L2; 4 MiB
 /// pieces were ~5% slower).
 const PIECE: usize = 256 << 10;
@@ -337,11 +364,14 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     let time: &'static FixedTime = Box::leak(Box::new(FixedTime::from_epoch(epoch)));
     timings.mark("check inputs, lay out the PE");
 
-    // The PE is streamed once: the main thread reads each input in chunks; one thread hashes
-    // the inputs, one writes NAME.efi (and sums the PE checksum), one formats the ESP,
-    // allocates BOOTX64.EFI ([`prepare_esp`]) and writes the same bytes into its clusters.
-    // The allocation overlaps the start of the stream: the image writer's queue holds the
-    // chunks that arrive meanwhile.
+    // Two cores' worth of work. One thread hashes the inputs (lock file, GPT GUIDs), reading
+    // each again from the page cache into a buffer it hashes while in its own cache; an input
+    // that changes while it and the stream read it stops the build ([`Stamp`]). Meanwhile the
+    // main thread streams the PE once, in chunks: it writes NAME.efi (summing the PE
+    // checksum) and hands each chunk to the image writer, which first formats the ESP and
+    // allocates BOOTX64.EFI ([`prepare_esp`]; its queue holds the chunks that arrive
+    // meanwhile), then writes them into the file's clusters. NAME.efi's hash starts when the
+    // stream (and signing) are done; NAME.img's when the inputs' digests give the GPT.
     let img = img_tmp.as_file();
     img.set_len(m.image.size)
         .map_err(io_err("sizing the image"))?;
@@ -352,185 +382,186 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         }
         Ok(())
     };
-    let (input_digests, fat_type) = std::thread::scope(|s| -> Result<_, BuildError> {
-        let (hash_tx, hash_rx) = mpsc::sync_channel::<(Option<usize>, Arc<Chunk>)>(DEPTH);
-        let (efi_tx, efi_rx) = mpsc::sync_channel::<Arc<Chunk>>(DEPTH);
-        let n_sections = plan.len();
-        let hash_job = s.spawn(move || {
-            let mut digests = vec![[0u8; 32]; n_sections];
-            let mut current: Option<(usize, sha2::Sha256)> = None;
-            for (section, chunk) in hash_rx {
-                if let Some(i) = section {
-                    match &mut current {
-                        Some((j, h)) if *j == i => h.update(&chunk.0),
-                        _ => {
-                            if let Some((j, h)) = current.take() {
-                                digests[j] = h.finalize().into();
+    let (input_digests, fat_type, signed, (disk_guid, part_guid), efi_hash, img_hash) =
+        std::thread::scope(|s| -> Result<_, BuildError> {
+            let inputs_job = s.spawn(|| hash_inputs(&plan));
+            let (fat_type, stamps) = std::thread::scope(|s| -> Result<_, BuildError> {
+                let mut efi_out = efi_tmp.as_file();
+                let mut sum = PeChecksum::default();
+                let mut efi_failed: Option<io::Error> = None;
+                let mut stamps: Vec<Option<[Stamp; 2]>> = vec![None; plan.len()];
+                let (img_tx, img_rx) = mpsc::sync_channel::<(u64, Arc<Chunk>)>(DEPTH + ALLOCATING);
+                let manifest = &m;
+                let img_job = s.spawn(move || -> Result<_, BuildError> {
+                    let (fat_type, extents) =
+                        prepare_esp(img, &layout, time, composed.len, manifest)?;
+                    for (at, chunk) in img_rx {
+                        write_boot(&extents, at, &chunk.0)
+                            .map_err(io_err("writing BOOTX64.EFI"))?;
+                    }
+                    Ok((fat_type, extents))
+                });
+
+                let bar = opts.progress.bar("building", composed.len);
+                let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
+                let buffer = |n: usize| {
+                    let mut b = pool_rx.try_recv().unwrap_or_default();
+                    // A recycled buffer keeps its old bytes: `read_exact` overwrites all `n` of them,
+                    // so only a grown tail needs zeroing.
+                    b.truncate(n);
+                    b.resize(n, 0);
+                    b
+                };
+                let mut at = 0u64;
+                let mut emit = |bytes: Vec<u8>| {
+                    let chunk = Arc::new(Chunk(bytes, pool_tx.clone()));
+                    let len = chunk.0.len() as u64;
+                    at += len;
+                    bar.inc(len);
+                    // A consumer thread only stops early on an error, reported at its join: then
+                    // the stream stops too.
+                    sum.update(&chunk.0);
+                    if let Err(e) = efi_out.write_all(&chunk.0) {
+                        efi_failed = Some(e);
+                        return false;
+                    }
+                    img_tx.send((at - len, chunk)).is_ok()
+                };
+                'stream: for piece in composed.pieces() {
+                    let more = match piece {
+                        Piece::Bytes(b) => emit(b.to_vec()),
+                        Piece::Zeros(n) => emit(pe::zeros(n).to_vec()),
+                        Piece::Section(i) => match plan.get(i).map(|p| &p.source) {
+                            Some(Source::Inline(b)) => emit(b.clone()),
+                            Some(Source::File {
+                                abs, path, size, ..
+                            }) => {
+                                let what = || format!("reading {path}");
+                                let mut file = File::open(abs).map_err(io_err(what()))?;
+                                let before = Stamp::of(&file).map_err(io_err(what()))?;
+                                let mut left = *size;
+                                while left > 0 {
+                                    let n =
+                                        usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+                                    let mut buf = buffer(n);
+                                    file.read_exact(&mut buf).map_err(io_err(format!(
+                                        "reading {path} (did it change during the build?)"
+                                    )))?;
+                                    left -= n as u64;
+                                    if !emit(buf) {
+                                        break 'stream;
+                                    }
+                                }
+                                let mut extra = [0u8; 1];
+                                if file.read(&mut extra).map_err(io_err(what()))? != 0 {
+                                    return Err(io_err(what())(io::Error::other(
+                                        "the file grew during the build",
+                                    )));
+                                }
+                                let after = Stamp::of(&file).map_err(io_err(what()))?;
+                                if let Some(slot) = stamps.get_mut(i) {
+                                    *slot = Some([before, after]);
+                                }
+                                true
                             }
-                            let mut h = sha2::Sha256::new();
-                            h.update(&chunk.0);
-                            current = Some((i, h));
-                        }
+                            None => {
+                                return Err(io_err("composing")(io::Error::other(
+                                    "no such section",
+                                )));
+                            }
+                        },
+                    };
+                    if !more {
+                        break;
                     }
                 }
-            }
-            if let Some((j, h)) = current.take() {
-                digests[j] = h.finalize().into();
-            }
-            digests
-        });
-        // The PE checksum is summed here rather than beside the input hashes: the SHA-256
-        // thread is the one the stream waits for.
-        let efi_file = efi_tmp.as_file();
-        let efi_job = s.spawn(move || -> io::Result<u32> {
-            let mut f = efi_file;
-            let mut sum = PeChecksum::default();
-            for chunk in efi_rx {
-                sum.update(&chunk.0);
-                f.write_all(&chunk.0)?;
-            }
-            Ok(sum.finish())
-        });
-        let (img_tx, img_rx) = mpsc::sync_channel::<(u64, Arc<Chunk>)>(DEPTH + ALLOCATING);
-        let manifest = &m;
-        let img_job = s.spawn(move || -> Result<_, BuildError> {
-            let (fat_type, extents) = prepare_esp(img, &layout, time, composed.len, manifest)?;
-            for (at, chunk) in img_rx {
-                write_boot(&extents, at, &chunk.0).map_err(io_err("writing BOOTX64.EFI"))?;
-            }
-            Ok((fat_type, extents))
-        });
-
-        let bar = opts.progress.bar("building", composed.len);
-        let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
-        let buffer = |n: usize| {
-            let mut b = pool_rx.try_recv().unwrap_or_default();
-            // A recycled buffer keeps its old bytes: `read_exact` overwrites all `n` of them,
-            // so only a grown tail needs zeroing.
-            b.truncate(n);
-            b.resize(n, 0);
-            b
-        };
-        let mut at = 0u64;
-        let mut emit = |section: Option<usize>, bytes: Vec<u8>| {
-            let chunk = Arc::new(Chunk(bytes, pool_tx.clone()));
-            let len = chunk.0.len() as u64;
-            at += len;
-            bar.inc(len);
-            // A consumer thread only stops early on an error, reported at its join: then
-            // the stream stops too.
-            hash_tx.send((section, Arc::clone(&chunk))).is_ok()
-                && efi_tx.send(Arc::clone(&chunk)).is_ok()
-                && img_tx.send((at - len, chunk)).is_ok()
-        };
-        'stream: for piece in composed.pieces() {
-            let more = match piece {
-                Piece::Bytes(b) => emit(None, b.to_vec()),
-                Piece::Zeros(n) => emit(None, pe::zeros(n).to_vec()),
-                Piece::Section(i) => match plan.get(i).map(|p| &p.source) {
-                    Some(Source::Inline(b)) => emit(Some(i), b.clone()),
-                    Some(Source::File {
-                        abs, path, size, ..
-                    }) => {
-                        let what = || format!("reading {path}");
-                        let mut file = File::open(abs).map_err(io_err(what()))?;
-                        let mut left = *size;
-                        while left > 0 {
-                            let n = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
-                            let mut buf = buffer(n);
-                            file.read_exact(&mut buf).map_err(io_err(format!(
-                                "reading {path} (did it change during the build?)"
-                            )))?;
-                            left -= n as u64;
-                            if !emit(Some(i), buf) {
-                                break 'stream;
-                            }
-                        }
-                        let mut extra = [0u8; 1];
-                        if file.read(&mut extra).map_err(io_err(what()))? != 0 {
-                            return Err(io_err(what())(io::Error::other(
-                                "the file grew during the build",
-                            )));
-                        }
-                        true
-                    }
-                    None => return Err(io_err("composing")(io::Error::other("no such section"))),
-                },
+                bar.finish_and_clear();
+                drop(img_tx);
+                let (fat_type, extents) = img_job.join().map_err(|_| {
+                    io_err("writing BOOTX64.EFI")(io::Error::other("thread panicked"))
+                })??;
+                if let Some(e) = efi_failed {
+                    return Err(io_err("writing the appliance PE")(e));
+                }
+                let checksum = sum.finish();
+                // The CheckSum field, now that every byte went by.
+                let sum = checksum.to_le_bytes();
+                write_boot(&extents, composed.checksum_offset(), &sum)
+                    .map_err(io_err("writing BOOTX64.EFI"))?;
+                let mut efi = efi_tmp.as_file();
+                efi.seek(SeekFrom::Start(composed.checksum_offset()))
+                    .and_then(|_| efi.write_all(&sum))
+                    .map_err(io_err("writing the appliance PE"))?;
+                Ok((fat_type, stamps))
+            })?;
+            timings.mark("stream the PE into .efi and the ESP");
+            let signed = match &sign_plan {
+                Some(sp) => Some(crate::sign_cmd::sign_built(
+                    efi_tmp.as_file(),
+                    img_tmp.as_file(),
+                    (layout.start, layout.len),
+                    epoch,
+                    &sp.signer,
+                    name,
+                )?),
+                None => None,
             };
-            if !more {
-                break;
+
+            // NAME.efi is final: its hash overlaps the end of the inputs'.
+            let efi_job = s.spawn(|| hash_file(efi_tmp.path(), &Progress::hidden()));
+            let input_digests = inputs_job
+                .join()
+                .map_err(|_| io_err("hashing the inputs")(io::Error::other("thread panicked")))??;
+            // Both reads of every input saw one unchanging file, or the build stops.
+            for ((p, (_, hashed)), streamed) in plan.iter().zip(&input_digests).zip(&stamps) {
+                let (Source::File { path, .. }, Some(h), Some(st)) = (&p.source, hashed, streamed)
+                else {
+                    continue;
+                };
+                if h[0] != h[1] || h[0] != st[0] || st[0] != st[1] {
+                    return Err(io_err(format!("reading {path}"))(io::Error::other(
+                        "the file changed during the build (build again once nothing writes it)",
+                    )));
+                }
             }
-        }
-        bar.finish_and_clear();
-        drop(hash_tx);
-        drop(efi_tx);
-        drop(img_tx);
-        let joined = |what: &str| io_err(what.to_string())(io::Error::other("thread panicked"));
-        let digests = hash_job.join().map_err(|_| joined("hashing"))?;
-        let checksum = efi_job
-            .join()
-            .map_err(|_| joined("writing the appliance PE"))?
-            .map_err(io_err("writing the appliance PE"))?;
-        let (fat_type, extents) = img_job
-            .join()
-            .map_err(|_| joined("writing BOOTX64.EFI"))??;
-        // The CheckSum field, now that every byte went by.
-        let sum = checksum.to_le_bytes();
-        write_boot(&extents, composed.checksum_offset(), &sum)
-            .map_err(io_err("writing BOOTX64.EFI"))?;
-        let mut efi = efi_tmp.as_file();
-        efi.seek(SeekFrom::Start(composed.checksum_offset()))
-            .and_then(|_| efi.write_all(&sum))
-            .map_err(io_err("writing the appliance PE"))?;
-        Ok((digests, fat_type))
-    })?;
-    timings.mark("stream inputs into .efi and the ESP, hash inputs");
-    let signed = match &sign_plan {
-        Some(sp) => Some(crate::sign_cmd::sign_built(
-            efi_tmp.as_file(),
-            img_tmp.as_file(),
-            (layout.start, layout.len),
-            epoch,
-            &sp.signer,
-            name,
-        )?),
-        None => None,
-    };
+            let input_digests: Vec<[u8; 32]> = input_digests.into_iter().map(|(d, _)| d).collect();
+            timings.mark("hash the inputs");
+            // GPT with GUIDs derived from the content: the image name and every byte that went
+            // into the PE (the stub and the section digests determine it).
+            let mut guid_parts: Vec<Vec<u8>> = vec![
+                name.as_bytes().to_vec(),
+                sha2::Sha256::digest(&*stub).to_vec(),
+            ];
+            guid_parts.extend(
+                plan.iter()
+                    .zip(&input_digests)
+                    .map(|(p, d)| [p.name.as_bytes(), d].concat()),
+            );
+            let parts = |tag: &'static [u8]| {
+                let mut v: Vec<&[u8]> = vec![tag];
+                v.extend(guid_parts.iter().map(Vec::as_slice));
+                v
+            };
+            let disk_guid = disk::guid_from(&parts(b"vmseal disk"));
+            let part_guid = disk::guid_from(&parts(b"vmseal esp"));
+            let mut img = img_tmp.as_file();
+            disk::write_gpt(&mut img, &layout, disk_guid, part_guid)
+                .map_err(io_err("writing the GPT"))?;
+            img.flush().map_err(io_err("writing the image"))?;
 
-    // GPT with GUIDs derived from the content: the image name and every byte that went into
-    // the PE (the stub and the section digests determine it).
-    let mut guid_parts: Vec<Vec<u8>> = vec![
-        name.as_bytes().to_vec(),
-        sha2::Sha256::digest(&*stub).to_vec(),
-    ];
-    guid_parts.extend(
-        plan.iter()
-            .zip(&input_digests)
-            .map(|(p, d)| [p.name.as_bytes(), d].concat()),
-    );
-    let parts = |tag: &'static [u8]| {
-        let mut v: Vec<&[u8]> = vec![tag];
-        v.extend(guid_parts.iter().map(Vec::as_slice));
-        v
-    };
-    let disk_guid = disk::guid_from(&parts(b"vmseal disk"));
-    let part_guid = disk::guid_from(&parts(b"vmseal esp"));
-    let mut img = img_tmp.as_file();
-    disk::write_gpt(&mut img, &layout, disk_guid, part_guid).map_err(io_err("writing the GPT"))?;
-    img.flush().map_err(io_err("writing the image"))?;
-
-    // Hash both outputs at once, each thread reading its own file from the page cache (one
-    // thread reading for both was slower: the other core's SHA-256 then works on bytes
-    // that are not in its cache).
-    let (efi_hash, img_hash) = std::thread::scope(|s| {
-        let e = s.spawn(|| hash_file(efi_tmp.path(), &Progress::hidden()));
-        let i = hash_file(img_tmp.path(), &opts.progress);
-        (
-            e.join()
-                .unwrap_or_else(|_| Err(io::Error::other("thread panicked"))),
-            i,
-        )
-    });
+            let img_hash = hash_file(img_tmp.path(), &opts.progress);
+            let efi_hash = efi_job
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("thread panicked")));
+            Ok((
+                input_digests,
+                fat_type,
+                signed,
+                (disk_guid, part_guid),
+                efi_hash,
+                img_hash,
+            ))
+        })?;
     let (efi_len, efi_sha) = efi_hash.map_err(io_err("hashing the appliance PE"))?;
     let (img_len, img_sha) = img_hash.map_err(io_err("hashing the image"))?;
     timings.mark("GPT, hash .efi and .img");

@@ -52,6 +52,36 @@ pub struct Planned {
     pub source: Source,
 }
 
+/// What identifies a file's contents without reading them: device, inode, size, modification
+/// and status-change times. Any write changes the status-change time, so two reads that
+/// both see one stamp before and after saw the same bytes — the test `tar` makes for "file
+/// changed as we read it" (and as coarse as the file system's clock: a write within the same
+/// tick as the first stamp can go unseen).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    /// The stamp of an open file.
+    pub fn of(f: &File) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = f.metadata()?;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Ok(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
 impl Planned {
     /// Content length.
     pub fn len(&self) -> u64 {
@@ -298,6 +328,20 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_changes_the_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"one").unwrap();
+        let f = File::open(&path).unwrap();
+        let a = Stamp::of(&f).unwrap();
+        assert_eq!(a, Stamp::of(&f).unwrap(), "no write, same stamp");
+        // Past the file system's timestamp granularity (a jiffy on ext4).
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::write(&path, b"two").unwrap(); // same size, new bytes
+        assert_ne!(a, Stamp::of(&f).unwrap());
+    }
 
     #[test]
     fn magic_checks() {
