@@ -406,8 +406,8 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
                 let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
                 let buffer = |n: usize| {
                     let mut b = pool_rx.try_recv().unwrap_or_default();
-                    // A recycled buffer keeps its old bytes: `read_exact` overwrites all `n` of them,
-                    // so only a grown tail needs zeroing.
+                    // A recycled buffer keeps its old bytes: `read_exact` overwrites all `n`
+                    // of them, so only a grown tail needs zeroing.
                     b.truncate(n);
                     b.resize(n, 0);
                     b
