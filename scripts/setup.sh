@@ -52,8 +52,8 @@ fi
 command -v virt-fw-vars >/dev/null 2>&1 || { echo "setup: virt-fw-vars missing after pip install virt-firmware" >&2; exit 1; }
 # pefile: an independent PE parser (the tests compare the PE checksum with its own).
 if ! python3 -c 'import pefile' >/dev/null 2>&1; then
-    run pip install -q --break-system-packages --root-user-action=ignore pefile >/dev/null \
-        || run pip install -q pefile >/dev/null
+    run python3 -m pip install -q --break-system-packages --root-user-action=ignore pefile >/dev/null \
+        || run python3 -m pip install -q pefile >/dev/null
 fi
 python3 -c 'import pefile' >/dev/null 2>&1 || { echo "setup: python3 cannot import pefile after pip install pefile" >&2; exit 1; }
 echo "setup: ok" >&2
