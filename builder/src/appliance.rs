@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 
 use sha2::Digest as _;
 
@@ -25,18 +25,18 @@ use crate::pe::{self, Composed, PeChecksum, PeError, Piece};
 use crate::progress::Progress;
 use crate::stub::{self, StubError};
 
-/// Inputs are streamed in chunks of this size, with at most [`DEPTH`] queued per consumer: a
-/// few MiB in flight, so every consumer finds its bytes still in cache (4 MiB chunks eight
-/// deep went to DRAM and back, and SHA-256 over cold data runs ~25% slower).
+/// Inputs are streamed in chunks of this size, with at most [`DEPTH`] queued for the image
+/// writer: a few MiB in flight, so it finds its bytes still in cache (4 MiB chunks eight deep
+/// went to DRAM and back).
 const CHUNK: usize = 1 << 20;
-/// Chunks queued per consumer thread.
+/// Chunks queued for the image writer once it is writing.
 const DEPTH: usize = 4;
 /// Extra room in the image writer's queue for the chunks read while it formats the ESP and
 /// allocates BOOTX64.EFI (~20 ms for 256 MiB, 65536 clusters): the other consumers go on.
 const ALLOCATING: usize = 32;
 
-/// A chunk of the PE on its way to the writers and hashers. When the last reader drops it,
-/// its buffer goes back to the pool, so a 256 MiB payload reuses a few buffers instead of
+/// A chunk of the PE on its way to the image writer. When the writer drops it, its buffer goes
+/// back to the pool, so a 256 MiB payload reuses a few buffers instead of
 /// faulting in fresh pages for every chunk.
 struct Chunk(Vec<u8>, mpsc::Sender<Vec<u8>>);
 
@@ -390,7 +390,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
                 let mut sum = PeChecksum::default();
                 let mut efi_failed: Option<io::Error> = None;
                 let mut stamps: Vec<Option<[Stamp; 2]>> = vec![None; plan.len()];
-                let (img_tx, img_rx) = mpsc::sync_channel::<(u64, Arc<Chunk>)>(DEPTH + ALLOCATING);
+                let (img_tx, img_rx) = mpsc::sync_channel::<(u64, Chunk)>(DEPTH + ALLOCATING);
                 let manifest = &m;
                 let img_job = s.spawn(move || -> Result<_, BuildError> {
                     let (fat_type, extents) =
@@ -414,18 +414,18 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
                 };
                 let mut at = 0u64;
                 let mut emit = |bytes: Vec<u8>| {
-                    let chunk = Arc::new(Chunk(bytes, pool_tx.clone()));
-                    let len = chunk.0.len() as u64;
-                    at += len;
+                    let len = bytes.len() as u64;
                     bar.inc(len);
-                    // A consumer thread only stops early on an error, reported at its join: then
-                    // the stream stops too.
-                    sum.update(&chunk.0);
-                    if let Err(e) = efi_out.write_all(&chunk.0) {
+                    sum.update(&bytes);
+                    if let Err(e) = efi_out.write_all(&bytes) {
                         efi_failed = Some(e);
                         return false;
                     }
-                    img_tx.send((at - len, chunk)).is_ok()
+                    // The image writer only stops early on an error, reported at its join:
+                    // then the stream stops too.
+                    let sent = img_tx.send((at, Chunk(bytes, pool_tx.clone()))).is_ok();
+                    at += len;
+                    sent
                 };
                 'stream: for piece in composed.pieces() {
                     let more = match piece {
@@ -483,9 +483,8 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
                 if let Some(e) = efi_failed {
                     return Err(io_err("writing the appliance PE")(e));
                 }
-                let checksum = sum.finish();
                 // The CheckSum field, now that every byte went by.
-                let sum = checksum.to_le_bytes();
+                let sum = sum.finish().to_le_bytes();
                 write_boot(&extents, composed.checksum_offset(), &sum)
                     .map_err(io_err("writing BOOTX64.EFI"))?;
                 let mut efi = efi_tmp.as_file();

@@ -308,18 +308,14 @@ fn recording<R>(
 }
 
 impl Reservation {
-    fn with<R>(&self, f: impl FnOnce(&mut Option<Extents>) -> R) -> io::Result<R> {
-        recording(&self.0, f)
-    }
-
     /// From now on, writes into the FAT data region are recorded, not written.
     pub fn begin(&self) -> io::Result<()> {
-        self.with(|r| *r = Some(Extents::default()))
+        recording(&self.0, |r| *r = Some(Extents::default()))
     }
 
     /// Stop recording; what was recorded since [`Reservation::begin`].
     pub fn end(&self) -> io::Result<Extents> {
-        self.with(|r| r.take().unwrap_or_default())
+        recording(&self.0, |r| r.take().unwrap_or_default())
     }
 }
 
