@@ -10,7 +10,7 @@ run() { echo "+ $*" >&2; "$@"; }
 packages=(
     qemu-system-x86 ovmf swtpm swtpm-tools tpm2-tools sbsigntool osslsigncode
     dosfstools mtools gdisk binutils cpio kmod xz-utils python3-pip ca-certificates
-    systemd efitools
+    systemd efitools qemu-utils
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -56,4 +56,10 @@ if ! python3 -c 'import pefile' >/dev/null 2>&1; then
         || run python3 -m pip install -q pefile >/dev/null
 fi
 python3 -c 'import pefile' >/dev/null 2>&1 || { echo "setup: python3 cannot import pefile after pip install pefile" >&2; exit 1; }
+# uefivars (python-uefivars, AWS's own tool): decodes the AWS --uefi-data blob `vmseal export` writes.
+if ! command -v uefivars >/dev/null 2>&1; then
+    run python3 -m pip install -q --break-system-packages --root-user-action=ignore uefivars >/dev/null \
+        || run python3 -m pip install -q uefivars >/dev/null
+fi
+command -v uefivars >/dev/null 2>&1 || { echo "setup: uefivars missing after pip install uefivars" >&2; exit 1; }
 echo "setup: ok" >&2

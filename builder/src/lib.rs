@@ -14,6 +14,9 @@
 //! The file formats: the UEFI 2.10 GPT (§5.3), PE/COFF with Authenticode as EDK2 hashes it
 //! (`shared/reference/measured-boot.md` §C.1), FAT via the `fatfs` crate.
 //!
+//! Deploying: [`export`] (`vmseal export`: the image and the org's keys in Azure's, GCP's and
+//! AWS's formats).
+//!
 //! Secure Boot, over the `signing` crate: [`keys_cmd`] (`vmseal keys new`, `vmseal vars`),
 //! [`sign_cmd`] (`vmseal sign` and the signing step of `vmseal build`), [`verify`]
 //! (`vmseal verify`).
@@ -25,6 +28,7 @@ pub mod diff;
 pub mod disk;
 pub mod elf;
 pub mod eventlog_cmd;
+pub mod export;
 pub mod firmware;
 pub mod hashstream;
 pub mod init;

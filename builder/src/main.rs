@@ -63,6 +63,41 @@ enum Verb {
     /// certificate or the db of a variable store, and every section against NAME.lock.json.
     /// Exit 0 valid, 1 invalid, 2 unreadable input.
     Verify(VerifyArgs),
+    /// Write an image in the form a cloud imports, with the org's Secure Boot keys (from the
+    /// variable store it boots with) in that cloud's format: Azure (fixed VHD + the image
+    /// version's uefiSettings), GCP (disk.raw in a .tar.gz + Shielded VM key files), AWS (raw
+    /// disk + the --uefi-data blob). See docs/export.md.
+    Export(ExportArgs),
+}
+
+/// A cloud.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CloudArg {
+    Azure,
+    Gcp,
+    Aws,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// The disk image (NAME.img from vmseal build).
+    image: PathBuf,
+    /// The cloud.
+    #[arg(long, value_enum)]
+    to: CloudArg,
+    /// Directory to write into (created; files of the same name are replaced).
+    #[arg(long)]
+    out: PathBuf,
+    /// The variable store whose PK, KEK, db and dbx the cloud enrolls; default: NAME.vars.fd
+    /// next to the image.
+    #[arg(long, value_name = "FILE")]
+    vars: Option<PathBuf>,
+    /// Export the disk alone (Secure Boot off, or keys managed elsewhere).
+    #[arg(long, conflicts_with = "vars")]
+    no_keys: bool,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -311,6 +346,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Verb::Sign(a) => run_sign(a),
         Verb::Vars(a) => run_vars(a),
         Verb::Verify(a) => run_verify(a),
+        Verb::Export(a) => run_export(a),
         Verb::Boot(a) => {
             let mut opts = vmseal::boot::BootOptions::new(a.image, a.record);
             opts.vars = a.vars;
@@ -601,6 +637,36 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
             error: anyhow::anyhow!("{}: invalid: {}", r.image, failed.join(", ")),
         })
     }
+}
+
+fn run_export(a: ExportArgs) -> Result<(), Failure> {
+    use vmseal::export::Cloud;
+    let r = vmseal::export::export(&vmseal::export::ExportOptions {
+        image: a.image,
+        to: match a.to {
+            CloudArg::Azure => Cloud::Azure,
+            CloudArg::Gcp => Cloud::Gcp,
+            CloudArg::Aws => Cloud::Aws,
+        },
+        out: a.out,
+        vars: a.vars,
+        keys: !a.no_keys,
+    })
+    .map_err(|e| Failure {
+        code: if e.is_input_error() { 2 } else { 1 },
+        error: e.into(),
+    })?;
+    if a.json {
+        print(&(serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"));
+    } else {
+        for n in &r.notes {
+            eprintln!("note: {n}");
+        }
+        for f in &r.files {
+            println!("{}", f.path.display());
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
