@@ -66,6 +66,8 @@ pub struct BuildOptions {
     /// bank; a pipeline that predicts elsewhere (`vmseal pcr predict`, e.g. with the variable
     /// store of a signing host) can skip it.
     pub predict: bool,
+    /// The PKCS#11 module and PIN file when the manifest's key is a `pkcs11:` URI.
+    pub pkcs11: signing::pkcs11::TokenFlags,
 }
 
 /// What a build wrote.
@@ -320,7 +322,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
 pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> {
     let m = Manifest::load(&opts.manifest)?;
     let sign_plan = if sign {
-        crate::sign_cmd::resolve(&m)?
+        crate::sign_cmd::resolve(&m, &opts.pkcs11)?
     } else {
         None
     };
@@ -331,7 +333,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     let policy = crate::policy::from_manifest(&m)?;
     let mut plan = inputs::plan(&m, &stub_sections, stub.len() as u64, policy.encode())?;
     let kernel_signed = match &sign_plan {
-        Some(sp) => crate::sign_cmd::sign_kernel(&m, &mut plan, &sp.signer)?,
+        Some(sp) => crate::sign_cmd::sign_kernel(&m, &mut plan, sp.signer.as_ref())?,
         None => None,
     };
     let vars_bytes = match sign_plan.as_ref().and_then(|sp| sp.vars.as_ref()) {
@@ -500,7 +502,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
                     img_tmp.as_file(),
                     (layout.start, layout.len),
                     epoch,
-                    &sp.signer,
+                    sp.signer.as_ref(),
                     name,
                 )?),
                 None => None,

@@ -347,6 +347,7 @@ pub fn learn(opts: &LearnOptions) -> Result<Profile, ProfileError> {
                 progress: crate::progress::Progress::new(true),
                 // Learning is how a profile comes to exist: the probe needs no prediction.
                 predict: false,
+                pkcs11: Default::default(),
             })
             .map_err(|e| ProfileError::Learn(format!("building the probe: {e}")))?;
             let record = opts.work.join("record");

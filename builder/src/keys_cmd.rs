@@ -145,6 +145,108 @@ pub fn keys_new(out: &Path, org: &str, bits: usize) -> Result<Vec<PathBuf>, Keys
     Ok(KEY_FILES.iter().map(|f| out.join(f)).collect())
 }
 
+/// The files `keys new --pkcs11` writes, in order (no private key file: the keys stay in the
+/// token; `X.uri` names each key).
+pub const TOKEN_KEY_FILES: [&str; 16] = [
+    "PK.uri",
+    "PK.crt",
+    "PK.der",
+    "PK.esl",
+    "PK.auth",
+    "KEK.uri",
+    "KEK.crt",
+    "KEK.der",
+    "KEK.esl",
+    "KEK.auth",
+    "db.uri",
+    "db.crt",
+    "db.der",
+    "db.esl",
+    "db.auth",
+    "owner.guid",
+];
+
+/// `vmseal keys new --pkcs11 URI`: generate PK, KEK and db inside the token `uri` names
+/// (labels `PK`, `KEK`, `db`; private keys sensitive and never extractable), certify them
+/// through the token exactly as [`keys_new`] does with file keys, store each certificate in
+/// the token next to its key, and write the public files plus `X.uri` into `out`.
+pub fn keys_new_pkcs11(
+    out: &Path,
+    org: &str,
+    bits: usize,
+    uri: &str,
+    flags: &signing::pkcs11::TokenFlags,
+) -> Result<Vec<PathBuf>, KeysError> {
+    use signing::pkcs11::{Pkcs11Uri, Token, TokenAccess, TokenKey, TokenSigner};
+    let bits = KeyBits::try_from(bits)
+        .map_err(|_| KeysError::Param(format!("--bits {bits}: use 2048, 3072 or 4096")))?;
+    for f in TOKEN_KEY_FILES {
+        let p = out.join(f);
+        if p.exists() {
+            return Err(KeysError::Exists(p));
+        }
+    }
+    let token_err = |e: signing::pkcs11::Pkcs11Error| KeysError::Param(e.to_string());
+    let uri = Pkcs11Uri::parse(uri).map_err(token_err)?;
+    let access = TokenAccess::resolve(&uri, flags).map_err(token_err)?;
+    let token = Token::open(&uri, &access, true).map_err(token_err)?;
+    let now = epoch_or_now()?;
+    let mut params = HierarchyParams::new(org, now);
+    params.bits = bits;
+    let owner = random_guid()?;
+    // Check the organisation name before creating anything in the token.
+    keys::check_org(&params)?;
+    let labels = ["PK", "KEK", "db"];
+    let mut handles = Vec::new();
+    for (i, label) in labels.iter().enumerate() {
+        let id = [0x76, 0x6d, 0x73, u8::try_from(i + 1).unwrap_or(0)]; // "vms" + 1..3
+        handles.push(
+            token
+                .generate_rsa(label, &id, bits.bits() as u64)
+                .map_err(token_err)?,
+        );
+    }
+    let [pk, kek, db] = [handles[0], handles[1], handles[2]].map(|h| TokenKey::new(&token, h));
+    let [pk_cert, kek_cert, db_cert] = keys::certify_hierarchy(&params, &pk, &kek, &db)?;
+    for (i, (label, cert)) in labels
+        .iter()
+        .zip([&pk_cert, &kek_cert, &db_cert])
+        .enumerate()
+    {
+        let id = [0x76, 0x6d, 0x73, u8::try_from(i + 1).unwrap_or(0)];
+        token
+            .store_certificate(label, &id, cert)
+            .map_err(token_err)?;
+    }
+    let pk_signer = TokenSigner::new(pk, pk_cert.clone());
+    let kek_signer = TokenSigner::new(kek, kek_cert.clone());
+    let auth = efivar::auth_files(
+        &pk_signer,
+        &kek_signer,
+        &db_cert,
+        owner,
+        EfiTime::from_unix(now)?,
+    )?;
+    std::fs::create_dir_all(out).map_err(|e| KeysError::Io(out.display().to_string(), e))?;
+    for (label, cert, esl, auth_bytes) in [
+        ("PK", &pk_cert, &auth.pk_esl, &auth.pk_auth),
+        ("KEK", &kek_cert, &auth.kek_esl, &auth.kek_auth),
+        ("db", &db_cert, &auth.db_esl, &auth.db_auth),
+    ] {
+        let key_uri = uri.with_object(label);
+        write_new(
+            &crate::sign_cmd::uri_file(out, label),
+            format!("{key_uri}\n").as_bytes(),
+        )?;
+        write_new(&out.join(format!("{label}.crt")), cert.to_pem()?.as_bytes())?;
+        write_new(&out.join(format!("{label}.der")), cert.der())?;
+        write_new(&out.join(format!("{label}.esl")), esl)?;
+        write_new(&out.join(format!("{label}.auth")), auth_bytes)?;
+    }
+    write_new(&out.join("owner.guid"), format!("{owner}\n").as_bytes())?;
+    Ok(TOKEN_KEY_FILES.iter().map(|f| out.join(f)).collect())
+}
+
 fn write_new(p: &Path, b: &[u8]) -> Result<(), KeysError> {
     let io = |e| KeysError::Io(p.display().to_string(), e);
     let mut f = std::fs::OpenOptions::new()

@@ -243,6 +243,30 @@ struct BuildArgs {
     /// Do not sign, even if the manifest's [signing] table names keys (no NAME.vars.fd).
     #[arg(long)]
     unsigned: bool,
+    #[command(flatten)]
+    pkcs11: Pkcs11Args,
+}
+
+/// Where a `pkcs11:` key's module and PIN come from (docs/signing.md).
+#[derive(Args, Debug, Clone, Default)]
+struct Pkcs11Args {
+    /// The PKCS#11 module for a `pkcs11:` key (also: VMSEAL_PKCS11_MODULE, or the URI's
+    /// module-path), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, value_name = "SO")]
+    pkcs11_module: Option<PathBuf>,
+    /// A file holding the token's user PIN (also: VMSEAL_PKCS11_PIN_FILE, VMSEAL_PKCS11_PIN,
+    /// or the URI's pin-source). Never give a PIN on the command line.
+    #[arg(long, value_name = "FILE")]
+    pin_file: Option<PathBuf>,
+}
+
+impl Pkcs11Args {
+    fn flags(&self) -> signing::pkcs11::TokenFlags {
+        signing::pkcs11::TokenFlags {
+            module: self.pkcs11_module.clone(),
+            pin_file: self.pin_file.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -312,6 +336,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 stub: a.stub,
                 progress,
                 predict: !a.no_predict,
+                pkcs11: a.pkcs11.flags(),
             };
             let built = appliance::build_with(&opts, !a.unsigned).map_err(|e| Failure {
                 code: if e.is_input_error() { 2 } else { 1 },
@@ -506,21 +531,30 @@ struct KeysNewArgs {
     /// RSA modulus size (2048 is what every firmware verifies; 4096 PKs trouble some).
     #[arg(long, default_value_t = 2048)]
     bits: usize,
+    /// Create the three keys inside this PKCS#11 token (an RFC 7512 URI naming the token,
+    /// e.g. pkcs11:token=acme): the private keys never leave it; --out gets the certificates,
+    /// .esl/.auth files, owner.guid and PK.uri, KEK.uri, db.uri naming the keys.
+    #[arg(long, value_name = "URI")]
+    pkcs11: Option<String>,
+    #[command(flatten)]
+    token: Pkcs11Args,
 }
 
 #[derive(Args, Debug)]
 struct SignArgs {
     /// NAME.efi or NAME.img.
     input: PathBuf,
-    /// The db private key (PEM).
+    /// The db private key: a PEM file, or an RFC 7512 pkcs11: URI of a key in a token.
     #[arg(long)]
-    key: PathBuf,
+    key: String,
     /// Its code-signing certificate.
     #[arg(long)]
     cert: PathBuf,
     /// Write here instead of replacing the input.
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    pkcs11: Pkcs11Args,
 }
 
 #[derive(Args, Debug)]
@@ -561,11 +595,16 @@ struct VerifyArgs {
 fn run_keys(v: KeysVerb) -> Result<(), Failure> {
     match v {
         KeysVerb::New(a) => {
-            let files =
-                vmseal::keys_cmd::keys_new(&a.out, &a.org, a.bits).map_err(|e| Failure {
-                    code: if e.is_input_error() { 2 } else { 1 },
-                    error: e.into(),
-                })?;
+            let files = match &a.pkcs11 {
+                Some(uri) => {
+                    vmseal::keys_cmd::keys_new_pkcs11(&a.out, &a.org, a.bits, uri, &a.token.flags())
+                }
+                None => vmseal::keys_cmd::keys_new(&a.out, &a.org, a.bits),
+            }
+            .map_err(|e| Failure {
+                code: if e.is_input_error() { 2 } else { 1 },
+                error: e.into(),
+            })?;
             for f in files {
                 println!("{}", f.display());
             }
@@ -575,11 +614,13 @@ fn run_keys(v: KeysVerb) -> Result<(), Failure> {
 }
 
 fn run_sign(a: SignArgs) -> Result<(), Failure> {
+    let key = vmseal::sign_cmd::KeyRef::parse(&a.key, |p| PathBuf::from(p)).map_err(input)?;
     let out = vmseal::sign_cmd::sign(&vmseal::sign_cmd::SignOptions {
         input: a.input,
-        key: a.key,
+        key,
         cert: a.cert,
         out: a.out,
+        pkcs11: a.pkcs11.flags(),
     })
     .map_err(|e| Failure {
         code: if e.is_input_error() { 2 } else { 1 },

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use signing::authenticode::{self, DigestAlgorithm, SignError};
 use signing::efivar::Guid as EfiGuid;
-use signing::keys::{self, Certificate, KeyError, KeyPair, Purpose};
+use signing::keys::{self, Certificate, KeyError, KeyPair, Purpose, Signer};
+use signing::pkcs11::{self, Pkcs11Error, Pkcs11Signer, Pkcs11Uri, TokenAccess, TokenFlags};
 
 use crate::appliance::BOOT_PATH;
 use crate::disk::{self, BlockCache, FixedTime, Window};
@@ -48,6 +49,9 @@ pub enum SignCmdError {
         /// Why.
         source: SignError,
     },
+    /// A `pkcs11:` key cannot be used (the message names the URI and the fix, never the PIN).
+    #[error("{0}")]
+    Token(#[from] Pkcs11Error),
     /// The file is neither a PE nor a vmseal disk image.
     #[error("{0}: not a PE (no MZ) nor a GPT disk image — give NAME.efi or NAME.img")]
     Unknown(String),
@@ -83,10 +87,9 @@ fn ioe(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> SignCmdError {
 }
 
 /// What a manifest's `[signing]` table resolves to.
-#[derive(Debug)]
 pub struct SignPlan {
-    /// The db key and certificate.
-    pub signer: KeyPair,
+    /// The db key (a file, or a key in a PKCS#11 token) and its certificate.
+    pub signer: Box<dyn Signer>,
     /// What to enroll into `NAME.vars.fd`, when the table names PK and KEK (directly or
     /// through `keys`).
     pub vars: Option<VarsPlan>,
@@ -113,9 +116,78 @@ pub fn read_owner(path: &Path) -> Result<EfiGuid, String> {
     EfiGuid::parse(text.trim()).map_err(|e| e.to_string())
 }
 
+impl std::fmt::Debug for SignPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignPlan")
+            .field("cert", &self.signer.certificate().subject())
+            .field("vars", &self.vars)
+            .finish()
+    }
+}
+
+/// Where a db private key is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A PEM/DER key file.
+    File(PathBuf),
+    /// A key in a PKCS#11 token.
+    Token(Box<Pkcs11Uri>),
+}
+
+impl KeyRef {
+    /// `text` as written: a `pkcs11:` URI, else a path (resolved by `resolve_path`).
+    pub fn parse(
+        text: &str,
+        resolve_path: impl FnOnce(&str) -> PathBuf,
+    ) -> Result<Self, Pkcs11Error> {
+        if pkcs11::is_uri(text) {
+            Pkcs11Uri::parse(text).map(|u| Self::Token(Box::new(u)))
+        } else {
+            Ok(Self::File(resolve_path(text)))
+        }
+    }
+}
+
+/// The file `vmseal keys new --pkcs11` writes next to the certificates: the URI of a key.
+pub fn uri_file(dir: &Path, stem: &str) -> PathBuf {
+    dir.join(format!("{stem}.uri"))
+}
+
+/// Read a `STEM.uri` file.
+pub fn read_uri_file(path: &Path) -> Result<Pkcs11Uri, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    Pkcs11Uri::parse(text.trim()).map_err(|e| e.to_string())
+}
+
+/// Load a code-signing signer: `cert` checked (valid now by the wall clock, code signing),
+/// the key a file (matched against the certificate) or a token key (the same check, in the
+/// token, after logging in with the PIN `flags`/the environment give).
+pub fn load_signer(
+    key: &KeyRef,
+    cert: &Path,
+    flags: &TokenFlags,
+) -> Result<Box<dyn Signer>, SignCmdError> {
+    match key {
+        KeyRef::File(path) => Ok(Box::new(KeyPair::load(
+            path,
+            cert,
+            Purpose::CodeSigning,
+            SystemTime::now(),
+        )?)),
+        KeyRef::Token(uri) => {
+            let c = keys::load_cert(cert)?;
+            c.check_time(SystemTime::now())?;
+            c.check_usage(Purpose::CodeSigning)?;
+            let access = TokenAccess::resolve(uri, flags)?;
+            Ok(Box::new(Pkcs11Signer::open(uri, &access, c)?))
+        }
+    }
+}
+
 /// Resolve `[signing]` of `m` (`None` when there is no table): load and check the db key pair
-/// (matching, valid now by the wall clock, code signing) and the PK/KEK certificates.
-pub fn resolve(m: &Manifest) -> Result<Option<SignPlan>, ManifestError> {
+/// (matching, valid now by the wall clock, code signing) and the PK/KEK certificates. A key in
+/// a PKCS#11 token is opened with the module and PIN from `flags` and the environment.
+pub fn resolve(m: &Manifest, flags: &TokenFlags) -> Result<Option<SignPlan>, ManifestError> {
     let Some(s) = &m.signing else {
         return Ok(None);
     };
@@ -130,17 +202,48 @@ pub fn resolve(m: &Manifest) -> Result<Option<SignPlan>, ManifestError> {
     let fail = |field: &str, problem: String, fix: &str| {
         m.error(ErrorKind::Invalid, field, problem, fix.into())
     };
-    let (Some((kf, key)), Some((cf, cert))) = (
-        pick("key", &s.key, "db.key"),
-        pick("cert", &s.cert, "db.crt"),
-    ) else {
+    // The key: `signing.key` (a path or a pkcs11: URI), else KEYS/db.key, else the URI in
+    // KEYS/db.uri (`vmseal keys new --pkcs11`).
+    let key_ref = match (&s.key, &keys_dir) {
+        (Some(k), _) => Some((
+            "signing.key".to_string(),
+            KeyRef::parse(k, |p| m.resolve(p)).map_err(|e| {
+                fail(
+                    "signing.key",
+                    e.to_string(),
+                    "give a key file path or an RFC 7512 pkcs11: URI",
+                )
+            })?,
+        )),
+        (None, Some(d)) if !d.join("db.key").exists() && uri_file(d, "db").is_file() => {
+            let p = uri_file(d, "db");
+            let uri = read_uri_file(&p).map_err(|e| {
+                fail(
+                    "signing.keys",
+                    format!("{}: {e}", p.display()),
+                    "vmseal keys new --pkcs11 writes db.uri; or set signing.key",
+                )
+            })?;
+            Some(("signing.keys".to_string(), KeyRef::Token(Box::new(uri))))
+        }
+        (None, Some(d)) => Some(("signing.keys".to_string(), KeyRef::File(d.join("db.key")))),
+        (None, None) => None,
+    };
+    let (Some((kf, key)), Some((cf, cert))) = (key_ref, pick("cert", &s.cert, "db.crt")) else {
         return Err(fail(
             "signing",
             "names no db key and certificate".into(),
             "add `keys = \"DIR\"` (from vmseal keys new) or `key` and `cert`",
         ));
     };
-    for (f, p) in [(&kf, &key), (&cf, &cert)] {
+    let files = [
+        match &key {
+            KeyRef::File(p) => Some((&kf, p)),
+            KeyRef::Token(_) => None,
+        },
+        Some((&cf, &cert)),
+    ];
+    for (f, p) in files.into_iter().flatten() {
         if !p.is_file() {
             return Err(m.error(
                 ErrorKind::NotFound,
@@ -150,14 +253,22 @@ pub fn resolve(m: &Manifest) -> Result<Option<SignPlan>, ManifestError> {
             ));
         }
     }
-    let signer =
-        KeyPair::load(&key, &cert, Purpose::CodeSigning, SystemTime::now()).map_err(|e| {
-            fail(
-                &cf,
-                e.to_string(),
-                "pair db.key with the db.crt made with it",
-            )
-        })?;
+    let signer = load_signer(&key, &cert, flags).map_err(|e| match e {
+        SignCmdError::Token(t) => {
+            let (problem, fix) = t.parts();
+            fail(&kf, problem, &fix)
+        }
+        SignCmdError::Key(k) => fail(
+            &cf,
+            k.to_string(),
+            "pair db.key with the db.crt made with it",
+        ),
+        other => fail(
+            &cf,
+            other.to_string(),
+            "pair db.key with the db.crt made with it",
+        ),
+    })?;
     let pk = pick("pk", &s.pk, "PK.crt");
     let kek = pick("kek", &s.kek, "KEK.crt");
     let vars = match (pk, kek) {
@@ -201,7 +312,7 @@ pub fn resolve(m: &Manifest) -> Result<Option<SignPlan>, ManifestError> {
             Some(VarsPlan {
                 pk,
                 kek,
-                db: signer.cert.clone(),
+                db: signer.certificate().clone(),
                 owner,
                 template,
             })
@@ -223,7 +334,7 @@ pub fn resolve(m: &Manifest) -> Result<Option<SignPlan>, ManifestError> {
 pub fn sign_kernel(
     m: &Manifest,
     plan: &mut [Planned],
-    signer: &KeyPair,
+    signer: &dyn Signer,
 ) -> Result<Option<Value>, SignCmdError> {
     let Payload::Kernel(path) = &m.guest.payload else {
         return Ok(None);
@@ -339,7 +450,7 @@ pub fn sign_built(
     img: &File,
     esp: (u64, u64),
     epoch: u64,
-    signer: &KeyPair,
+    signer: &dyn Signer,
     name: &str,
 ) -> Result<Value, SignCmdError> {
     let mut f = efi;
@@ -357,7 +468,7 @@ pub fn sign_built(
         .and_then(|()| f.flush())
         .map_err(ioe(format!("writing {name}.efi")))?;
     write_boot_file(img, esp, &signed, epoch).map_err(ioe(format!("writing {name}.img: ESP")))?;
-    Ok(record(&pe, &signed, &signer.cert))
+    Ok(record(&pe, &signed, signer.certificate()))
 }
 
 /// Enroll `v` into its template (`signing::varstore::enroll`); timestamps zero.
@@ -387,10 +498,12 @@ pub fn vars_bytes(v: &VarsPlan) -> Result<Vec<u8>, SignCmdError> {
 pub struct SignOptions {
     /// `NAME.efi` or `NAME.img`.
     pub input: PathBuf,
-    /// The db private key.
-    pub key: PathBuf,
+    /// The db private key: a file, or a key in a PKCS#11 token.
+    pub key: KeyRef,
     /// Its certificate.
     pub cert: PathBuf,
+    /// The module and PIN file for a token key.
+    pub pkcs11: TokenFlags,
     /// Where to write; default: replace the input.
     pub out: Option<PathBuf>,
 }
@@ -443,12 +556,8 @@ pub fn lock_path(image: &Path) -> PathBuf {
 /// `vmseal sign`: check the key pair, sign, write. Nothing is written unless everything
 /// succeeded.
 pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
-    let signer = KeyPair::load(
-        &opts.key,
-        &opts.cert,
-        Purpose::CodeSigning,
-        SystemTime::now(),
-    )?;
+    let signer = load_signer(&opts.key, &opts.cert, &opts.pkcs11)?;
+    let signer = signer.as_ref();
     let name = opts.input.display().to_string();
     let mut f = File::open(&opts.input).map_err(ioe(&name))?;
     let mut head = [0u8; 2];
@@ -459,7 +568,7 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
         f.seek(SeekFrom::Start(0))
             .and_then(|_| f.read_to_end(&mut pe))
             .map_err(ioe(&name))?;
-        let signed = authenticode::sign(&pe, &signer).map_err(|source| SignCmdError::Pe {
+        let signed = authenticode::sign(&pe, signer).map_err(|source| SignCmdError::Pe {
             file: name.clone(),
             source,
         })?;
@@ -473,7 +582,7 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
     }
     let esp = esp_range(&mut f, &name)?;
     let pe = read_boot_file(&opts.input)?;
-    let signed = authenticode::sign(&pe, &signer).map_err(|source| SignCmdError::Pe {
+    let signed = authenticode::sign(&pe, signer).map_err(|source| SignCmdError::Pe {
         file: format!("{name}: BOOTX64.EFI"),
         source,
     })?;
@@ -523,7 +632,7 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
                 }
             }
         }
-        l["signing"] = record(&pe, &signed, &signer.cert);
+        l["signing"] = record(&pe, &signed, signer.certificate());
         let mut text = serde_json::to_string_pretty(l)
             .map_err(|e| SignCmdError::BadLock(in_lock.display().to_string(), e.to_string()))?;
         text.push('\n');

@@ -456,14 +456,26 @@ pub fn hierarchy_auth_files(
     owner: Guid,
     time: EfiTime,
 ) -> Result<AuthFiles, EfiVarError> {
-    let pk_esl = x509_list(owner, h.pk.cert.der());
-    let kek_esl = x509_list(owner, h.kek.cert.der());
-    let db_esl = x509_list(owner, h.db.cert.der());
+    auth_files(&h.pk, &h.kek, &h.db.cert, owner, time)
+}
+
+/// The `.esl` and `.auth` payloads to enroll the certificates of `pk`, `kek` and `db`, signed
+/// through `pk` (PK, KEK) and `kek` (db): file keys or token keys alike.
+pub fn auth_files(
+    pk: &dyn Signer,
+    kek: &dyn Signer,
+    db: &crate::keys::Certificate,
+    owner: Guid,
+    time: EfiTime,
+) -> Result<AuthFiles, EfiVarError> {
+    let pk_esl = x509_list(owner, pk.certificate().der());
+    let kek_esl = x509_list(owner, kek.certificate().der());
+    let db_esl = x509_list(owner, db.der());
     let a = ATTRS_SECURE_BOOT_DB;
     Ok(AuthFiles {
-        pk_auth: auth2_payload("PK", EFI_GLOBAL_VARIABLE, a, time, &pk_esl, &h.pk)?,
-        kek_auth: auth2_payload("KEK", EFI_GLOBAL_VARIABLE, a, time, &kek_esl, &h.pk)?,
-        db_auth: auth2_payload("db", EFI_IMAGE_SECURITY_DATABASE, a, time, &db_esl, &h.kek)?,
+        pk_auth: auth2_payload("PK", EFI_GLOBAL_VARIABLE, a, time, &pk_esl, pk)?,
+        kek_auth: auth2_payload("KEK", EFI_GLOBAL_VARIABLE, a, time, &kek_esl, pk)?,
+        db_auth: auth2_payload("db", EFI_IMAGE_SECURITY_DATABASE, a, time, &db_esl, kek)?,
         pk_esl,
         kek_esl,
         db_esl,

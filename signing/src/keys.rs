@@ -380,6 +380,11 @@ impl Certificate {
             .map_err(enc)
     }
 
+    /// DER of the subject name.
+    pub fn subject_der(&self) -> Result<Vec<u8>, KeyError> {
+        self.x509.tbs_certificate().subject().to_der().map_err(enc)
+    }
+
     /// DER of the `SubjectPublicKeyInfo`.
     pub fn public_key_der(&self) -> Result<Vec<u8>, KeyError> {
         self.x509
@@ -654,6 +659,16 @@ pub fn hierarchy_from_keys(
     kek: PrivateKey,
     db: PrivateKey,
 ) -> Result<Hierarchy, KeyError> {
+    let [pk_cert, kek_cert, db_cert] = certify_hierarchy(params, &pk, &kek, &db)?;
+    Ok(Hierarchy {
+        pk: KeyPair::new(pk, pk_cert)?,
+        kek: KeyPair::new(kek, kek_cert)?,
+        db: KeyPair::new(db, db_cert)?,
+    })
+}
+
+/// Check the organisation name and the validity period of `params` (before any key is made).
+pub fn check_org(params: &HierarchyParams) -> Result<(), KeyError> {
     let org = params.org.trim();
     if org.is_empty() || org.len() > 48 {
         return Err(KeyError::Param(format!(
@@ -666,6 +681,37 @@ pub fn hierarchy_from_keys(
             "notAfter must be later than notBefore".into(),
         ));
     }
+    Ok(())
+}
+
+/// A raw signing key, wherever it lives: a [`PrivateKey`] in memory, or a key in a PKCS#11
+/// token ([`crate::pkcs11::TokenKey`]). Enough to certify it and to sign with it.
+pub trait RawKey {
+    /// The public half as a DER `SubjectPublicKeyInfo`.
+    fn public_key_der(&self) -> Result<Vec<u8>, KeyError>;
+    /// PKCS#1 v1.5 signature with SHA-256 over `msg`.
+    fn sign_pkcs1v15_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError>;
+}
+
+impl RawKey for PrivateKey {
+    fn public_key_der(&self) -> Result<Vec<u8>, KeyError> {
+        PrivateKey::public_key_der(self)
+    }
+    fn sign_pkcs1v15_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        PrivateKey::sign_pkcs1v15_sha256(self, msg)
+    }
+}
+
+/// The certificates of PK, KEK and db for three keys (see the module docs): the same
+/// certificates whether the keys are files or live in a token.
+pub fn certify_hierarchy(
+    params: &HierarchyParams,
+    pk: &dyn RawKey,
+    kek: &dyn RawKey,
+    db: &dyn RawKey,
+) -> Result<[Certificate; 3], KeyError> {
+    check_org(params)?;
+    let org = params.org.trim();
     let validity = validity(params.not_before, params.not_after)?;
     let pk_name = name(&format!("{org} PK"), org)?;
     let kek_name = name(&format!("{org} KEK"), org)?;
@@ -697,11 +743,7 @@ pub fn hierarchy_from_keys(
         validity,
         sign: &|m| kek.sign_pkcs1v15_sha256(m),
     })?;
-    Ok(Hierarchy {
-        pk: KeyPair::new(pk, pk_cert)?,
-        kek: KeyPair::new(kek, kek_cert)?,
-        db: KeyPair::new(db, db_cert)?,
-    })
+    Ok([pk_cert, kek_cert, db_cert])
 }
 
 fn validity(not_before: u64, not_after: u64) -> Result<Validity, KeyError> {
