@@ -67,7 +67,7 @@ impl KeysError {
 }
 
 /// The timestamp `SOURCE_DATE_EPOCH`, else now.
-fn epoch_or_now() -> Result<u64, KeysError> {
+pub(crate) fn epoch_or_now() -> Result<u64, KeysError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) if !s.trim().is_empty() => s.trim().parse().map_err(|_| {
             KeysError::Param(format!(

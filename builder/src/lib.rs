@@ -18,6 +18,7 @@
 //! AWS's formats).
 //!
 //! Secure Boot, over the `signing` crate: [`keys_cmd`] (`vmseal keys new`, `vmseal vars`),
+//! [`key_update`] (`vmseal keys rotate`, `vmseal keys append`: signed db/dbx updates),
 //! [`sign_cmd`] (`vmseal sign` and the signing step of `vmseal build`), [`verify`]
 //! (`vmseal verify`).
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod hashstream;
 pub mod init;
 pub mod inputs;
 pub mod inspect;
+pub mod key_update;
 pub mod keys_cmd;
 pub mod manifest;
 pub mod pcrs_json;

@@ -518,6 +518,76 @@ enum KeysVerb {
     /// lists and authenticated enrollment payloads (.esl, .auth) and owner.guid (a random
     /// SignatureOwner). Private keys are PKCS#8 PEM, mode 0600; nothing is overwritten.
     New(KeysNewArgs),
+    /// Rotate the db key: a new db key certified by the KEK, the KEK-signed db-append.auth
+    /// that enrolls it in the field (SetVariable with APPEND_WRITE), and a keys directory for
+    /// builds signed by it. The old db stays trusted until revoked with `keys append dbx`.
+    Rotate(KeysRotateArgs),
+    /// A KEK-signed update that appends to db or dbx (a certificate, an image's Authenticode
+    /// hash, a SHA-256): what an owner applies in the field; byte-identical to efitools'
+    /// sign-efi-sig-list -a.
+    Append(KeysAppendArgs),
+}
+
+/// db or dbx.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DatabaseArg {
+    Db,
+    Dbx,
+}
+
+#[derive(Args, Debug)]
+struct KeysAppendArgs {
+    /// The database to append to: db (allow) or dbx (revoke).
+    #[arg(value_enum)]
+    database: DatabaseArg,
+    /// The org's keys directory (KEK.crt with KEK.key or KEK.uri, owner.guid).
+    #[arg(long)]
+    keys: PathBuf,
+    /// Append this X.509 certificate (PEM or DER).
+    #[arg(long, group = "entry")]
+    cert: Option<PathBuf>,
+    /// Append the Authenticode SHA-256 of this EFI binary, or of BOOTX64.EFI in this image
+    /// (dbx: revoke exactly that image).
+    #[arg(long, group = "entry")]
+    image: Option<PathBuf>,
+    /// Append this SHA-256 digest (64 hex digits).
+    #[arg(long, group = "entry", value_name = "HEX")]
+    sha256: Option<String>,
+    /// SignatureOwner of the entry (default: KEYS/owner.guid).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Where to write the signed update (for SetVariable with APPEND_WRITE).
+    #[arg(long)]
+    out: PathBuf,
+    /// Apply the update to this variable store too …
+    #[arg(long, requires = "vars_out")]
+    vars: Option<PathBuf>,
+    /// … and write the result here (predict PCR 7 with it).
+    #[arg(long, requires = "vars")]
+    vars_out: Option<PathBuf>,
+    #[command(flatten)]
+    token: Pkcs11Args,
+}
+
+#[derive(Args, Debug)]
+struct KeysRotateArgs {
+    /// The org's keys directory (KEK.crt with KEK.key or KEK.uri, PK.crt, owner.guid).
+    #[arg(long)]
+    keys: PathBuf,
+    /// Directory for the new db key: a keys directory for builds signed by it.
+    #[arg(long)]
+    out: PathBuf,
+    /// RSA modulus size of the new key.
+    #[arg(long, default_value_t = 2048)]
+    bits: usize,
+    /// Enroll the new db certificate into this variable store too …
+    #[arg(long, requires = "vars_out")]
+    vars: Option<PathBuf>,
+    /// … and write the result here.
+    #[arg(long, requires = "vars")]
+    vars_out: Option<PathBuf>,
+    #[command(flatten)]
+    token: Pkcs11Args,
 }
 
 #[derive(Args, Debug)]
@@ -610,6 +680,73 @@ fn run_keys(v: KeysVerb) -> Result<(), Failure> {
             }
             Ok(())
         }
+        KeysVerb::Rotate(a) => {
+            let files = vmseal::key_update::rotate(&vmseal::key_update::RotateOptions {
+                keys: a.keys,
+                out: a.out,
+                bits: a.bits,
+                vars: a.vars.zip(a.vars_out),
+                pkcs11: a.token.flags(),
+            })
+            .map_err(keys_failure)?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
+        KeysVerb::Append(a) => {
+            use vmseal::key_update::{Database, Entry};
+            let entry = match (a.cert, a.image, a.sha256) {
+                (Some(c), _, _) => Entry::Cert(c),
+                (_, Some(i), _) => Entry::Image(i),
+                (_, _, Some(h)) => Entry::Sha256(
+                    hex::decode(h.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .ok_or_else(|| {
+                            input(anyhow::anyhow!(
+                                "--sha256 {h}: not 64 hex digits — give a SHA-256 digest in hex"
+                            ))
+                        })?,
+                ),
+                _ => {
+                    return Err(input(anyhow::anyhow!(
+                        "keys append: nothing to append — give --cert FILE, --image FILE or --sha256 HEX"
+                    )));
+                }
+            };
+            let owner = a
+                .owner
+                .map(|g| {
+                    signing::efivar::Guid::parse(&g)
+                        .map_err(|e| input(anyhow::anyhow!("--owner: {e}")))
+                })
+                .transpose()?;
+            let files = vmseal::key_update::append(&vmseal::key_update::AppendOptions {
+                keys: a.keys,
+                database: match a.database {
+                    DatabaseArg::Db => Database::Db,
+                    DatabaseArg::Dbx => Database::Dbx,
+                },
+                entry,
+                owner,
+                out: a.out,
+                vars: a.vars.zip(a.vars_out),
+                pkcs11: a.token.flags(),
+            })
+            .map_err(keys_failure)?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn keys_failure(e: vmseal::keys_cmd::KeysError) -> Failure {
+    Failure {
+        code: if e.is_input_error() { 2 } else { 1 },
+        error: e.into(),
     }
 }
 

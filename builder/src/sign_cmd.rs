@@ -167,17 +167,27 @@ pub fn load_signer(
     cert: &Path,
     flags: &TokenFlags,
 ) -> Result<Box<dyn Signer>, SignCmdError> {
+    load_signer_for(key, cert, Purpose::CodeSigning, flags)
+}
+
+/// [`load_signer`] for any purpose (a KEK signing variable updates: [`Purpose::Variables`]).
+pub fn load_signer_for(
+    key: &KeyRef,
+    cert: &Path,
+    purpose: Purpose,
+    flags: &TokenFlags,
+) -> Result<Box<dyn Signer>, SignCmdError> {
     match key {
         KeyRef::File(path) => Ok(Box::new(KeyPair::load(
             path,
             cert,
-            Purpose::CodeSigning,
+            purpose,
             SystemTime::now(),
         )?)),
         KeyRef::Token(uri) => {
             let c = keys::load_cert(cert)?;
             c.check_time(SystemTime::now())?;
-            c.check_usage(Purpose::CodeSigning)?;
+            c.check_usage(purpose)?;
             let access = TokenAccess::resolve(uri, flags)?;
             Ok(Box::new(Pkcs11Signer::open(uri, &access, c)?))
         }

@@ -156,6 +156,8 @@ pub const ATTR_BOOTSERVICE_ACCESS: u32 = 0x02;
 pub const ATTR_RUNTIME_ACCESS: u32 = 0x04;
 /// `EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS`.
 pub const ATTR_TIME_BASED_AUTHENTICATED_WRITE_ACCESS: u32 = 0x20;
+/// `EFI_VARIABLE_APPEND_WRITE`: `SetVariable` appends to db/dbx/KEK instead of replacing it.
+pub const ATTR_APPEND_WRITE: u32 = 0x40;
 /// NV | BS | RT | time-based authenticated write: the attributes of PK, KEK, db, dbx (§D.7).
 pub const ATTRS_SECURE_BOOT_DB: u32 = ATTR_NON_VOLATILE
     | ATTR_BOOTSERVICE_ACCESS
@@ -392,6 +394,42 @@ fn utf16le(name: &str) -> Vec<u8> {
     name.encode_utf16().flat_map(u16::to_le_bytes).collect()
 }
 
+/// What an `APPEND_WRITE` of `new` adds to a signature database holding `existing`, as EDK2
+/// computes it (`AuthService.c → FilterSignatureList`): every entry of `new` that is not
+/// already in a list of `existing` with the same SignatureType and SignatureSize (compared
+/// whole: owner GUID and data) is kept; a list left empty is dropped; the kept lists follow in
+/// order. The variable's new data is `existing ‖ result`.
+pub fn filter_new_entries(existing: &[u8], new: &[u8]) -> Result<Vec<u8>, EfiVarError> {
+    let old = parse_lists(existing)?;
+    let size = |l: &SignatureList| l.entries.first().map(|e| 16 + e.data.len());
+    let mut out = Vec::new();
+    for list in parse_lists(new)? {
+        let kept: Vec<SignatureData> = list
+            .entries
+            .iter()
+            .filter(|e| {
+                !old.iter().any(|o| {
+                    o.sig_type == list.sig_type
+                        && size(o) == Some(16 + e.data.len())
+                        && o.entries.contains(e)
+                })
+            })
+            .cloned()
+            .collect();
+        if !kept.is_empty() {
+            out.extend(
+                SignatureList {
+                    sig_type: list.sig_type,
+                    header: list.header.clone(),
+                    entries: kept,
+                }
+                .to_bytes(),
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// The bytes an authenticated variable write signs:
 /// `name (UTF-16LE, no NUL) ‖ vendor ‖ attributes ‖ timestamp ‖ data`.
 pub fn auth2_signed_bytes(
@@ -485,6 +523,31 @@ pub fn auth_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_filters_entries_already_present_as_edk2_does() {
+        let owner = DEFAULT_DBX_OWNER;
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let existing = sha256_list(owner, &[a]);
+        // Already present: nothing to append.
+        assert!(
+            filter_new_entries(&existing, &sha256_list(owner, &[a]))
+                .unwrap()
+                .is_empty()
+        );
+        // The same hash under another owner is another entry (compared whole).
+        let other = sha256_list(MICROSOFT_OWNER, &[a]);
+        assert_eq!(filter_new_entries(&existing, &other).unwrap(), other);
+        // A list with one old and one new entry keeps only the new one.
+        assert_eq!(
+            filter_new_entries(&existing, &sha256_list(owner, &[a, b])).unwrap(),
+            sha256_list(owner, &[b])
+        );
+        // A certificate list next to a hash list is new.
+        let cert = x509_list(owner, &[0x30, 0x03, 0x02, 0x01, 0x01]);
+        assert_eq!(filter_new_entries(&existing, &cert).unwrap(), cert);
+        assert!(filter_new_entries(&existing, &[1, 2, 3]).is_err());
+    }
 
     #[test]
     fn guid_text_and_bytes() {

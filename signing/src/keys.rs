@@ -746,6 +746,45 @@ pub fn certify_hierarchy(
     Ok([pk_cert, kek_cert, db_cert])
 }
 
+/// Certify a new db key `db` with the KEK (`kek_cert`, signing through `kek`): a code-signing
+/// certificate `CN=<org> db <tag>, O=<org>` valid from `params.not_before` to
+/// `params.not_after`, issued by the KEK's subject — the certificate a db key rotation enrolls.
+/// `<tag>` (8 hex digits of the new key's SHA-256 key identifier) tells rotated db
+/// certificates apart.
+pub fn certify_db(
+    params: &HierarchyParams,
+    kek_cert: &Certificate,
+    kek: &dyn RawKey,
+    db: &dyn RawKey,
+) -> Result<Certificate, KeyError> {
+    check_org(params)?;
+    let org = params.org.trim();
+    let kek_spki = kek.public_key_der()?;
+    if kek_spki != kek_cert.public_key_der()? {
+        return Err(KeyError::Param(format!(
+            "the KEK key does not match the KEK certificate {}",
+            kek_cert.subject()
+        )));
+    }
+    let db_spki = db.public_key_der()?;
+    let tag: String = sha2::Sha256::digest(&db_spki)
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let subject = name(&format!("{org} db {tag}"), org)?;
+    let issuer = kek_cert.x509().tbs_certificate().subject().clone();
+    issue(&CertRequest {
+        subject: &subject,
+        subject_spki: &db_spki,
+        profile: Profile::CodeSigning,
+        issuer: &issuer,
+        issuer_spki: &kek_spki,
+        validity: validity(params.not_before, params.not_after)?,
+        sign: &|m| kek.sign_pkcs1v15_sha256(m),
+    })
+}
+
 fn validity(not_before: u64, not_after: u64) -> Result<Validity, KeyError> {
     let t = |secs: u64| -> Result<Time, KeyError> {
         let st = UNIX_EPOCH + Duration::from_secs(secs);
