@@ -634,7 +634,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
             "boot_file": BOOT_PATH,
         },
     });
-    let vars_tmp = match &vars_bytes {
+    let vars_tmp = match vars_bytes.as_ref().map(|(b, _)| b) {
         Some(b) => {
             let mut t = tmp("vars")?;
             t.write_all(b)
@@ -647,12 +647,15 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         if let Some(k) = kernel_signed {
             s["kernel"] = k;
         }
-        if let Some(b) = &vars_bytes {
+        if let Some((b, template)) = &vars_bytes {
             s["vars"] = serde_json::json!({
                 "file": file_name("vars.fd"),
                 "size": b.len(),
                 "sha256": hex::encode(sha2::Sha256::digest(b)),
             });
+            if let Some(t) = template {
+                s["vars"]["template"] = t.clone();
+            }
         }
         lock["signing"] = s;
     }

@@ -266,11 +266,15 @@ pub struct VarsOptions {
     pub out: PathBuf,
     /// Template (default OVMF_VARS_4M.fd).
     pub template: Option<PathBuf>,
-    /// A store to take the Microsoft KEK/db entries from.
+    /// The Secure Boot template.
+    pub sb_template: signing::varstore::Template,
+    /// The store the Microsoft entries come from (templates other than org-only).
     pub microsoft_from: Option<PathBuf>,
 }
 
-/// `vmseal vars`: write a store with the keys of `opts.keys` enrolled.
+/// `vmseal vars`: write a store with the keys of `opts.keys` enrolled — through the same code
+/// as `vmseal build`'s `NAME.vars.fd`, so both give the same bytes for the same keys and
+/// template.
 pub fn vars(opts: &VarsOptions) -> Result<(), KeysError> {
     let cert = |n: &str| {
         let p = opts.keys.join(n);
@@ -291,32 +295,23 @@ pub fn vars(opts: &VarsOptions) -> Result<(), KeysError> {
         .template
         .clone()
         .unwrap_or_else(|| PathBuf::from(crate::sign_cmd::DEFAULT_VARS_TEMPLATE));
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| KeysError::Input {
-            file: p.display().to_string(),
-            why: e.to_string(),
-            fix: "give an OVMF_VARS*.fd file",
-        })
-    };
-    let t = read(&template)?;
-    let ms = opts.microsoft_from.as_deref().map(read).transpose()?;
-    let bytes = signing::varstore::enroll(
-        &t,
-        signing::varstore::OrgCerts {
-            pk: &pk,
-            kek: &kek,
-            db: &db,
-        },
-        &signing::varstore::EnrollOptions {
-            owner,
-            microsoft_from: ms.as_deref(),
-            ..Default::default()
-        },
-    )
-    .map_err(|e| KeysError::Input {
-        file: template.display().to_string(),
-        why: e.to_string(),
-        fix: "give an OVMF_VARS*.fd template (and --microsoft-from an OVMF_VARS*.ms.fd)",
+    for p in std::iter::once(&template).chain(opts.microsoft_from.as_ref()) {
+        if !p.is_file() {
+            return Err(KeysError::Input {
+                file: p.display().to_string(),
+                why: "does not exist".into(),
+                fix: "give an OVMF_VARS*.fd file (install ovmf)",
+            });
+        }
+    }
+    let (bytes, _) = crate::sign_cmd::vars_bytes(&crate::sign_cmd::VarsPlan {
+        pk,
+        kek,
+        db,
+        owner,
+        template,
+        sb_template: opts.sb_template,
+        microsoft_from: opts.microsoft_from.clone(),
     })?;
     let dir = opts
         .out

@@ -635,16 +635,31 @@ struct VarsArgs {
     /// The store to write.
     #[arg(long)]
     out: PathBuf,
-    /// Template store.
-    #[arg(long, default_value = vmseal::sign_cmd::DEFAULT_VARS_TEMPLATE)]
-    template: PathBuf,
-    /// Also trust Microsoft's KEK and db certificates (from OVMF_VARS_4M.ms.fd), e.g. for
-    /// option ROMs or a Microsoft-signed shim.
-    #[arg(long)]
+    /// The OVMF store to enroll into (its other variables are kept).
+    #[arg(long, value_name = "FILE", default_value = vmseal::sign_cmd::DEFAULT_VARS_TEMPLATE)]
+    vars_template: PathBuf,
+    /// Secure Boot template (as Hyper-V's): org-only; org+microsoft-uefi-ca (also trusts
+    /// Microsoft's KEK and every Microsoft db CA: Windows, and the third-party UEFI CA that
+    /// signs shim and option ROMs); org+microsoft-windows (Microsoft's KEK and the Windows CA).
+    #[arg(long, value_enum, default_value = "org-only")]
+    template: TemplateArg,
+    /// Same as --template org+microsoft-uefi-ca.
+    #[arg(long, conflicts_with = "template")]
     microsoft: bool,
-    /// Take the Microsoft entries from this store instead.
-    #[arg(long, value_name = "FILE")]
-    microsoft_from: Option<PathBuf>,
+    /// The store Microsoft's certificates and dbx come from.
+    #[arg(long, alias = "microsoft-from", value_name = "FILE", default_value = vmseal::sign_cmd::DEFAULT_MICROSOFT_VARS)]
+    microsoft_vars: PathBuf,
+}
+
+/// A Secure Boot template.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum TemplateArg {
+    #[value(name = "org-only")]
+    Org,
+    #[value(name = "org+microsoft-uefi-ca")]
+    MicrosoftUefiCa,
+    #[value(name = "org+microsoft-windows")]
+    MicrosoftWindows,
 }
 
 #[derive(Args, Debug)]
@@ -771,20 +786,20 @@ fn run_sign(a: SignArgs) -> Result<(), Failure> {
 }
 
 fn run_vars(a: VarsArgs) -> Result<(), Failure> {
-    let microsoft_from = a.microsoft_from.or_else(|| {
-        a.microsoft
-            .then(|| PathBuf::from("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"))
-    });
+    use signing::varstore::Template;
+    let template = match (a.microsoft, a.template) {
+        (true, _) | (_, TemplateArg::MicrosoftUefiCa) => Template::OrgMicrosoftUefiCa,
+        (_, TemplateArg::MicrosoftWindows) => Template::OrgMicrosoftWindows,
+        (_, TemplateArg::Org) => Template::OrgOnly,
+    };
     let opts = vmseal::keys_cmd::VarsOptions {
         keys: a.keys,
         out: a.out,
-        template: Some(a.template),
-        microsoft_from,
+        template: Some(a.vars_template),
+        sb_template: template,
+        microsoft_from: template.needs_microsoft().then_some(a.microsoft_vars),
     };
-    vmseal::keys_cmd::vars(&opts).map_err(|e| Failure {
-        code: if e.is_input_error() { 2 } else { 1 },
-        error: e.into(),
-    })?;
+    vmseal::keys_cmd::vars(&opts).map_err(keys_failure)?;
     println!("{}", opts.out.display());
     Ok(())
 }

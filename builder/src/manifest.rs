@@ -148,6 +148,18 @@ pub struct Signing {
         skip_serializing_if = "Option::is_none"
     )]
     pub vars_template: Option<String>,
+    /// Secure Boot template: `org-only` (default), `org+microsoft-uefi-ca`,
+    /// `org+microsoft-windows` (`signing::varstore::Template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The store Microsoft's certificates and dbx come from; default
+    /// `/usr/share/OVMF/OVMF_VARS_4M.ms.fd`.
+    #[serde(
+        default,
+        rename = "microsoft-vars",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub microsoft_vars: Option<String>,
 }
 
 /// The whole file as written.

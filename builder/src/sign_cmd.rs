@@ -24,6 +24,7 @@ use signing::authenticode::{self, DigestAlgorithm, SignError};
 use signing::efivar::Guid as EfiGuid;
 use signing::keys::{self, Certificate, KeyError, KeyPair, Purpose, Signer};
 use signing::pkcs11::{self, Pkcs11Error, Pkcs11Signer, Pkcs11Uri, TokenAccess, TokenFlags};
+use signing::varstore::Template;
 
 use crate::appliance::BOOT_PATH;
 use crate::disk::{self, BlockCache, FixedTime, Window};
@@ -32,6 +33,8 @@ use crate::manifest::{ErrorKind, Manifest, ManifestError, Payload};
 
 /// The OVMF variable-store template a build enrolls into by default (Debian's 4 MiB layout).
 pub const DEFAULT_VARS_TEMPLATE: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// The store Microsoft's KEK/db certificates and dbx come from by default (Debian's `ovmf`).
+pub const DEFAULT_MICROSOFT_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 
 /// Why signing failed. Never carries key material.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +111,10 @@ pub struct VarsPlan {
     pub owner: EfiGuid,
     /// The template store.
     pub template: PathBuf,
+    /// The Secure Boot template.
+    pub sb_template: Template,
+    /// The store the template's Microsoft entries come from (when it takes any).
+    pub microsoft_from: Option<PathBuf>,
 }
 
 /// Read an owner GUID file (`owner.guid`: one GUID, whitespace ignored).
@@ -319,12 +326,45 @@ pub fn resolve(m: &Manifest, flags: &TokenFlags) -> Result<Option<SignPlan>, Man
                     "install ovmf or set vars-template to an OVMF_VARS*.fd".into(),
                 ));
             }
+            let sb_template = match &s.template {
+                None => Template::OrgOnly,
+                Some(t) => Template::parse(t).ok_or_else(|| {
+                    fail(
+                        "signing.template",
+                        format!("{t:?} is not a Secure Boot template"),
+                        "use org-only, org+microsoft-uefi-ca or org+microsoft-windows",
+                    )
+                })?,
+            };
+            let microsoft_from = if sb_template.needs_microsoft() {
+                let p = s
+                    .microsoft_vars
+                    .as_deref()
+                    .map_or_else(|| PathBuf::from(DEFAULT_MICROSOFT_VARS), |t| m.resolve(t));
+                if !p.is_file() {
+                    return Err(m.error(
+                        ErrorKind::NotFound,
+                        if s.microsoft_vars.is_some() {
+                            "signing.microsoft-vars"
+                        } else {
+                            "signing.template"
+                        },
+                        format!("{} does not exist", p.display()),
+                        "install ovmf (it ships OVMF_VARS_4M.ms.fd) or set microsoft-vars".into(),
+                    ));
+                }
+                Some(p)
+            } else {
+                None
+            };
             Some(VarsPlan {
                 pk,
                 kek,
                 db: signer.certificate().clone(),
                 owner,
                 template,
+                sb_template,
+                microsoft_from,
             })
         }
         (None, None) => None,
@@ -481,11 +521,17 @@ pub fn sign_built(
     Ok(record(&pe, &signed, signer.certificate()))
 }
 
-/// Enroll `v` into its template (`signing::varstore::enroll`); timestamps zero.
-pub fn vars_bytes(v: &VarsPlan) -> Result<Vec<u8>, SignCmdError> {
+/// Enroll `v` into its template (`signing::varstore::enroll`); timestamps zero. Returns the
+/// store and, for a template with Microsoft entries, the lock-file record of what it took
+/// (the source store's SHA-256, each certificate's subject and SHA-256, the dbx's SHA-256).
+pub fn vars_bytes(v: &VarsPlan) -> Result<(Vec<u8>, Option<Value>), SignCmdError> {
     let file = v.template.display().to_string();
     let template = std::fs::read(&v.template).map_err(ioe(&file))?;
-    signing::varstore::enroll(
+    let ms = match &v.microsoft_from {
+        Some(p) => Some((p, std::fs::read(p).map_err(ioe(p.display()))?)),
+        None => None,
+    };
+    let bytes = signing::varstore::enroll(
         &template,
         signing::varstore::OrgCerts {
             pk: &v.pk,
@@ -494,13 +540,48 @@ pub fn vars_bytes(v: &VarsPlan) -> Result<Vec<u8>, SignCmdError> {
         },
         &signing::varstore::EnrollOptions {
             owner: v.owner,
+            template: v.sb_template,
+            microsoft_from: ms.as_ref().map(|(_, b)| b.as_slice()),
             ..Default::default()
         },
     )
     .map_err(|e| SignCmdError::Vars {
-        file,
-        why: format!("{e} — give an OVMF_VARS*.fd template"),
-    })
+        file: ms
+            .as_ref()
+            .map_or_else(|| file.clone(), |(p, _)| p.display().to_string()),
+        why: format!(
+            "{e} — give OVMF_VARS*.fd templates (and an OVMF_VARS*.ms.fd for Microsoft's entries)"
+        ),
+    })?;
+    let record = match &ms {
+        Some((p, b)) => Some(template_record(v.sb_template, p, b)?),
+        None => None,
+    };
+    Ok((bytes, record))
+}
+
+/// The lock-file record of a template's Microsoft entries.
+pub fn template_record(t: Template, source: &Path, ms: &[u8]) -> Result<Value, SignCmdError> {
+    let e = signing::varstore::template_entries(ms, t).map_err(|e| SignCmdError::Vars {
+        file: source.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let cert = |der: &Vec<u8>| {
+        json!({
+            "subject": Certificate::from_der(der).map(|c| c.subject()).unwrap_or_default(),
+            "sha256": hex::encode(sha2::Sha256::digest(der)),
+        })
+    };
+    Ok(json!({
+        "name": t.name(),
+        "microsoft_vars": {
+            "file": source.display().to_string(),
+            "sha256": hex::encode(sha2::Sha256::digest(ms)),
+        },
+        "kek": e.kek.iter().map(cert).collect::<Vec<_>>(),
+        "db": e.db.iter().map(cert).collect::<Vec<_>>(),
+        "dbx_sha256": e.dbx.as_ref().map(|d| hex::encode(sha2::Sha256::digest(d))),
+    }))
 }
 
 /// `vmseal sign` options.
@@ -554,6 +635,54 @@ fn persist(t: tempfile::NamedTempFile, dest: &Path) -> Result<(), SignCmdError> 
     Ok(())
 }
 
+/// The lock file next to `input`, if there is one (a malformed one is an error).
+fn read_lock(input: &Path) -> Result<Option<Value>, SignCmdError> {
+    let in_lock = lock_path(input);
+    match std::fs::read(&in_lock) {
+        Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| {
+            SignCmdError::BadLock(in_lock.display().to_string(), e.to_string())
+        })?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ioe(in_lock.display())(e)),
+    }
+}
+
+/// Point the lock's `outputs` entry of `input` at `dest` with its new size and SHA-256.
+fn update_lock(lock: &mut Value, input: &Path, dest: &Path, size: u64, sha256: String) {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let (from, to) = (name(input), name(dest));
+    if let Some(outs) = lock["outputs"].as_array_mut() {
+        for o in outs.iter_mut() {
+            if o["file"].as_str() == Some(from.as_str()) {
+                o["file"] = to.clone().into();
+                o["size"] = size.into();
+                o["sha256"] = sha256.clone().into();
+            }
+        }
+    }
+}
+
+/// The updated lock, written to a temporary file next to `dest`'s lock path.
+fn lock_temp(
+    lock: &Value,
+    input: &Path,
+    dest: &Path,
+) -> Result<(tempfile::NamedTempFile, PathBuf), SignCmdError> {
+    let mut text = serde_json::to_string_pretty(lock).map_err(|e| {
+        SignCmdError::BadLock(lock_path(input).display().to_string(), e.to_string())
+    })?;
+    text.push('\n');
+    let out_lock = lock_path(dest);
+    let mut lt = temp_next_to(&out_lock)?;
+    lt.write_all(text.as_bytes())
+        .map_err(ioe(out_lock.display()))?;
+    Ok((lt, out_lock))
+}
+
 /// `NAME.lock.json` next to `image` (same stem).
 pub fn lock_path(image: &Path) -> PathBuf {
     let stem = image
@@ -582,12 +711,30 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
             file: name.clone(),
             source,
         })?;
+        // The lock file next to it, when there is one, records the signed bytes.
+        let mut lock = read_lock(&opts.input)?;
+        let lock_tmp = match lock.as_mut() {
+            Some(l) => {
+                let sha = hex::encode(sha2::Sha256::digest(&signed));
+                update_lock(l, &opts.input, &dest, signed.len() as u64, sha);
+                l["signing"] = record(&pe, &signed, signer.certificate());
+                Some(lock_temp(l, &opts.input, &dest)?)
+            }
+            None => None,
+        };
         let mut t = temp_next_to(&dest)?;
         t.write_all(&signed).map_err(ioe(dest.display()))?;
         persist(t, &dest)?;
+        let lock_out = match lock_tmp {
+            Some((lt, p)) => {
+                persist(lt, &p)?;
+                Some(p)
+            }
+            None => None,
+        };
         return Ok(SignOutcome {
             out: dest,
-            lock: None,
+            lock: lock_out,
         });
     }
     let esp = esp_range(&mut f, &name)?;
@@ -597,15 +744,7 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
         source,
     })?;
     // The lock file (read and checked before anything is written).
-    let in_lock = lock_path(&opts.input);
-    let mut lock: Option<Value> = match std::fs::read(&in_lock) {
-        Ok(b) => Some(
-            serde_json::from_slice(&b)
-                .map_err(|e| SignCmdError::BadLock(in_lock.display().to_string(), e.to_string()))?,
-        ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(ioe(in_lock.display())(e)),
-    };
+    let mut lock = read_lock(&opts.input)?;
     let epoch = match lock.as_ref().and_then(|l| l["source_date_epoch"].as_u64()) {
         Some(e) => e,
         None => crate::appliance::source_date_epoch().unwrap_or(0),
@@ -624,32 +763,9 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
             hex::encode(sha2::Sha256::digest(&b))
         };
         let img_len = t.as_file().metadata().map_err(ioe(dest.display()))?.len();
-        let img_file = dest
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let in_img = opts
-            .input
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if let Some(outs) = l["outputs"].as_array_mut() {
-            for o in outs.iter_mut() {
-                if o["file"].as_str() == Some(in_img.as_str()) {
-                    o["file"] = img_file.clone().into();
-                    o["size"] = img_len.into();
-                    o["sha256"] = img_bytes_sha.clone().into();
-                }
-            }
-        }
+        update_lock(l, &opts.input, &dest, img_len, img_bytes_sha);
         l["signing"] = record(&pe, &signed, signer.certificate());
-        let mut text = serde_json::to_string_pretty(l)
-            .map_err(|e| SignCmdError::BadLock(in_lock.display().to_string(), e.to_string()))?;
-        text.push('\n');
-        let out_lock = lock_path(&dest);
-        let mut lt = temp_next_to(&out_lock)?;
-        lt.write_all(text.as_bytes())
-            .map_err(ioe(out_lock.display()))?;
+        let (lt, out_lock) = lock_temp(l, &opts.input, &dest)?;
         lock_out = Some(out_lock.clone());
         Some((lt, out_lock))
     } else {

@@ -326,6 +326,73 @@ fn signed_build_passes_sbverify_osslsigncode_virt_fw_vars_and_is_reproducible() 
     assert!(out.contains("FAIL section .guest"), "{out}");
 }
 
+#[test]
+fn signing_an_efi_updates_its_lock_file_and_twice_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    keys_new(d, "keys", "Acme Corp");
+    appliance(&d.join("app"), "[signing]\nkeys = \"../keys\"\n");
+    let app = d.join("app");
+    ok(&build(&app, "u", &["--unsigned"]));
+    let sign = || {
+        vmseal(
+            &[
+                "sign",
+                "u/app.efi",
+                "--key",
+                "../keys/db.key",
+                "--cert",
+                "../keys/db.crt",
+            ],
+            &app,
+        )
+    };
+    let o = sign();
+    ok(&o);
+    assert!(text(&o).contains("u/app.lock.json"), "{}", text(&o));
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(app.join("u/app.lock.json")).unwrap()).unwrap();
+    let efi = lock["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["file"] == "app.efi")
+        .unwrap();
+    // The recorded digest and size are the signed file's (sha256sum reads it independently).
+    let sum = tool(Command::new("sha256sum").arg(app.join("u/app.efi")));
+    assert_eq!(
+        efi["sha256"].as_str().unwrap(),
+        &String::from_utf8_lossy(&sum.stdout)[..64]
+    );
+    assert_eq!(
+        efi["size"].as_u64().unwrap(),
+        std::fs::metadata(app.join("u/app.efi")).unwrap().len()
+    );
+    assert_eq!(
+        lock["signing"]["cert_subject"],
+        "CN=Acme Corp db,O=Acme Corp"
+    );
+    // Signing again with the same certificate: exit 2, one line, nothing changed.
+    let before = (
+        std::fs::read(app.join("u/app.efi")).unwrap(),
+        std::fs::read(app.join("u/app.lock.json")).unwrap(),
+    );
+    let o = sign();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr)
+            .trim_end()
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(std::fs::read(app.join("u/app.efi")).unwrap(), before.0);
+    assert_eq!(
+        std::fs::read(app.join("u/app.lock.json")).unwrap(),
+        before.1
+    );
+}
+
 fn sha2_256(b: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(b).into()

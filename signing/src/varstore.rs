@@ -313,35 +313,121 @@ pub struct OrgCerts<'a> {
     pub db: &'a Certificate,
 }
 
+/// A Secure Boot template (after Hyper-V's): which Microsoft entries are trusted next to the
+/// org's keys.
+///
+/// | template | KEK | db | dbx |
+/// | --- | --- | --- | --- |
+/// | `org-only` | org | org | [`efivar::default_dbx`] |
+/// | `org+microsoft-uefi-ca` | org + Microsoft KEK CAs | org + every Microsoft db CA (Windows Production PCA and the third-party UEFI CAs: shim, option ROMs) | the Microsoft store's |
+/// | `org+microsoft-windows` | org + Microsoft KEK CAs | org + the Windows CAs only (subject names "Windows") | the Microsoft store's |
+///
+/// The Microsoft entries are the `MICROSOFT_OWNER`-owned X.509 certificates of a store that
+/// ships them (Debian's `OVMF_VARS_4M.ms.fd`), in that store's order, each as its own list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Template {
+    /// Only the org's keys.
+    #[default]
+    OrgOnly,
+    /// The org's keys and Microsoft's UEFI CA template (Windows and third-party CAs).
+    OrgMicrosoftUefiCa,
+    /// The org's keys and Microsoft's Windows template.
+    OrgMicrosoftWindows,
+}
+
+impl Template {
+    /// Every template, by name.
+    pub const ALL: [(&'static str, Template); 3] = [
+        ("org-only", Template::OrgOnly),
+        ("org+microsoft-uefi-ca", Template::OrgMicrosoftUefiCa),
+        ("org+microsoft-windows", Template::OrgMicrosoftWindows),
+    ];
+
+    /// The template called `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("org-only", |(n, _)| n)
+    }
+
+    /// Whether it takes entries from a Microsoft store.
+    pub fn needs_microsoft(self) -> bool {
+        self != Self::OrgOnly
+    }
+}
+
+/// What a template takes from the Microsoft store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TemplateEntries {
+    /// KEK certificates (DER), in store order.
+    pub kek: Vec<Vec<u8>>,
+    /// db certificates (DER), in store order.
+    pub db: Vec<Vec<u8>>,
+    /// The store's dbx data, if it has one.
+    pub dbx: Option<Vec<u8>>,
+}
+
+/// The entries `template` takes from the store `ms` (see [`Template`]).
+pub fn template_entries(ms: &[u8], template: Template) -> Result<TemplateEntries, VarStoreError> {
+    if !template.needs_microsoft() {
+        return Ok(TemplateEntries::default());
+    }
+    let ms = VarStore::parse(ms)?;
+    let certs = |name: &str, guid: Guid| -> Result<Vec<Vec<u8>>, VarStoreError> {
+        let mut out = Vec::new();
+        if let Some(v) = ms.get(name, guid) {
+            for list in efivar::parse_lists(&v.data)? {
+                if list.sig_type != EFI_CERT_X509 {
+                    continue;
+                }
+                out.extend(
+                    list.entries
+                        .into_iter()
+                        .filter(|e| e.owner == MICROSOFT_OWNER)
+                        .map(|e| e.data),
+                );
+            }
+        }
+        Ok(out)
+    };
+    let mut db = certs("db", EFI_IMAGE_SECURITY_DATABASE)?;
+    if template == Template::OrgMicrosoftWindows {
+        db.retain(|der| Certificate::from_der(der).is_ok_and(|c| c.subject().contains("Windows")));
+    }
+    let dbx = ms
+        .get("dbx", EFI_IMAGE_SECURITY_DATABASE)
+        .map(|v| v.data.clone());
+    if let Some(d) = &dbx {
+        efivar::parse_lists(d)?;
+    }
+    Ok(TemplateEntries {
+        kek: certs("KEK", EFI_GLOBAL_VARIABLE)?,
+        db,
+        dbx,
+    })
+}
+
 /// Options of [`enroll`].
 #[derive(Clone, Debug, Default)]
 pub struct EnrollOptions<'a> {
     /// SignatureOwner of the org's entries (measured into PCR 7).
     pub owner: Guid,
-    /// The dbx data (concatenated signature lists); `None` = [`efivar::default_dbx`].
+    /// The dbx data (concatenated signature lists); `None` = the template's (the Microsoft
+    /// store's dbx), else [`efivar::default_dbx`].
     pub dbx: Option<Vec<u8>>,
-    /// A store (such as `OVMF_VARS_4M.ms.fd`) whose Microsoft-owned KEK and db certificates
-    /// are appended after the org's (`--microsoft`).
+    /// The template.
+    pub template: Template,
+    /// The store (such as `OVMF_VARS_4M.ms.fd`) the template's Microsoft entries come from;
+    /// required by every template but `org-only`.
     pub microsoft_from: Option<&'a [u8]>,
     /// TimeStamp of PK, KEK, db, dbx; `None` = all zero.
     pub timestamp: Option<EfiTime>,
-}
-
-/// The X.509 certificates owned by [`MICROSOFT_OWNER`] in `name` of `guid` in `store`, each as
-/// its own signature list.
-fn microsoft_lists(store: &VarStore, name: &str, guid: Guid) -> Result<Vec<u8>, VarStoreError> {
-    let mut out = Vec::new();
-    if let Some(v) = store.get(name, guid) {
-        for list in efivar::parse_lists(&v.data)? {
-            if list.sig_type != EFI_CERT_X509 {
-                continue;
-            }
-            for e in list.entries.iter().filter(|e| e.owner == MICROSOFT_OWNER) {
-                out.extend_from_slice(&efivar::x509_list(e.owner, &e.data));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Enroll `certs` into `template` and return the new store: PK, KEK, db (one X.509 list per
@@ -356,12 +442,27 @@ pub fn enroll(
     let ts = opts.timestamp.map(EfiTime::to_bytes).unwrap_or([0; 16]);
     let mut kek = efivar::x509_list(opts.owner, certs.kek.der());
     let mut db = efivar::x509_list(opts.owner, certs.db.der());
-    if let Some(ms) = opts.microsoft_from {
-        let ms = VarStore::parse(ms)?;
-        kek.extend(microsoft_lists(&ms, "KEK", EFI_GLOBAL_VARIABLE)?);
-        db.extend(microsoft_lists(&ms, "db", EFI_IMAGE_SECURITY_DATABASE)?);
+    let ms = match (opts.template.needs_microsoft(), opts.microsoft_from) {
+        (false, _) => TemplateEntries::default(),
+        (true, Some(ms)) => template_entries(ms, opts.template)?,
+        (true, None) => {
+            return Err(VarStoreError::BadHeader(format!(
+                "template {} needs a store with Microsoft's certificates (OVMF_VARS_4M.ms.fd)",
+                opts.template.name()
+            )));
+        }
+    };
+    for der in &ms.kek {
+        kek.extend(efivar::x509_list(MICROSOFT_OWNER, der));
     }
-    let dbx = opts.dbx.clone().unwrap_or_else(efivar::default_dbx);
+    for der in &ms.db {
+        db.extend(efivar::x509_list(MICROSOFT_OWNER, der));
+    }
+    let dbx = opts
+        .dbx
+        .clone()
+        .or(ms.dbx)
+        .unwrap_or_else(efivar::default_dbx);
     efivar::parse_lists(&dbx)?;
     let auth = |name: &str, guid, data| Variable {
         timestamp: ts,
@@ -489,6 +590,7 @@ mod tests {
         };
         let opts = EnrollOptions {
             microsoft_from: Some(&ms),
+            template: Template::OrgMicrosoftUefiCa,
             ..Default::default()
         };
         let out = enroll(&t4, certs, &opts).unwrap();
@@ -505,6 +607,52 @@ mod tests {
         );
         let kek = efivar::parse_lists(&s.get("KEK", EFI_GLOBAL_VARIABLE).unwrap().data).unwrap();
         assert!(kek.len() >= 2);
+        // The Windows template keeps only the Windows CAs in db; org-only takes nothing.
+        let windows = enroll(
+            &t4,
+            certs,
+            &EnrollOptions {
+                template: Template::OrgMicrosoftWindows,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
+        let s = VarStore::parse(&windows).unwrap();
+        let db =
+            efivar::parse_lists(&s.get("db", EFI_IMAGE_SECURITY_DATABASE).unwrap().data).unwrap();
+        assert!(db.len() >= 2);
+        for l in &db[1..] {
+            let c = Certificate::from_der(&l.entries[0].data).unwrap();
+            assert!(c.subject().contains("Windows"), "{}", c.subject());
+        }
+        let only = enroll(
+            &t4,
+            certs,
+            &EnrollOptions {
+                template: Template::OrgOnly,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
+        let s = VarStore::parse(&only).unwrap();
+        assert_eq!(
+            efivar::parse_lists(&s.get("db", EFI_IMAGE_SECURITY_DATABASE).unwrap().data)
+                .unwrap()
+                .len(),
+            1
+        );
+        // A Microsoft template without the Microsoft store is an error.
+        assert!(
+            enroll(
+                &t4,
+                certs,
+                &EnrollOptions {
+                    microsoft_from: None,
+                    ..opts
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -328,6 +328,11 @@ fn virt_fw_vars_reads_the_enrolled_store() {
     let opts = EnrollOptions {
         owner: Guid::parse(owner).unwrap(),
         microsoft_from: ms.as_deref(),
+        template: if ms.is_some() {
+            signing::varstore::Template::OrgMicrosoftUefiCa
+        } else {
+            signing::varstore::Template::OrgOnly
+        },
         ..Default::default()
     };
     let certs = OrgCerts {
