@@ -382,6 +382,36 @@ fn keys_made_in_the_token_stay_there_and_sign_an_image_that_boots_with_secure_bo
         assert!(o.status.success(), "{name}.auth: {}", text(&o));
     }
 
+    // Rotation with the KEK in the token: a new db certificate the token's KEK issued, and a
+    // db-append.auth the token signed.
+    ok(&vmseal(
+        &["keys", "rotate", "--keys", "tk", "--out", "tk2"],
+        d,
+    ));
+    let o = tool(
+        Command::new("openssl")
+            .args([
+                "verify",
+                "-CAfile",
+                "tk/PK.crt",
+                "-untrusted",
+                "tk/KEK.crt",
+                "tk2/db.crt",
+            ])
+            .current_dir(d),
+    );
+    assert!(
+        o.status.success(),
+        "openssl verify (rotated db): {}",
+        text(&o)
+    );
+    let auth = std::fs::read(d.join("tk2/db-append.auth")).unwrap();
+    let len = u32::from_le_bytes(auth[16..20].try_into().unwrap()) as usize;
+    assert_eq!(
+        &auth[16 + len..],
+        std::fs::read(d.join("tk2/db.esl")).unwrap()
+    );
+
     // An appliance signed by the token's db key boots with those keys enrolled and Secure
     // Boot on, and measures exactly what its build predicted.
     appliance(&d.join("app"), "[signing]\nkeys = \"../tk\"\n");
