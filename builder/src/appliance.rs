@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use sha2::Digest as _;
 
 use crate::disk::{self, FixedTime, Layout};
-use crate::inputs::{self, Source, Stamp};
+use crate::inputs::{self, Planned, Source, Stamp};
 use crate::manifest::{ErrorKind, Manifest, ManifestError};
 use crate::pe::{self, Composed, PeChecksum, PeError, Piece};
 use crate::progress::Progress;
@@ -113,6 +113,9 @@ pub enum BuildError {
     /// The PCR prediction failed.
     #[error("predicting NAME.pcrs.json: {0}")]
     Predict(#[from] crate::predict::PredictError),
+    /// Signing the PCR 11 policies (`.pcrsig`) failed (the key refused to sign).
+    #[error("signing the PCR 11 policies (signing.pcr-key): {0}")]
+    Pcr(String),
     /// Reading or writing failed.
     #[error("{what}: {source}")]
     Io {
@@ -138,6 +141,77 @@ impl BuildError {
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BuildError {
     let what = what.into();
     move |source| BuildError::Io { what, source }
+}
+
+/// Add `.pcrsig` after `.pcrpkey`: the PCR 11 policies of the planned sections, signed (see
+/// [`crate::pcr_sign`]). The measured sections are hashed from their sources (files streamed).
+pub fn add_pcrsig(
+    plan: &mut Vec<Planned>,
+    pcr: &crate::sign_cmd::PcrPlan,
+) -> Result<(), BuildError> {
+    use policies::sections::{MEASURED, PCRPKEY, PCRSIG};
+    let measured_11 = |name: &str| {
+        MEASURED
+            .iter()
+            .any(|r| r.name == name && r.pcr == crate::pcr_sign::PCR)
+    };
+    // (name, VirtualSize, digest per bank) of every section measured into PCR 11.
+    let mut measured: Vec<(String, u64, policies::predict::BankDigests)> = Vec::new();
+    for p in plan.iter().filter(|p| measured_11(&p.name)) {
+        let mut h = policies::digest::MultiHasher::new(&pcr.banks)
+            .map_err(|e| BuildError::Pcr(e.to_string()))?;
+        match &p.source {
+            Source::Inline(b) => h.update(b),
+            Source::File { abs, .. } => {
+                let mut f = File::open(abs).map_err(io_err("reading a section for .pcrsig"))?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = f
+                        .read(&mut buf)
+                        .map_err(io_err("reading a section for .pcrsig"))?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(buf.get(..n).unwrap_or_default());
+                }
+            }
+        }
+        measured.push((p.name.clone(), p.len(), h.finalize()));
+    }
+    let mut base = Vec::new();
+    for bank in &pcr.banks {
+        let view: Vec<(&str, u64, Vec<u8>)> = measured
+            .iter()
+            .map(|(n, size, d)| {
+                let digest = d
+                    .iter()
+                    .find(|(b, _)| b == bank)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                (n.as_str(), *size, digest)
+            })
+            .collect();
+        base.push((
+            *bank,
+            crate::pcr_sign::stub_pcr11_from(&view, *bank)
+                .map_err(|e| BuildError::Pcr(e.to_string()))?,
+        ));
+    }
+    let json =
+        crate::pcr_sign::sign_values(&base, &crate::pcr_sign::DEFAULT_PHASES, pcr.key.as_ref())
+            .map_err(|e| BuildError::Pcr(e.to_string()))?;
+    let at = plan
+        .iter()
+        .position(|p| p.name == PCRPKEY)
+        .map_or(plan.len(), |i| i + 1);
+    plan.insert(
+        at,
+        Planned {
+            name: PCRSIG.into(),
+            source: Source::Inline(serde_json::to_vec(&json).unwrap_or_default()),
+        },
+    );
+    Ok(())
 }
 
 /// `SOURCE_DATE_EPOCH` (seconds), 0 when unset.
@@ -331,11 +405,21 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     let stub = stub::load(opts.stub.as_deref())?;
     let stub_sections = pe::stub_section_names(&stub)?;
     let policy = crate::policy::from_manifest(&m)?;
-    let mut plan = inputs::plan(&m, &stub_sections, stub.len() as u64, policy.encode())?;
+    let pcr_plan = sign_plan.as_ref().and_then(|sp| sp.pcr.as_ref());
+    let mut plan = inputs::plan(
+        &m,
+        &stub_sections,
+        stub.len() as u64,
+        policy.encode(),
+        pcr_plan.map(|p| p.pem.clone()),
+    )?;
     let kernel_signed = match &sign_plan {
         Some(sp) => crate::sign_cmd::sign_kernel(&m, &mut plan, sp.signer.as_ref())?,
         None => None,
     };
+    if let Some(p) = pcr_plan {
+        add_pcrsig(&mut plan, p)?;
+    }
     let vars_bytes = match sign_plan.as_ref().and_then(|sp| sp.vars.as_ref()) {
         Some(v) => Some(crate::sign_cmd::vars_bytes(v)?),
         None => None,

@@ -222,15 +222,19 @@ pub(crate) fn file(
 
 /// Check the inputs of `m` and return the sections to add, in order. `stub` is the stub PE
 /// (its size counts against the image, its section names must not be reused); `policy` is the
-/// encoded launch policy.
+/// encoded launch policy; `pcrpkey` the `.pcrpkey` contents of a build that signs PCR 11
+/// policies (its `.pcrsig` is added once the measured contents are known:
+/// `appliance::add_pcrsig`).
 pub fn plan(
     m: &Manifest,
     stub_sections: &[String],
     stub_len: u64,
     policy: Vec<u8>,
+    pcrpkey: Option<Vec<u8>>,
 ) -> Result<Vec<Planned>, ManifestError> {
     let mut out = Vec::new();
     let mut policy = Some(policy);
+    let mut pcrpkey = pcrpkey;
     for rule in sections::MEASURED {
         let source = match (rule.name, &m.guest.payload) {
             (sections::LINUX, Payload::Kernel(p)) => {
@@ -254,6 +258,7 @@ pub fn plan(
                 .as_deref()
                 .map(|p| file(m, "guest.initrd", p, Expect::Data))
                 .transpose()?,
+            (sections::PCRPKEY, _) => pcrpkey.take().map(Source::Inline),
             (sections::VMSEAL, _) => policy.take().map(Source::Inline),
             _ => None,
         };

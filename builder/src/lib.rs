@@ -38,6 +38,7 @@ pub mod inspect;
 pub mod key_update;
 pub mod keys_cmd;
 pub mod manifest;
+pub mod pcr_sign;
 pub mod pcrs_json;
 pub mod pe;
 pub mod policy;

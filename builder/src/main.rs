@@ -124,6 +124,28 @@ enum PcrVerb {
     /// Compare a prediction with what a boot measured, and explain every difference. Exit 0
     /// identical, 1 different, 2 unreadable.
     Diff(PcrDiffArgs),
+    /// Sign PCR 11 policies for an appliance, as `systemd-measure sign` does: per bank and
+    /// boot phase the TPM2_PolicyPCR digest, signed (the JSON systemd-stub carries as .pcrsig;
+    /// docs/pcr-sign.md).
+    Sign(PcrSignArgs),
+}
+
+#[derive(Args, Debug)]
+struct PcrSignArgs {
+    /// NAME.efi, or NAME.img (its \EFI\BOOT\BOOTX64.EFI).
+    input: PathBuf,
+    /// The PCR policy key: an RSA private key file (PEM), or a pkcs11: URI.
+    #[arg(long)]
+    key: String,
+    /// Banks to sign for (repeat); default sha256, as systemd-measure.
+    #[arg(long, value_enum)]
+    bank: Vec<Bank>,
+    /// Boot phases to sign for (repeat); default systemd's four: enter-initrd,
+    /// enter-initrd:leave-initrd, …:sysinit, …:sysinit:ready.
+    #[arg(long)]
+    phase: Vec<String>,
+    #[command(flatten)]
+    pkcs11: Pkcs11Args,
 }
 
 /// A TPM bank vmseal computes.
@@ -443,6 +465,34 @@ fn run_pcr(v: PcrVerb) -> Result<(), Failure> {
             } else {
                 print(&render_prediction(&file));
             }
+            Ok(())
+        }
+        PcrVerb::Sign(a) => {
+            let key =
+                vmseal::sign_cmd::KeyRef::parse(&a.key, |p| PathBuf::from(p)).map_err(input)?;
+            let key = vmseal::sign_cmd::load_raw_key(&key, &a.pkcs11.flags()).map_err(input)?;
+            let bytes = std::fs::read(&a.input)
+                .with_context(|| format!("{}: cannot read", a.input.display()))
+                .map_err(input)?;
+            let pe = if bytes.starts_with(b"MZ") {
+                bytes
+            } else {
+                vmseal::sign_cmd::read_boot_file(&a.input).map_err(input)?
+            };
+            let mut banks: Vec<_> = a.bank.iter().map(|b| b.alg()).collect();
+            if banks.is_empty() {
+                banks.push(policies::tcg::HashAlg::SHA256);
+            }
+            banks.sort();
+            banks.dedup();
+            let phases: Vec<&str> = if a.phase.is_empty() {
+                vmseal::pcr_sign::DEFAULT_PHASES.to_vec()
+            } else {
+                a.phase.iter().map(String::as_str).collect()
+            };
+            let v = vmseal::pcr_sign::sign_pe(&pe, &banks, &phases, key.as_ref())
+                .map_err(|e| input(anyhow::anyhow!("{}: {e}", a.input.display())))?;
+            print(&(serde_json::to_string(&v).unwrap_or_default() + "\n"));
             Ok(())
         }
         PcrVerb::Diff(a) => {

@@ -160,6 +160,13 @@ pub struct Signing {
         skip_serializing_if = "Option::is_none"
     )]
     pub microsoft_vars: Option<String>,
+    /// The key that signs PCR 11 policies (`.pcrsig`, with its public key as `.pcrpkey`): an
+    /// RSA private key file, or a `pkcs11:` URI. Without it the appliance carries neither.
+    #[serde(default, rename = "pcr-key", skip_serializing_if = "Option::is_none")]
+    pub pcr_key: Option<String>,
+    /// Banks to sign PCR 11 policies for; default `["sha256"]` (as systemd-measure).
+    #[serde(default, rename = "pcr-banks", skip_serializing_if = "Option::is_none")]
+    pub pcr_banks: Option<Vec<String>>,
 }
 
 /// The whole file as written.

@@ -93,6 +93,8 @@ fn ioe(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> SignCmdError {
 pub struct SignPlan {
     /// The db key (a file, or a key in a PKCS#11 token) and its certificate.
     pub signer: Box<dyn Signer>,
+    /// The PCR 11 policy key and banks (`signing.pcr-key`), if any.
+    pub pcr: Option<PcrPlan>,
     /// What to enroll into `NAME.vars.fd`, when the table names PK and KEK (directly or
     /// through `keys`).
     pub vars: Option<VarsPlan>,
@@ -121,6 +123,24 @@ pub struct VarsPlan {
 pub fn read_owner(path: &Path) -> Result<EfiGuid, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     EfiGuid::parse(text.trim()).map_err(|e| e.to_string())
+}
+
+/// What `.pcrpkey` and `.pcrsig` are made from.
+pub struct PcrPlan {
+    /// The key that signs (a file or a token key).
+    pub key: Box<dyn keys::RawKey>,
+    /// The banks to sign for.
+    pub banks: Vec<policies::tcg::HashAlg>,
+    /// The `.pcrpkey` contents: the key's public half, PEM.
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for PcrPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcrPlan")
+            .field("banks", &self.banks)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for SignPlan {
@@ -164,6 +184,20 @@ pub fn uri_file(dir: &Path, stem: &str) -> PathBuf {
 pub fn read_uri_file(path: &Path) -> Result<Pkcs11Uri, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     Pkcs11Uri::parse(text.trim()).map_err(|e| e.to_string())
+}
+
+/// Load a raw signing key (no certificate: a PCR policy key): a PEM/DER file or a token key.
+pub fn load_raw_key(
+    key: &KeyRef,
+    flags: &TokenFlags,
+) -> Result<Box<dyn keys::RawKey>, SignCmdError> {
+    match key {
+        KeyRef::File(path) => Ok(Box::new(keys::load_key(path)?)),
+        KeyRef::Token(uri) => {
+            let access = TokenAccess::resolve(uri, flags)?;
+            Ok(Box::new(pkcs11::OwnedTokenKey::open(uri, &access)?))
+        }
+    }
 }
 
 /// Load a code-signing signer: `cert` checked (valid now by the wall clock, code signing),
@@ -376,7 +410,73 @@ pub fn resolve(m: &Manifest, flags: &TokenFlags) -> Result<Option<SignPlan>, Man
             ));
         }
     };
-    Ok(Some(SignPlan { signer, vars }))
+    let pcr = match &s.pcr_key {
+        None => None,
+        Some(k) => {
+            let f = "signing.pcr-key";
+            let key_ref = KeyRef::parse(k, |p| m.resolve(p)).map_err(|e| {
+                fail(
+                    f,
+                    e.to_string(),
+                    "give an RSA key file path or a pkcs11: URI",
+                )
+            })?;
+            if let KeyRef::File(p) = &key_ref
+                && !p.is_file()
+            {
+                return Err(m.error(
+                    ErrorKind::NotFound,
+                    f,
+                    format!("{} does not exist", p.display()),
+                    "make one: openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out pcr.key".into(),
+                ));
+            }
+            let key = load_raw_key(&key_ref, flags).map_err(|e| match e {
+                SignCmdError::Token(t) => {
+                    let (problem, fix) = t.parts();
+                    fail(f, problem, &fix)
+                }
+                other => fail(
+                    f,
+                    other.to_string(),
+                    "give an unencrypted RSA private key (PEM)",
+                ),
+            })?;
+            let banks = match &s.pcr_banks {
+                None => vec![policies::tcg::HashAlg::SHA256],
+                Some(list) => {
+                    let mut banks = Vec::new();
+                    for b in list {
+                        let alg = policies::tcg::HashAlg::from_name(b)
+                            .filter(|a| policies::tcg::HashAlg::COMPUTED.contains(a))
+                            .ok_or_else(|| {
+                                fail(
+                                    "signing.pcr-banks",
+                                    format!("{b:?} is not a bank vmseal signs for"),
+                                    "use sha1, sha256, sha384 or sha512",
+                                )
+                            })?;
+                        banks.push(alg);
+                    }
+                    banks.sort();
+                    banks.dedup();
+                    if banks.is_empty() {
+                        return Err(fail(
+                            "signing.pcr-banks",
+                            "is empty".into(),
+                            "name at least one bank, e.g. [\"sha256\"]",
+                        ));
+                    }
+                    banks
+                }
+            };
+            let pem = crate::pcr_sign::public_key_pem(key.as_ref())
+                .map_err(|e| fail(f, e.to_string(), "give an RSA private key"))?
+                .into_bytes();
+            Some(PcrPlan { key, banks, pem })
+        }
+    };
+    Ok(Some(SignPlan { signer, vars, pcr }))
 }
 
 /// Sign the `.linux` kernel of `plan` (if any) with `signer`: its source becomes the signed

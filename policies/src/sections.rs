@@ -34,6 +34,12 @@ pub const OSREL: &str = ".osrel";
 pub const CMDLINE: &str = ".cmdline";
 /// `.initrd`: the Linux initrd, served to the kernel through LoadFile2.
 pub const INITRD: &str = ".initrd";
+/// `.pcrpkey`: the public key (PEM) that signs PCR 11 policies (`.pcrsig`); measured, as
+/// systemd-stub measures it, so the key is part of PCR 11.
+pub const PCRPKEY: &str = ".pcrpkey";
+/// `.pcrsig`: signed PCR 11 policies (the JSON of `systemd-measure sign`); **not** measured
+/// (it holds signatures over PCR 11, which cannot cover themselves), as systemd-stub skips it.
+pub const PCRSIG: &str = ".pcrsig";
 /// `.vmseal`: the sealed launch policy (see the builder's policy encoder).
 pub const VMSEAL: &str = ".vmseal";
 /// Prefix of root-partition service sections: `.svc0`, `.svc1`, … `.svc999`.
@@ -45,12 +51,15 @@ pub const MAX_SERVICES: usize = 1000;
 /// PCR value. PCR 11 follows systemd's `UnifiedSection` enum order (`src/fundamental/uki.h`:
 /// `.linux`, `.osrel`, `.cmdline`, `.initrd`, …) with `.guest` in the `.linux` slot; then the
 /// launch policy (PCR 12); services follow in index order (PCR 13, see [`service_rule`]).
+/// systemd 252's order has `.splash` and `.dtb` between `.initrd` and `.pcrpkey`; vmseal adds
+/// neither, so `.pcrpkey` follows `.initrd` here.
 pub const MEASURED: &[Rule] = &[
     Rule { name: LINUX, pcr: pcr::KERNEL_BOOT, event_type: EventType::IPL },
     Rule { name: GUEST, pcr: pcr::KERNEL_BOOT, event_type: EventType::IPL },
     Rule { name: OSREL, pcr: pcr::KERNEL_BOOT, event_type: EventType::IPL },
     Rule { name: CMDLINE, pcr: pcr::KERNEL_BOOT, event_type: EventType::IPL },
     Rule { name: INITRD, pcr: pcr::KERNEL_BOOT, event_type: EventType::IPL },
+    Rule { name: PCRPKEY, pcr: pcr::KERNEL_BOOT, event_type: EventType::IPL },
     Rule { name: VMSEAL, pcr: pcr::KERNEL_CONFIG, event_type: EventType::IPL },
 ];
 
@@ -75,7 +84,7 @@ pub fn service_index(name: &str) -> Option<usize> {
 
 /// Every section name vmseal itself adds to the stub (for collision checks).
 pub fn is_reserved(name: &str) -> bool {
-    MEASURED.iter().any(|r| r.name == name) || service_index(name).is_some()
+    MEASURED.iter().any(|r| r.name == name) || name == PCRSIG || service_index(name).is_some()
 }
 
 /// Maximum length of a PE section name.

@@ -691,6 +691,29 @@ pub trait RawKey {
     fn public_key_der(&self) -> Result<Vec<u8>, KeyError>;
     /// PKCS#1 v1.5 signature with SHA-256 over `msg`.
     fn sign_pkcs1v15_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// PKCS#1 v1.5 signature with `hash` over `msg` (systemd signs a PCR policy of bank B
+    /// with B's hash). Keys that only do SHA-256 refuse the others.
+    fn sign_pkcs1v15(&self, hash: SignHash, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match hash {
+            SignHash::Sha256 => self.sign_pkcs1v15_sha256(msg),
+            other => Err(KeyError::Param(format!(
+                "this key signs with SHA-256 only, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The hash of a PKCS#1 v1.5 signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignHash {
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
 }
 
 impl RawKey for PrivateKey {
@@ -699,6 +722,15 @@ impl RawKey for PrivateKey {
     }
     fn sign_pkcs1v15_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
         PrivateKey::sign_pkcs1v15_sha256(self, msg)
+    }
+    fn sign_pkcs1v15(&self, hash: SignHash, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let r = match hash {
+            SignHash::Sha1 => self.0.pkcs1v15_sign::<sha1::Sha1>(msg),
+            SignHash::Sha256 => self.0.pkcs1v15_sign::<sha2::Sha256>(msg),
+            SignHash::Sha384 => self.0.pkcs1v15_sign::<sha2::Sha384>(msg),
+            SignHash::Sha512 => self.0.pkcs1v15_sign::<sha2::Sha512>(msg),
+        };
+        r.map_err(|e| KeyError::Rsa(e.to_string()))
     }
 }
 

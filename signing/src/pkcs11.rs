@@ -36,7 +36,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use pkcs8::EncodePublicKey as _;
 
-use crate::keys::{Certificate, KeyError, RawKey, Signer};
+use crate::keys::{Certificate, KeyError, RawKey, SignHash, Signer};
 
 /// The module's path, when no flag gives it.
 pub const MODULE_ENV: &str = "VMSEAL_PKCS11_MODULE";
@@ -611,15 +611,29 @@ impl Token {
 
     /// An RSASSA-PKCS1-v1_5 SHA-256 signature by `key` over `msg` (`CKM_SHA256_RSA_PKCS`).
     pub fn sign(&self, key: ObjectHandle, msg: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
-        self.session
-            .sign(&Mechanism::Sha256RsaPkcs, key, msg)
-            .map_err(|e| {
-                Self::err(
-                    &self.uri,
-                    format!("C_Sign: {}", rv_name(&e)),
-                    "use an RSA key with CKA_SIGN that the token can use with CKM_SHA256_RSA_PKCS",
-                )
-            })
+        self.sign_with(key, SignHash::Sha256, msg)
+    }
+
+    /// An RSASSA-PKCS1-v1_5 signature with `hash` (`CKM_SHA{1,256,384,512}_RSA_PKCS`).
+    pub fn sign_with(
+        &self,
+        key: ObjectHandle,
+        hash: SignHash,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, Pkcs11Error> {
+        let mech = match hash {
+            SignHash::Sha1 => Mechanism::Sha1RsaPkcs,
+            SignHash::Sha256 => Mechanism::Sha256RsaPkcs,
+            SignHash::Sha384 => Mechanism::Sha384RsaPkcs,
+            SignHash::Sha512 => Mechanism::Sha512RsaPkcs,
+        };
+        self.session.sign(&mech, key, msg).map_err(|e| {
+            Self::err(
+                &self.uri,
+                format!("C_Sign: {}", rv_name(&e)),
+                "use an RSA key with CKA_SIGN that the token can use with CKM_SHA256_RSA_PKCS",
+            )
+        })
     }
 
     /// Generate an RSA key pair inside the token: private `CKA_TOKEN`, `CKA_PRIVATE`,
@@ -744,6 +758,43 @@ impl RawKey for TokenKey<'_> {
     }
     fn sign_pkcs1v15_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
         self.token.sign(self.key, msg).map_err(key_error)
+    }
+    fn sign_pkcs1v15(&self, hash: SignHash, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.token.sign_with(self.key, hash, msg).map_err(key_error)
+    }
+}
+
+/// A token key that owns its session (for one-off signing without a certificate, e.g. a PCR
+/// policy key).
+pub struct OwnedTokenKey {
+    token: Token,
+    key: ObjectHandle,
+}
+
+impl fmt::Debug for OwnedTokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OwnedTokenKey({})", self.token.uri)
+    }
+}
+
+impl OwnedTokenKey {
+    /// Open the token `key_uri` names and find its private key.
+    pub fn open(key_uri: &Pkcs11Uri, access: &TokenAccess) -> Result<Self, Pkcs11Error> {
+        let token = Token::open(key_uri, access, false)?;
+        let key = token.private_key(key_uri)?;
+        Ok(Self { token, key })
+    }
+}
+
+impl RawKey for OwnedTokenKey {
+    fn public_key_der(&self) -> Result<Vec<u8>, KeyError> {
+        self.token.public_key_der(self.key).map_err(key_error)
+    }
+    fn sign_pkcs1v15_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.token.sign(self.key, msg).map_err(key_error)
+    }
+    fn sign_pkcs1v15(&self, hash: SignHash, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.token.sign_with(self.key, hash, msg).map_err(key_error)
     }
 }
 
