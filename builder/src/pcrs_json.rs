@@ -75,6 +75,10 @@ pub struct PcrsFile {
     /// Where the events came from (informative, free-form).
     #[serde(default)]
     pub sources: serde_json::Map<String, serde_json::Value>,
+    /// The AMD SEV-SNP launch digest of the appliance and what it assumes (optional; absent
+    /// unless asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snp: Option<crate::confidential::SnpPrediction>,
 }
 
 /// An event with its comparison flag, in memory.
@@ -187,6 +191,7 @@ impl PcrsFile {
             events: events.iter().map(JsonEvent::from_event).collect(),
             pcrs: values,
             sources,
+            snp: None,
         }
     }
 
@@ -248,6 +253,15 @@ impl PcrsFile {
                         format!("{v:?} is not a {bank} digest of PCR 0..23"),
                     ));
                 }
+            }
+        }
+        if let Some(snp) = &f.snp {
+            let ok = hex::decode(&snp.launch_digest).is_ok_and(|d| d.len() == 48);
+            if !ok {
+                return Err(bad(
+                    "snp.launch_digest".into(),
+                    format!("{:?} is not a SHA-384 digest", snp.launch_digest),
+                ));
             }
         }
         Ok(f)
