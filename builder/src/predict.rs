@@ -838,6 +838,19 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
             t0.elapsed().as_secs_f64()
         );
     }
+    // The SEV-SNP launch digest first: a firmware that cannot give it fails before the
+    // payload is hashed for the PCRs.
+    let snp = match &opts.snp {
+        None => None,
+        Some(o) => {
+            let kernel = if o.payload {
+                Some((crate::appliance::BOOT_PATH, boot_file_sha256(&facts)?))
+            } else {
+                None
+            };
+            Some(crate::confidential::measure(o, kernel)?)
+        }
+    };
     let file = opts.image.display().to_string();
     let store: Vec<Variable> = match &opts.vars {
         Some(p) => {
@@ -935,17 +948,6 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
     }
     sources.insert("boot_file".into(), crate::appliance::BOOT_PATH.into());
     sources.insert("vmseal".into(), env!("CARGO_PKG_VERSION").into());
-    let snp = match &opts.snp {
-        None => None,
-        Some(o) => {
-            let kernel = if o.payload {
-                Some((crate::appliance::BOOT_PATH, boot_file_sha256(&facts)?))
-            } else {
-                None
-            };
-            Some(crate::confidential::measure(o, kernel)?)
-        }
-    };
     Ok(Prediction {
         banks: banks.clone(),
         events: ev,
