@@ -326,3 +326,75 @@ fn sha256_file(p: &Path) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     Sha256::digest(std::fs::read(p).expect("read")).to_vec()
 }
+
+/// `images/hello/vmseal.toml` with absolute input paths and `extra` appended, in `dir`.
+fn hello_manifest_with(dir: &Path, extra: &str) -> PathBuf {
+    let _ = hello_elf();
+    let root = repo_root().canonicalize().expect("repo root");
+    let text = std::fs::read_to_string(root.join("images/hello/vmseal.toml"))
+        .expect("images/hello/vmseal.toml")
+        .replace("\"out/", &format!("\"{}/images/hello/out/", root.display()))
+        .replace(
+            "\"../attest/",
+            &format!("\"{}/images/attest/", root.display()),
+        );
+    let m = dir.join("vmseal.toml");
+    std::fs::write(&m, format!("{text}\n{extra}")).expect("write the manifest");
+    m
+}
+
+#[test]
+fn build_with_an_snp_table_writes_the_digest_into_pcrs_json() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let firmware = scratch.path().join("synthetic-sev-ovmf.fd");
+    std::fs::write(&firmware, synthetic_firmware(64)).expect("write the synthetic firmware");
+    let m = hello_manifest_with(
+        scratch.path(),
+        &format!(
+            "[snp]\nfirmware = \"{}\"\nvcpus = 2\nvcpu-type = \"EPYC-Milan\"\npolicy = \"0xb0000\"\n",
+            firmware.display()
+        ),
+    );
+    let out = scratch.path().join("out");
+    let built = vmseal_build(&m, &out, "hello");
+    let pcrs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("hello.pcrs.json")).expect("hello.pcrs.json"),
+    )
+    .expect("JSON");
+    let expected = oracle(&[
+        "--ovmf",
+        firmware.to_str().unwrap(),
+        "--vcpus",
+        "2",
+        "--vcpu-type",
+        "EPYC-Milan",
+        "--kernel",
+        built.efi.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        pcrs["snp"]["launch_digest"].as_str(),
+        Some(expected.as_str())
+    );
+    assert_eq!(pcrs["snp"]["policy"].as_str(), Some("0xb0000"));
+
+    // Debian's firmware cannot cover the appliance: the build stops before writing anything.
+    let m = hello_manifest_with(
+        scratch.path(),
+        &format!("[snp]\nfirmware = \"{DEBIAN_OVMF}\"\n"),
+    );
+    let out = scratch.path().join("out-refused");
+    let r = Command::new(vmseal_bin())
+        .arg("build")
+        .arg(&m)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("vmseal runs");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.contains("SNP_KERNEL_HASHES"), "{err}");
+    assert!(
+        std::fs::read_dir(&out).map_or(true, |mut d| d.next().is_none()),
+        "outputs written"
+    );
+}

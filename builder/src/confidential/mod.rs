@@ -195,6 +195,20 @@ pub fn measure(
     })
 }
 
+/// Check that `opts.firmware` gives a launch digest with `opts` (as [`measure`] will), without
+/// the payload's hash.
+pub fn check(opts: &SnpOptions) -> Result<(), ConfidentialError> {
+    let bytes = read(&opts.firmware)?;
+    let placeholder = opts.payload.then(|| DirectBoot::new([0; 32], None, ""));
+    measure_bytes(
+        &bytes,
+        &opts.firmware.display().to_string(),
+        &opts.config,
+        placeholder.as_ref(),
+    )
+    .map(|_| ())
+}
+
 fn read(p: &Path) -> Result<Vec<u8>, ConfidentialError> {
     std::fs::read(p).map_err(|source| ConfidentialError::Io {
         file: p.display().to_string(),
