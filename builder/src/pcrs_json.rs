@@ -380,6 +380,28 @@ mod tests {
         let bad = text.replace("\"EV_EFI_ACTION\"", "\"EV_NOPE\"");
         let e = PcrsFile::parse(&bad, "x").unwrap_err().to_string();
         assert!(e.contains("events[0].type"), "{e}");
+        // The optional snp object: absent unless set, round-trips, its digest is checked.
+        let mut with_snp = f.clone();
+        with_snp.snp = Some(crate::confidential::SnpPrediction {
+            launch_digest: "ab".repeat(48),
+            firmware: "OVMF.fd".into(),
+            firmware_sha256: "cd".repeat(32),
+            vcpus: 2,
+            vcpu_type: Some("EPYC".into()),
+            vcpu_signature: "0x800f12".into(),
+            guest_features: "0x1".into(),
+            policy: "0x30000".into(),
+            vmm: "qemu".into(),
+            payload: None,
+            covers: "firmware".into(),
+            verified: "no".into(),
+        });
+        let snp_text = with_snp.to_text();
+        assert_eq!(PcrsFile::parse(&snp_text, "x").unwrap(), with_snp);
+        let e = PcrsFile::parse(&snp_text.replace(&"ab".repeat(48), "ab"), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("snp.launch_digest"), "{e}");
         let bad = text.replace("\"format\": 1", "\"format\": 9");
         assert!(
             PcrsFile::parse(&bad, "x")

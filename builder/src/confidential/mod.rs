@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use ovmf::{SectionKind, SevFirmware};
+use ovmf::SevFirmware;
 use snp::{DirectBoot, SnpConfig, Vmm};
 
 /// What the launch digest covers when the appliance is its direct-boot payload.
@@ -147,13 +147,8 @@ pub fn measure_bytes(
     })
 }
 
-/// Whether the firmware bytes declare an `SNP_KERNEL_HASHES` section.
-pub fn has_kernel_hashes(firmware: &[u8]) -> bool {
-    SevFirmware::parse(firmware).is_ok_and(|f| f.has_section(SectionKind::KernelHashes))
-}
-
 /// Measure `opts.firmware`; `kernel` is the appliance PE's path (as recorded) and SHA-256,
-/// needed when `opts.payload`.
+/// required when `opts.payload` (an error without it, never a firmware-only digest).
 pub fn measure(
     opts: &SnpOptions,
     kernel: Option<(&str, [u8; 32])>,
@@ -161,6 +156,12 @@ pub fn measure(
     let file = opts.firmware.display().to_string();
     let bytes = read(&opts.firmware)?;
     let payload = match (opts.payload, kernel) {
+        (true, None) => {
+            return Err(ConfidentialError::Config(snp::SnpError::Config {
+                field: "payload",
+                problem: "the appliance is the payload but no appliance PE was hashed".into(),
+            }));
+        }
         (true, Some((name, sha))) => Some((
             SnpPayload {
                 kernel: name.to_string(),

@@ -386,6 +386,20 @@ mod tests {
         let mut img = with_table(64, &[]);
         img[64 - 32 - 18..64 - 32 - 16].copy_from_slice(&0xffffu16.to_le_bytes());
         assert!(matches!(SevFirmware::parse(&img), Err(OvmfError::Table(_))));
+        // Pseudo-random bytes written over a valid table and metadata parse or err.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let base = with_table(8192, &[(SEV_METADATA_GUID, 4096u32.to_le_bytes().to_vec())]);
+        for _ in 0..2000 {
+            let mut img = base.clone();
+            for _ in 0..8 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let at = 4096 + (seed as usize % 4096);
+                img[at] = (seed >> 32) as u8;
+            }
+            let _ = SevFirmware::parse(&img);
+        }
         // Every truncation of a valid image parses or errs, never panics.
         let img = with_table(256, &[(SEV_METADATA_GUID, 100u32.to_le_bytes().to_vec())]);
         for n in 0..img.len() {

@@ -438,7 +438,17 @@ pub fn launch_digest(
                         return Err(bad(format!("size {size:#x} is not one page")));
                     }
                     let table = hash_table(b);
-                    let offset = sev.hash_table_gpa().unwrap_or(0) as usize % PAGE;
+                    // QEMU writes the table at the GPA of the footer table's hash-table entry.
+                    let table_gpa = sev
+                        .table
+                        .get(&super::ovmf::SEV_HASH_TABLE_RV_GUID)
+                        .and_then(|d| d.get(..4))
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map(u32::from_le_bytes)
+                        .ok_or_else(|| {
+                            bad("the footer table has no SEV hash table entry (7255371f-…) to say where in the page the hashes go".into())
+                        })?;
+                    let offset = table_gpa as usize % PAGE;
                     let mut page = vec![0u8; PAGE];
                     page.get_mut(offset..offset + table.len())
                         .ok_or_else(|| {
