@@ -212,7 +212,7 @@ struct SnpArgs {
     #[arg(long, value_name = "MODEL", default_value = "EPYC", value_parser = vcpu_type, requires = "snp_firmware")]
     snp_vcpu_type: String,
     /// The vCPU signature (CPUID Fn0000_0001_EAX) instead of a model's.
-    #[arg(long, value_name = "VALUE", value_parser = number::<u32>, requires = "snp_firmware")]
+    #[arg(long, value_name = "VALUE", value_parser = number::<u32>, requires = "snp_firmware", conflicts_with = "snp_vcpu_type")]
     snp_vcpu_sig: Option<u32>,
     /// SEV_FEATURES of the VMSAs (bit 0 SNPActive must be set).
     #[arg(long, value_name = "VALUE", default_value = "0x1", value_parser = number::<u64>, requires = "snp_firmware")]

@@ -7,8 +7,8 @@
 //! - This module: [`measure`] from files, and [`SnpPrediction`], the `snp` object of
 //!   `NAME.pcrs.json` (`docs/pcrs-json.md`).
 //!
-//! Checked only against `sev-snp-measure` (PyPI), the reference implementation Azure,
-//! Confidential Containers and Constellation use; never against a report of a real SNP guest.
+//! Checked only against `sev-snp-measure` (PyPI, virtee), the reference calculator; never
+//! against the report of a real SNP guest.
 
 pub mod ovmf;
 pub mod snp;

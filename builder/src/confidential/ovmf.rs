@@ -2,8 +2,9 @@
 //! end and the SEV metadata ("ASEV") it points to. Read from untrusted bytes: every offset is
 //! checked, nothing panics.
 //!
-//! Hand-written: no crate parses these tables (sev-snp-measure, the reference, is Python; the
-//! `igvm` crate covers IGVM files, not OVMF's reset-vector tables). Layouts, from edk2:
+//! Hand-written: the one crate that parses these tables, `sev` (`measurement::ovmf`), indexes
+//! and subtracts unchecked and panics on short or corrupt files (see [`super::snp`]); the
+//! `igvm` crate covers IGVM files, not OVMF's reset-vector tables. Layouts, from edk2:
 //!
 //! - **Footer table** (`OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm`, "OVMF GUIDed
 //!   structure table"): it ends 32 bytes before the end of the image with the footer entry

@@ -24,9 +24,14 @@
 //! The guest policy is *not* part of the digest (the PSP reports it beside it); it is checked
 //! here and recorded with the digest because a verifier must compare both.
 //!
-//! Hand-written: no maintained Rust crate computes this from an OVMF image (the `sev` crate
-//! has the PAGE_INFO chain but no OVMF metadata or VMSA model; `sev-snp-measure`, the
-//! reference oracle, is Python).
+//! Hand-written rather than the `sev` crate's `measurement` module (virtee, a Rust port of
+//! `sev-snp-measure`), because: its released versions (7.1.0) compute SNP digests only with
+//! the `openssl` feature (a vendored OpenSSL build; vmseal is RustCrypto-only — a RustCrypto
+//! path exists only unreleased, on sha2 0.10); its OVMF parser subtracts and slices unchecked
+//! (`len - 32 - 18`, `data[table_start..]`, `len - offset_from_end`), so a short or corrupt
+//! firmware file panics instead of being a one-line error; and it hashes the kernel from a file
+//! path, whereas vmseal hashes `BOOTX64.EFI` inside the image. The oracle the tests compare
+//! with is `sev-snp-measure` itself (Python).
 
 use sha2::{Digest as _, Sha256, Sha384};
 
