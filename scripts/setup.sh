@@ -62,4 +62,11 @@ if ! command -v uefivars >/dev/null 2>&1; then
         || run python3 -m pip install -q uefivars >/dev/null
 fi
 command -v uefivars >/dev/null 2>&1 || { echo "setup: uefivars missing after pip install uefivars" >&2; exit 1; }
+# sev-snp-measure: the reference SEV-SNP launch-digest calculator (the tests compare vmseal's
+# `snp` launch digest with it).
+if ! python3 -c 'import sevsnpmeasure' >/dev/null 2>&1; then
+    run python3 -m pip install -q --break-system-packages --root-user-action=ignore sev-snp-measure >/dev/null \
+        || run python3 -m pip install -q sev-snp-measure >/dev/null
+fi
+python3 -c 'import sevsnpmeasure' >/dev/null 2>&1 || { echo "setup: python3 cannot import sevsnpmeasure after pip install sev-snp-measure" >&2; exit 1; }
 echo "setup: ok" >&2

@@ -110,6 +110,9 @@ pub enum BuildError {
     /// Signing with the manifest's keys failed.
     #[error(transparent)]
     Sign(#[from] crate::sign_cmd::SignCmdError),
+    /// The `[snp]` firmware cannot give a launch digest.
+    #[error("snp.firmware: {0}")]
+    Snp(#[from] crate::confidential::ConfidentialError),
     /// The PCR prediction failed.
     #[error("predicting NAME.pcrs.json: {0}")]
     Predict(#[from] crate::predict::PredictError),
@@ -395,6 +398,15 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
 /// [`build`], with signing skipped when `sign` is false (`vmseal build --unsigned`).
 pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> {
     let m = Manifest::load(&opts.manifest)?;
+    // `[snp]`: check the firmware now, before anything is written.
+    let snp = m.snp.as_ref().map(|s| crate::confidential::SnpOptions {
+        firmware: m.dir.join(&s.firmware),
+        config: s.config(),
+        payload: s.payload == crate::manifest::SnpPayload::Appliance,
+    });
+    if let (Some(o), true) = (&snp, opts.predict) {
+        crate::confidential::check(o)?;
+    }
     let sign_plan = if sign {
         crate::sign_cmd::resolve(&m, &opts.pkcs11)?
     } else {
@@ -760,6 +772,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         let mut popts = crate::predict::PredictOptions::new(img_tmp.path());
         // A signed build predicts the boot with its own store: Secure Boot on, the org's db.
         popts.vars = vars_tmp.as_ref().map(|t| t.path().to_path_buf());
+        popts.snp.clone_from(&snp);
         let mut prediction = crate::predict::predict(&popts)?;
         prediction
             .sources

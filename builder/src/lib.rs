@@ -17,6 +17,9 @@
 //! Deploying: [`export`] (`vmseal export`: the image and the org's keys in Azure's, GCP's and
 //! AWS's formats).
 //!
+//! Confidential VMs: [`confidential`] (the AMD SEV-SNP launch digest of the appliance booted
+//! by an SEV OVMF, the `snp` object of `NAME.pcrs.json`).
+//!
 //! Secure Boot, over the `signing` crate: [`keys_cmd`] (`vmseal keys new`, `vmseal vars`),
 //! [`key_update`] (`vmseal keys rotate`, `vmseal keys append`: signed db/dbx updates),
 //! [`sign_cmd`] (`vmseal sign` and the signing step of `vmseal build`), [`verify`]
@@ -24,6 +27,7 @@
 #![forbid(unsafe_code)]
 pub mod appliance;
 pub mod boot;
+pub mod confidential;
 pub mod describe;
 pub mod diff;
 pub mod disk;

@@ -198,6 +198,115 @@ struct PcrPredictArgs {
     /// Print pcrs.json instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    snp: SnpArgs,
+}
+
+/// Where the appliance goes in an SEV-SNP launch.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SnpPayload {
+    /// The appliance PE is QEMU's `-kernel` (no initrd, empty command line): its SHA-256 is in
+    /// the firmware's SEV hash table, so the digest covers it.
+    Appliance,
+    /// The firmware alone (the digest does not cover the appliance).
+    None,
+}
+
+/// A VMM whose SEV-SNP launch vmseal models.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SnpVmm {
+    Qemu,
+    Ec2,
+    Gce,
+}
+
+/// The AMD SEV-SNP launch digest (docs/confidential.md).
+#[derive(Args, Debug)]
+struct SnpArgs {
+    /// Also compute the SEV-SNP launch digest of the appliance booted by this SEV OVMF image
+    /// (QEMU `-bios FILE`); it goes into the `snp` object of pcrs.json.
+    #[arg(long, value_name = "OVMF")]
+    snp_firmware: Option<PathBuf>,
+    /// Number of vCPUs (one VMSA each).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "snp_firmware")]
+    snp_vcpus: u32,
+    /// QEMU CPU model of the vCPUs (EPYC, EPYC-v4, EPYC-Rome, EPYC-Milan, EPYC-Genoa, …).
+    #[arg(long, value_name = "MODEL", default_value = "EPYC", value_parser = vcpu_type, requires = "snp_firmware")]
+    snp_vcpu_type: String,
+    /// The vCPU signature (CPUID Fn0000_0001_EAX) instead of a model's.
+    #[arg(long, value_name = "VALUE", value_parser = number::<u32>, requires = "snp_firmware", conflicts_with = "snp_vcpu_type")]
+    snp_vcpu_sig: Option<u32>,
+    /// SEV_FEATURES of the VMSAs (bit 0 SNPActive must be set).
+    #[arg(long, value_name = "VALUE", default_value = "0x1", value_parser = number::<u64>, requires = "snp_firmware")]
+    snp_guest_features: u64,
+    /// The guest policy the launch uses (recorded beside the digest, not part of it).
+    #[arg(long, value_name = "VALUE", default_value = "0x30000", value_parser = number::<u64>, requires = "snp_firmware")]
+    snp_policy: u64,
+    /// The VMM whose launch is modelled.
+    #[arg(long, value_enum, default_value = "qemu", requires = "snp_firmware")]
+    snp_vmm: SnpVmm,
+    /// What the launch digest covers besides the firmware.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "appliance",
+        requires = "snp_firmware"
+    )]
+    snp_payload: SnpPayload,
+}
+
+/// A number in decimal or `0x` hex.
+fn number<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s:?}: {e}"))?;
+    T::try_from(v).map_err(|_| format!("{s:?} is out of range"))
+}
+
+/// A QEMU CPU model vmseal knows the signature of.
+fn vcpu_type(s: &str) -> Result<String, String> {
+    use vmseal::confidential::snp::VCPU_TYPES;
+    if VCPU_TYPES.iter().any(|(n, ..)| *n == s) {
+        Ok(s.to_string())
+    } else {
+        let names: Vec<&str> = VCPU_TYPES.iter().map(|(n, ..)| *n).collect();
+        Err(format!(
+            "unknown model {s:?}; one of {} (or give --snp-vcpu-sig)",
+            names.join(", ")
+        ))
+    }
+}
+
+impl SnpArgs {
+    fn options(&self) -> Option<vmseal::confidential::SnpOptions> {
+        use vmseal::confidential::snp::{SnpConfig, Vmm, vcpu_signature};
+        let firmware = self.snp_firmware.clone()?;
+        let (vcpu_type, vcpu_signature) = match self.snp_vcpu_sig {
+            Some(sig) => (None, sig),
+            None => (
+                Some(self.snp_vcpu_type.clone()),
+                vcpu_signature(&self.snp_vcpu_type).unwrap_or_default(),
+            ),
+        };
+        Some(vmseal::confidential::SnpOptions {
+            firmware,
+            config: SnpConfig {
+                vcpus: self.snp_vcpus,
+                vcpu_type,
+                vcpu_signature,
+                guest_features: self.snp_guest_features,
+                policy: self.snp_policy,
+                vmm: match self.snp_vmm {
+                    SnpVmm::Qemu => Vmm::Qemu,
+                    SnpVmm::Ec2 => Vmm::Ec2,
+                    SnpVmm::Gce => Vmm::Gce,
+                },
+            },
+            payload: self.snp_payload == SnpPayload::Appliance,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -458,6 +567,7 @@ fn run_pcr(v: PcrVerb) -> Result<(), Failure> {
                 opts.banks = Some(banks);
             }
             opts.profile = a.firmware_profile;
+            opts.snp = a.snp.options();
             let p = vmseal::predict::predict(&opts).map_err(input)?;
             let file = p.to_file();
             if a.json {
@@ -539,6 +649,23 @@ fn render_prediction(f: &vmseal::pcrs_json::PcrsFile) -> String {
         for (i, v) in values {
             let _ = writeln!(s, "  {i:>2}: {v}");
         }
+    }
+    if let Some(snp) = &f.snp {
+        let _ = writeln!(s, "SEV-SNP launch digest: {}", snp.launch_digest);
+        let _ = writeln!(
+            s,
+            "  firmware {} (sha256 {}), {} vCPU(s) {} signature {}, guest features {}, policy {}, vmm {}",
+            snp.firmware,
+            snp.firmware_sha256,
+            snp.vcpus,
+            snp.vcpu_type.as_deref().unwrap_or("-"),
+            snp.vcpu_signature,
+            snp.guest_features,
+            snp.policy,
+            snp.vmm
+        );
+        let _ = writeln!(s, "  covers: {}", snp.covers);
+        let _ = writeln!(s, "  verified: {}", snp.verified);
     }
     s
 }

@@ -169,6 +169,98 @@ pub struct Signing {
     pub pcr_banks: Option<Vec<String>>,
 }
 
+/// A number: an integer or a string in decimal or `0x` hex.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawNumber {
+    /// As an integer.
+    Int(i64),
+    /// `"0x30000"`, `"196608"`.
+    Str(String),
+}
+
+impl RawNumber {
+    fn value(&self) -> Result<u64, String> {
+        match self {
+            Self::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+            Self::Str(s) => {
+                let t = s.trim();
+                match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                    Some(h) => u64::from_str_radix(h, 16),
+                    None => t.parse(),
+                }
+                .map_err(|_| format!("\"{s}\" is not a number"))
+            }
+        }
+    }
+}
+
+/// `[snp]` as written (docs/manifest.md, docs/confidential.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSnp {
+    firmware: String,
+    vcpus: Option<i64>,
+    #[serde(rename = "vcpu-type")]
+    vcpu_type: Option<String>,
+    #[serde(rename = "vcpu-sig")]
+    vcpu_sig: Option<RawNumber>,
+    #[serde(rename = "guest-features")]
+    guest_features: Option<RawNumber>,
+    policy: Option<RawNumber>,
+    vmm: Option<String>,
+    payload: Option<SnpPayload>,
+}
+
+/// What an SEV-SNP launch digest covers besides the firmware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnpPayload {
+    /// The appliance PE is the direct-boot kernel (its hash is in the digest).
+    Appliance,
+    /// The firmware alone.
+    None,
+}
+
+/// `[snp]`, validated: the SEV-SNP launch digest `vmseal build` adds to `NAME.pcrs.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Snp {
+    /// The SEV OVMF image, path as written.
+    pub firmware: String,
+    /// vCPUs (1..=512).
+    pub vcpus: u32,
+    /// QEMU CPU model, when the signature comes from one.
+    #[serde(rename = "vcpu-type", skip_serializing_if = "Option::is_none")]
+    pub vcpu_type: Option<String>,
+    /// CPUID Fn0000_0001_EAX of the vCPUs.
+    #[serde(rename = "vcpu-sig")]
+    pub vcpu_sig: u32,
+    /// `SEV_FEATURES` of the VMSAs.
+    #[serde(rename = "guest-features")]
+    pub guest_features: u64,
+    /// The guest policy.
+    pub policy: u64,
+    /// `qemu`, `ec2` or `gce`.
+    pub vmm: String,
+    /// What the digest covers besides the firmware.
+    pub payload: SnpPayload,
+}
+
+impl Snp {
+    /// The launch configuration.
+    pub fn config(&self) -> crate::confidential::snp::SnpConfig {
+        use crate::confidential::snp::{SnpConfig, Vmm};
+        SnpConfig {
+            vcpus: self.vcpus,
+            vcpu_type: self.vcpu_type.clone(),
+            vcpu_signature: self.vcpu_sig,
+            guest_features: self.guest_features,
+            policy: self.policy,
+            vmm: Vmm::from_name(&self.vmm).unwrap_or(Vmm::Qemu),
+        }
+    }
+}
+
 /// The whole file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +274,7 @@ pub struct RawManifest {
     #[serde(default)]
     sections: BTreeMap<String, String>,
     signing: Option<Signing>,
+    snp: Option<RawSnp>,
 }
 
 /// Whether the guest's console reaches the serial port.
@@ -290,6 +383,9 @@ pub struct Manifest {
     /// `[signing]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing: Option<Signing>,
+    /// `[snp]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snp: Option<Snp>,
     /// The manifest's directory (paths are relative to it). Not part of the canonical form.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -762,6 +858,112 @@ impl Manifest {
             path(&format!("sections.\"{field}\""), p)?;
         }
 
+        let snp = raw
+            .snp
+            .map(|r| {
+                let number = |field: &str, v: &Option<RawNumber>, default: u64| {
+                    v.as_ref().map_or(Ok(default), |n| {
+                        n.value().map_err(|p| {
+                            err(
+                                ErrorKind::Invalid,
+                                field,
+                                p,
+                                "write an integer or a \"0x…\" hex string".into(),
+                            )
+                        })
+                    })
+                };
+                let firmware = path("snp.firmware", &r.firmware)?;
+                let vcpus = r.vcpus.unwrap_or(1);
+                let vcpus = u32::try_from(vcpus)
+                    .ok()
+                    .filter(|v| (1..=512).contains(v))
+                    .ok_or_else(|| {
+                        err(
+                            ErrorKind::OutOfRange,
+                            "snp.vcpus",
+                            format!("{vcpus} is outside 1..=512"),
+                            "give the number of vCPUs the VM is launched with".into(),
+                        )
+                    })?;
+                use crate::confidential::snp;
+                let (vcpu_type, vcpu_sig) = match (&r.vcpu_type, &r.vcpu_sig) {
+                    (Some(_), Some(_)) => {
+                        return Err(err(
+                            ErrorKind::Invalid,
+                            "snp.vcpu-sig",
+                            "both `vcpu-type` and `vcpu-sig` are set".into(),
+                            "keep one".into(),
+                        ));
+                    }
+                    (_, Some(n)) => {
+                        let v = number("snp.vcpu-sig", &Some(n.clone()), 0)?;
+                        let v = u32::try_from(v).map_err(|_| {
+                            err(
+                                ErrorKind::OutOfRange,
+                                "snp.vcpu-sig",
+                                format!("{v:#x} is wider than 32 bits"),
+                                "give CPUID Fn0000_0001_EAX, e.g. \"0x800f12\"".into(),
+                            )
+                        })?;
+                        (None, v)
+                    }
+                    (t, None) => {
+                        let t = t.clone().unwrap_or_else(|| "EPYC".into());
+                        let sig = snp::vcpu_signature(&t).ok_or_else(|| {
+                            let names: Vec<&str> =
+                                snp::VCPU_TYPES.iter().map(|(n, ..)| *n).collect();
+                            err(
+                                ErrorKind::Invalid,
+                                "snp.vcpu-type",
+                                format!("unknown CPU model \"{t}\""),
+                                format!("use one of {} or set `vcpu-sig`", names.join(", ")),
+                            )
+                        })?;
+                        (Some(t), sig)
+                    }
+                };
+                let vmm = r.vmm.clone().unwrap_or_else(|| "qemu".into());
+                let vmm_kind = snp::Vmm::from_name(&vmm).ok_or_else(|| {
+                    err(
+                        ErrorKind::Invalid,
+                        "snp.vmm",
+                        format!("unknown VMM \"{vmm}\""),
+                        "use \"qemu\", \"ec2\" or \"gce\"".into(),
+                    )
+                })?;
+                let out = Snp {
+                    firmware,
+                    vcpus,
+                    vcpu_type,
+                    vcpu_sig,
+                    guest_features: number("snp.guest-features", &r.guest_features, 1)?,
+                    policy: number("snp.policy", &r.policy, snp::DEFAULT_POLICY)?,
+                    vmm: vmm_kind.name().into(),
+                    payload: r.payload.unwrap_or(SnpPayload::Appliance),
+                };
+                snp::check_config(&out.config()).map_err(|e| {
+                    let field = match &e {
+                        snp::SnpError::Config { field, .. } => {
+                            format!("snp.{}", field.replace('_', "-"))
+                        }
+                        _ => "snp".into(),
+                    };
+                    let problem = match e {
+                        snp::SnpError::Config { problem, .. } => problem,
+                        other => other.to_string(),
+                    };
+                    err(
+                        ErrorKind::Invalid,
+                        &field,
+                        problem,
+                        "see docs/confidential.md".into(),
+                    )
+                })?;
+                Ok(out)
+            })
+            .transpose()?;
+
         Ok(Manifest {
             schema: 1,
             image: Image {
@@ -774,6 +976,7 @@ impl Manifest {
             channel: channels,
             sections: raw.sections,
             signing: raw.signing,
+            snp,
             dir,
             file: file.to_string(),
         })
@@ -897,5 +1100,39 @@ devices = ["tpm", "serial", "tpm"]
             (ErrorKind::TooSmall, "image.size")
         );
         assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn snp_table() {
+        assert!(parse(GOOD).unwrap().snp.is_none());
+        assert!(parse(GOOD).unwrap().canonical().get("snp").is_none());
+        let with = |t: &str| parse(&format!("{GOOD}\n[snp]\nfirmware = \"OVMF.fd\"\n{t}"));
+        let m = with("").unwrap();
+        let s = m.snp.unwrap();
+        // Defaults: one EPYC vCPU (signature 0x800f12), SNPActive, QEMU's default policy.
+        assert_eq!(
+            (s.vcpus, s.vcpu_sig, s.guest_features, s.policy),
+            (1, 0x0080_0f12, 1, 0x30000)
+        );
+        assert_eq!(s.payload, SnpPayload::Appliance);
+        let s = with("vcpus = 4\nvcpu-sig = \"0xa00f11\"\npolicy = 0xb0000\nvmm = \"GCE\"\npayload = \"none\"")
+            .unwrap()
+            .snp
+            .unwrap();
+        assert_eq!((s.vcpus, s.vcpu_sig, s.policy), (4, 0x00a0_0f11, 0xb0000));
+        assert_eq!((s.vmm.as_str(), s.vcpu_type), ("gce", None));
+        for (t, field) in [
+            ("vcpus = 0", "snp.vcpus"),
+            ("vcpu-type = \"Skylake\"", "snp.vcpu-type"),
+            ("vcpu-type = \"EPYC\"\nvcpu-sig = 1", "snp.vcpu-sig"),
+            ("policy = \"0x10000\"", "snp.policy"),
+            ("guest-features = 0", "snp.guest-features"),
+            ("policy = \"lots\"", "snp.policy"),
+            ("vmm = \"xen\"", "snp.vmm"),
+            ("colour = 1", "snp.colour"),
+        ] {
+            let e = with(t).unwrap_err();
+            assert_eq!(e.field, field, "{t}: {e}");
+        }
     }
 }

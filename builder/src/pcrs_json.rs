@@ -75,6 +75,10 @@ pub struct PcrsFile {
     /// Where the events came from (informative, free-form).
     #[serde(default)]
     pub sources: serde_json::Map<String, serde_json::Value>,
+    /// The AMD SEV-SNP launch digest of the appliance and what it assumes (optional; absent
+    /// unless asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snp: Option<crate::confidential::SnpPrediction>,
 }
 
 /// An event with its comparison flag, in memory.
@@ -187,6 +191,7 @@ impl PcrsFile {
             events: events.iter().map(JsonEvent::from_event).collect(),
             pcrs: values,
             sources,
+            snp: None,
         }
     }
 
@@ -248,6 +253,15 @@ impl PcrsFile {
                         format!("{v:?} is not a {bank} digest of PCR 0..23"),
                     ));
                 }
+            }
+        }
+        if let Some(snp) = &f.snp {
+            let ok = hex::decode(&snp.launch_digest).is_ok_and(|d| d.len() == 48);
+            if !ok {
+                return Err(bad(
+                    "snp.launch_digest".into(),
+                    format!("{:?} is not a SHA-384 digest", snp.launch_digest),
+                ));
             }
         }
         Ok(f)
@@ -366,6 +380,28 @@ mod tests {
         let bad = text.replace("\"EV_EFI_ACTION\"", "\"EV_NOPE\"");
         let e = PcrsFile::parse(&bad, "x").unwrap_err().to_string();
         assert!(e.contains("events[0].type"), "{e}");
+        // The optional snp object: absent unless set, round-trips, its digest is checked.
+        let mut with_snp = f.clone();
+        with_snp.snp = Some(crate::confidential::SnpPrediction {
+            launch_digest: "ab".repeat(48),
+            firmware: "OVMF.fd".into(),
+            firmware_sha256: "cd".repeat(32),
+            vcpus: 2,
+            vcpu_type: Some("EPYC".into()),
+            vcpu_signature: "0x800f12".into(),
+            guest_features: "0x1".into(),
+            policy: "0x30000".into(),
+            vmm: "qemu".into(),
+            payload: None,
+            covers: "firmware".into(),
+            verified: "no".into(),
+        });
+        let snp_text = with_snp.to_text();
+        assert_eq!(PcrsFile::parse(&snp_text, "x").unwrap(), with_snp);
+        let e = PcrsFile::parse(&snp_text.replace(&"ab".repeat(48), "ab"), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("snp.launch_digest"), "{e}");
         let bad = text.replace("\"format\": 1", "\"format\": 9");
         assert!(
             PcrsFile::parse(&bad, "x")

@@ -83,6 +83,8 @@ pub struct PredictOptions {
     pub banks: Option<Vec<HashAlg>>,
     /// An explicit firmware profile.
     pub profile: Option<PathBuf>,
+    /// Also compute the SEV-SNP launch digest (the `snp` object).
+    pub snp: Option<crate::confidential::SnpOptions>,
 }
 
 impl PredictOptions {
@@ -94,6 +96,7 @@ impl PredictOptions {
             secure_boot: None,
             banks: None,
             profile: None,
+            snp: None,
         }
     }
 }
@@ -132,6 +135,9 @@ pub enum PredictError {
     /// A bank vmseal cannot compute, or a duplicate section.
     #[error("{0}")]
     Compute(String),
+    /// The SEV-SNP launch digest cannot be computed.
+    #[error(transparent)]
+    Snp(#[from] crate::confidential::ConfidentialError),
 }
 
 /// A prediction.
@@ -145,6 +151,8 @@ pub struct Prediction {
     pub pcrs: Pcrs,
     /// Where everything came from.
     pub sources: serde_json::Map<String, serde_json::Value>,
+    /// The SEV-SNP launch digest, when asked for.
+    pub snp: Option<crate::confidential::SnpPrediction>,
 }
 
 /// The PCRs a prediction covers (the firmware's, then the ones computed from the image).
@@ -166,13 +174,15 @@ pub fn predicted_pcrs() -> Vec<u32> {
 impl Prediction {
     /// The `.pcrs.json` form.
     pub fn to_file(&self) -> PcrsFile {
-        PcrsFile::new(
+        let mut f = PcrsFile::new(
             &self.banks,
             &self.events,
             &self.pcrs,
             Some(&predicted_pcrs()),
             self.sources.clone(),
-        )
+        );
+        f.snp.clone_from(&self.snp);
+        f
     }
 }
 
@@ -828,6 +838,19 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
             t0.elapsed().as_secs_f64()
         );
     }
+    // The SEV-SNP launch digest first: a firmware that cannot give it fails before the
+    // payload is hashed for the PCRs.
+    let snp = match &opts.snp {
+        None => None,
+        Some(o) => {
+            let kernel = if o.payload {
+                Some((crate::appliance::BOOT_PATH, boot_file_sha256(&facts)?))
+            } else {
+                None
+            };
+            Some(crate::confidential::measure(o, kernel)?)
+        }
+    };
     let file = opts.image.display().to_string();
     let store: Vec<Variable> = match &opts.vars {
         Some(p) => {
@@ -930,6 +953,25 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
         events: ev,
         pcrs,
         sources,
+        snp,
+    })
+}
+
+/// SHA-256 of the whole `\EFI\BOOT\BOOTX64.EFI` of `facts` (what QEMU hashes into the SEV
+/// hash table when it is the `-kernel`).
+pub fn boot_file_sha256(facts: &ImageFacts) -> Result<[u8; 32], PredictError> {
+    with_boot_file(&facts.image, facts.esp, |boot| {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = boot.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(buf.get(..n).unwrap_or_default());
+        }
+        Ok(h.finalize().into())
     })
 }
 
