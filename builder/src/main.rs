@@ -1039,12 +1039,26 @@ fn run_export(a: ExportArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The error and its causes on one line, each cause once: a library error that already says
+/// what its source says (`"{0} — fix"` over a `#[from]` source) is not followed by it again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg.replace('\n', " ")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let msg = format!("{:#}", f.error).replace('\n', " ");
+            let msg = one_line(&f.error);
             eprintln!("error: {msg}");
             ExitCode::from(f.code)
         }

@@ -218,21 +218,21 @@ pub fn load_signer_for(
     purpose: Purpose,
     flags: &TokenFlags,
 ) -> Result<Box<dyn Signer>, SignCmdError> {
-    match key {
-        KeyRef::File(path) => Ok(Box::new(KeyPair::load(
-            path,
-            cert,
-            purpose,
-            SystemTime::now(),
-        )?)),
+    let signer: Box<dyn Signer> = match key {
+        KeyRef::File(path) => Box::new(KeyPair::load(path, cert, purpose, SystemTime::now())?),
         KeyRef::Token(uri) => {
             let c = keys::load_cert(cert)?;
             c.check_time(SystemTime::now())?;
             c.check_usage(purpose)?;
             let access = TokenAccess::resolve(uri, flags)?;
-            Ok(Box::new(Pkcs11Signer::open(uri, &access, c)?))
+            Box::new(Pkcs11Signer::open(uri, &access, c)?)
         }
+    };
+    // Accepted, with the risk named: a certificate without keyUsage / extendedKeyUsage.
+    for w in signer.certificate().usage_warnings(purpose) {
+        eprintln!("warning: {}: {w}", cert.display());
     }
+    Ok(signer)
 }
 
 /// Resolve `[signing]` of `m` (`None` when there is no table): load and check the db key pair

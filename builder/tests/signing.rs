@@ -393,6 +393,87 @@ fn signing_an_efi_updates_its_lock_file_and_twice_is_refused() {
     );
 }
 
+#[test]
+fn a_key_error_is_said_once() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    keys_new(d, "keys", "Acme Corp");
+    appliance(&d.join("app"), "[signing]\nkeys = \"../keys\"\n");
+    ok(&build(&d.join("app"), "u", &["--unsigned"]));
+    let o = vmseal(
+        &[
+            "sign",
+            "app/u/app.efi",
+            "--key",
+            "keys/KEK.key",
+            "--cert",
+            "keys/db.crt",
+            "--out",
+            "x.efi",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(
+        err.matches("does not match certificate").count(),
+        1,
+        "{err}"
+    );
+}
+
+#[test]
+fn a_certificate_without_key_usage_signs_with_a_warning_naming_the_risk() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    keys_new(d, "keys", "Acme Corp");
+    appliance(&d.join("app"), "[signing]\nkeys = \"../keys\"\n");
+    ok(&build(&d.join("app"), "u", &["--unsigned"]));
+    // openssl req -x509's default: no keyUsage, no extendedKeyUsage (firmware accepts it).
+    let o = tool(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=plain",
+            ])
+            .args(["-days", "30", "-keyout", "plain.key", "-out", "plain.crt"])
+            .current_dir(d),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = vmseal(
+        &[
+            "sign",
+            "app/u/app.efi",
+            "--key",
+            "plain.key",
+            "--cert",
+            "plain.crt",
+            "--out",
+            "p.efi",
+        ],
+        d,
+    );
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning:") && err.contains("no keyUsage"),
+        "{err}"
+    );
+    assert!(err.contains("may sign anything"), "{err}");
+    let o = tool(
+        Command::new("sbverify")
+            .args(["--cert", "plain.crt", "p.efi"])
+            .current_dir(d),
+    );
+    assert!(o.status.success(), "sbverify: {}", text(&o));
+}
+
 fn sha2_256(b: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(b).into()

@@ -467,20 +467,51 @@ impl Certificate {
             purpose: purpose.describe(),
             missing,
         };
+        // An absent keyUsage restricts nothing (RFC 5280 §4.2.1.3) and firmware accepts such
+        // certificates (`openssl req -x509` makes them): allowed, with
+        // [`Certificate::usage_warnings`]. A present extension that lacks the use is refused.
         match self.key_usage() {
-            Some(ku) if ku.digital_signature() => {}
-            Some(_) => return Err(fail("the keyUsage bit digitalSignature")),
-            None => return Err(fail("a keyUsage extension with digitalSignature")),
+            Some(ku) if !ku.digital_signature() => {
+                return Err(fail("the keyUsage bit digitalSignature"));
+            }
+            _ => {}
         }
         if purpose == Purpose::CodeSigning {
-            let ok = self
-                .extended_key_usage()
-                .is_some_and(|e| e.0.contains(&const_oid::db::rfc5280::ID_KP_CODE_SIGNING));
-            if !ok {
-                return Err(fail("an extendedKeyUsage extension with codeSigning"));
+            match self.extended_key_usage() {
+                Some(e) if !e.0.contains(&const_oid::db::rfc5280::ID_KP_CODE_SIGNING) => {
+                    return Err(fail("codeSigning in its extendedKeyUsage extension"));
+                }
+                // A certificate restricted by keyUsage (PK, KEK: keyCertSign) but not marked
+                // for code signing was not meant to sign binaries.
+                None if self.key_usage().is_some() => {
+                    return Err(fail("an extendedKeyUsage extension with codeSigning"));
+                }
+                _ => {}
             }
         }
         Ok(())
+    }
+
+    /// What [`Certificate::check_usage`] let pass only because an extension is absent, with
+    /// the risk named: such a certificate's key is not limited to this use.
+    pub fn usage_warnings(&self, purpose: Purpose) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.key_usage().is_none() {
+            w.push(format!(
+                "certificate {} has no keyUsage extension: its key may sign anything (certificates, CRLs, TLS); firmware accepts it, but a dedicated key with keyUsage digitalSignature limits what a leak can do",
+                self.subject()
+            ));
+        }
+        if purpose == Purpose::CodeSigning
+            && self.key_usage().is_none()
+            && self.extended_key_usage().is_none()
+        {
+            w.push(format!(
+                "certificate {} has no extendedKeyUsage extension: nothing marks it as a code-signing certificate; `vmseal keys new` makes db certificates with codeSigning",
+                self.subject()
+            ));
+        }
+        w
     }
 }
 
@@ -1026,6 +1057,7 @@ pub(crate) mod tests {
         assert_eq!(h.kek.cert.issuer(), "CN=Test Org PK,O=Test Org");
         h.db.cert.check_usage(Purpose::CodeSigning).unwrap();
         h.kek.cert.check_usage(Purpose::Variables).unwrap();
+        assert!(h.db.cert.usage_warnings(Purpose::CodeSigning).is_empty());
         let e = h.kek.cert.check_usage(Purpose::CodeSigning).unwrap_err();
         assert!(e.to_string().contains("codeSigning"), "{e}");
     }
