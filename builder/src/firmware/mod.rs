@@ -344,7 +344,7 @@ impl Profile {
             .into_iter()
             .map(|e| JsonEvent::from_event(&LoggedEvent::new(e)))
             .collect();
-        Ok(Self {
+        let p = Self {
             format: FORMAT,
             firmware,
             qemu,
@@ -354,7 +354,10 @@ impl Profile {
             events,
             identity: Some(LogIdentity::of(log)),
             template: cut.entries,
-        })
+        };
+        // What is written must read back (e.g. every recorded event has every bank).
+        Self::parse(&p.to_text(), &p.learned_from)
+            .map_err(|e| ProfileError::Learn(format!("the log cannot make a profile: {e}")))
     }
 
     /// The prediction's skeleton for `banks`: the firmware's events (restricted to `banks`, in
