@@ -612,6 +612,10 @@ fn extra(p: u32, y: &Event, ordinal: usize) -> String {
         );
     }
     match y.event_type {
+        EventType::EFI_VARIABLE_BOOT | EventType::EFI_VARIABLE_BOOT2 => format!(
+            "PCR {p}: extra boot variable {} — the machine's devices or boot order differ from the firmware profile's: learn the profile from a log of this machine (`vmseal firmware learn --from-log`)",
+            describe::describe(y)
+        ),
         EventType::EFI_VARIABLE_AUTHORITY => format!(
             "PCR {p}: extra authority event — the firmware verified an image against {}: Secure Boot was enforced although the prediction expected no verification (predict with the same --vars/--secure-boot as the boot)",
             var_parts(y).map_or_else(String::new, |v| v.1)
@@ -659,6 +663,10 @@ fn missing(p: u32, x: &Event) -> String {
         );
     }
     match x.event_type {
+        EventType::EFI_VARIABLE_BOOT | EventType::EFI_VARIABLE_BOOT2 => format!(
+            "PCR {p}: missing boot variable {} — the machine's devices or boot order differ from the firmware profile's: learn the profile from a log of this machine (`vmseal firmware learn --from-log`)",
+            describe::describe(x)
+        ),
         EventType::EFI_VARIABLE_AUTHORITY => format!(
             "PCR {p}: missing authority event for {} — the firmware did not verify the image against db: Secure Boot was not enforced (wrong OVMF build or variable store?)",
             var_parts(x).map_or_else(String::new, |v| v.1)
@@ -1087,6 +1095,19 @@ mod tests {
             "{x:?}"
         );
         assert!(x[0].contains("not the profile's"), "{x:?}");
+        // A boot option the profile's machine did not have (PCR 1).
+        let boot = var(
+            EventType::EFI_VARIABLE_BOOT,
+            &GLOBAL_VARIABLE,
+            "Boot0003",
+            &[],
+        );
+        let x = run(1, &[], &[boot]);
+        assert!(
+            x[0].starts_with("PCR 1: extra boot variable Boot0003"),
+            "{x:?}"
+        );
+        assert!(x[0].contains("firmware learn --from-log"), "{x:?}");
     }
 
     #[test]

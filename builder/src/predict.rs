@@ -1,7 +1,12 @@
 //! `vmseal pcr predict`: the expected TCG event log and PCR values of an image, per bank.
 //!
 //! Computed from the image and the variable store alone (`shared/reference/measured-boot.md`
-//! §B, §E), plus a firmware profile for what cannot be computed ([`crate::firmware`]):
+//! §B, §E), plus a firmware profile for what cannot be computed ([`crate::firmware`]). The
+//! profile gives the skeleton ([`firmware::Profile::steps`]): the firmware's events in log
+//! order with two slots this module fills, the Secure Boot policy variables and the appliance
+//! ([`firmware::template`]). The table is the skeleton of the shipped (format 1) profiles; a
+//! format 2 profile learned from another boot keeps that boot's PCR 4/5/7 firmware events
+//! (other boot attempts, no GPT, other variables) in place of the fixed ones:
 //!
 //! | PCR | events | from |
 //! | --- | --- | --- |
