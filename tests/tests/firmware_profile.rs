@@ -5,12 +5,14 @@
 //! - Secure Boot on (`OVMF_CODE_4M.secboot.fd`, the org's keys) with an empty CD-ROM first in
 //!   the boot order (a failed boot option: PCR 4 has a "Returning from…/Calling…" pair, PCR 1
 //!   other boot variables): the profile learned from image A's boot predicts image B (another
-//!   command line, so another `.cmdline` and Authenticode hash) booted the same way, exactly.
+//!   command line, so another `.cmdline` and Authenticode hash) and the Linux appliance (a
+//!   kernel loaded by the stub, PCR 9) booted the same way, exactly.
 //! - Secure Boot off (`OVMF_CODE_4M.fd`), disk first: the profile learned from that boot
 //!   predicts it; used for B's Secure Boot boot (another firmware build), `pcr diff` names
 //!   PCR 0 and the firmware volume first.
 //!
-//! Three boots of `images/hello` (~7 s each under TCG), one VM at a time.
+//! Three boots of `images/hello` (~7 s each under TCG) and one of `images/linux` (~15 s), one
+//! VM at a time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -160,6 +162,53 @@ fn a_profile_learned_from_one_boot_predicts_another_image_and_names_another_firm
         r["pcrs_compared"].as_array().is_some_and(|p| p.len() >= 10),
         "{r:#}"
     );
+    // … and the Linux appliance (a kernel the stub loads: its own authority, PCR 4 load and
+    // PCR 9 events), a different kind of image, booted the same way.
+    let inputs = vmseal_tests::linux_inputs();
+    std::fs::write(
+        root.join("linux.toml"),
+        format!(
+            "[image]\nname = \"linux\"\nversion = \"0.1.0\"\nsize = \"64MiB\"\n[guest]\n\
+             kernel = \"{}\"\ninitrd = \"{}\"\nos-release = \"{}\"\n\
+             cmdline = \"console=ttyS0 quiet panic=-1\"\nmemory = \"256MiB\"\nconsole = \"on\"\n\
+             [signing]\nkeys = \"keys\"\n",
+            inputs.join("vmlinuz").display(),
+            inputs.join("initrd.img").display(),
+            vmseal_tests::repo_root()
+                .join("images/linux/os-release")
+                .display()
+        ),
+    )
+    .expect("manifest");
+    run(Command::new(vmseal_bin())
+        .args([
+            "-q",
+            "build",
+            "--no-predict",
+            "linux.toml",
+            "--out",
+            "linux",
+        ])
+        .current_dir(root));
+    let (l_img, l_vars) = (
+        root.join("linux/linux.img"),
+        root.join("linux/linux.vars.fd"),
+    );
+    let mut o = BootOptions::new(&l_img, root.join("run-linux"));
+    o.vars = Some(l_vars.clone());
+    o.secure_boot = true;
+    o.failed_boot_option_first = true;
+    let run_linux = boot(o);
+    let (code, r) = predict_and_diff(
+        root,
+        &l_img,
+        Some(&l_vars),
+        Some("sb-cd.json"),
+        &run_linux,
+        "linux",
+    );
+    assert_eq!(code, Some(0), "{r:#}");
+
     // The shipped profile (disk first) does not: PCR 1 (boot variables) and PCR 4 differ,
     // PCR 4 naming the failed boot option.
     let (code, r) = predict_and_diff(root, &b_img, Some(&b_vars), None, &run_b, "b-shipped");
