@@ -279,6 +279,30 @@ fn learn_refuses_a_log_without_a_boot_and_needs_code_or_a_log() {
         .cloned()
         .collect();
     assert!(template::cut(&kept).is_none());
+    let mut cut_log = log.clone();
+    cut_log.events = kept;
+    let cut_path = t.path().join("no-boot.bin");
+    std::fs::write(&cut_path, cut_log.serialize()).unwrap();
+    let out = t.path().join("p.json");
+    let o = vmseal(
+        &[
+            "firmware".as_ref(),
+            "learn".as_ref(),
+            "--from-log".as_ref(),
+            cut_path.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+        t.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no-boot.bin") && err.contains("EV_EFI_BOOT_SERVICES_APPLICATION"),
+        "{err}"
+    );
+    assert!(!out.exists());
     let out = t.path().join("p.json");
     let o = vmseal(
         &[

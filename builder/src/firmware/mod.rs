@@ -219,6 +219,15 @@ pub enum ProfileError {
     /// Learning failed.
     #[error("firmware learn: {0}")]
     Learn(String),
+    /// A bank whose digests vmseal cannot compute (for the fixed skeleton of a format 1
+    /// profile).
+    #[error("{profile}: {problem} — leave out that --bank")]
+    Compute {
+        /// The profile's name.
+        profile: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl Profile {
@@ -377,12 +386,12 @@ impl Profile {
         for entry in &self.template {
             out.push(match entry {
                 Entry::Firmware => Step::Event(fw.next().ok_or_else(|| ProfileError::Invalid {
-                    file: self.firmware.file.clone(),
+                    file: self.firmware_name(),
                     problem: "template: more \"firmware\" entries than events".into(),
                 })?),
                 Entry::Recorded(e) => {
                     let mut ev = e.to_event().map_err(|(f, m)| ProfileError::Invalid {
-                        file: self.firmware.file.clone(),
+                        file: self.firmware_name(),
                         problem: format!("template: recorded.{f}: {m}"),
                     })?;
                     restrict(&mut ev, banks);
@@ -407,7 +416,10 @@ impl Profile {
                 .map(|a| {
                     policies::digest::hash(*a, data)
                         .map(|d| (*a, d))
-                        .map_err(|e| ProfileError::Learn(e.to_string()))
+                        .map_err(|e| ProfileError::Compute {
+                            profile: self.firmware_name(),
+                            problem: e.to_string(),
+                        })
                 })
                 .collect::<Result<_, _>>()?;
             Ok(Step::Event(LoggedEvent::new(Event {
