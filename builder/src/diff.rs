@@ -594,7 +594,7 @@ fn extra(p: u32, y: &Event, ordinal: usize) -> String {
     match action_text(y).as_deref() {
         Some(RETURNING_BOOT_OPTION) => {
             return format!(
-                "PCR {p}: extra event '{RETURNING_BOOT_OPTION}' — a boot option before the disk failed: make the disk the first boot option (QEMU -nodefaults, bootindex=0, as `vmseal boot` does)"
+                "PCR {p}: extra event '{RETURNING_BOOT_OPTION}' — a boot option before the disk failed: make the disk the first boot option (QEMU -nodefaults, bootindex=0, as `vmseal boot` does), or predict with a profile learned from a log of this boot order (`vmseal firmware learn --from-log`)"
             );
         }
         Some(CALLING_BOOT_OPTION) => {
@@ -604,7 +604,18 @@ fn extra(p: u32, y: &Event, ordinal: usize) -> String {
         }
         _ => {}
     }
+    if p == 0 {
+        return format!(
+            "PCR {p}: extra firmware event {} ({}): the firmware build is not the profile's — learn a profile for it with `vmseal firmware learn`",
+            describe::describe(y),
+            describe::type_name(y.event_type)
+        );
+    }
     match y.event_type {
+        EventType::EFI_VARIABLE_BOOT | EventType::EFI_VARIABLE_BOOT2 => format!(
+            "PCR {p}: extra boot variable {} — the machine's devices or boot order differ from the firmware profile's: learn the profile from a log of this machine (`vmseal firmware learn --from-log`)",
+            describe::describe(y)
+        ),
         EventType::EFI_VARIABLE_AUTHORITY => format!(
             "PCR {p}: extra authority event — the firmware verified an image against {}: Secure Boot was enforced although the prediction expected no verification (predict with the same --vars/--secure-boot as the boot)",
             var_parts(y).map_or_else(String::new, |v| v.1)
@@ -631,12 +642,31 @@ fn extra(p: u32, y: &Event, ordinal: usize) -> String {
 }
 
 fn missing(p: u32, x: &Event) -> String {
-    if action_text(x).as_deref() == Some(EXIT_BOOT_SERVICES) {
+    match action_text(x).as_deref() {
+        Some(EXIT_BOOT_SERVICES) => {
+            return format!(
+                "PCR {p}: missing event '{EXIT_BOOT_SERVICES}' — the PCRs were read before ExitBootServices, or the boot stopped before it"
+            );
+        }
+        Some(RETURNING_BOOT_OPTION) => {
+            return format!(
+                "PCR {p}: missing event '{RETURNING_BOOT_OPTION}' — the firmware profile's boot tried another boot option first and this boot did not: learn the profile from a log of this machine's boot order (`vmseal firmware learn --from-log`)"
+            );
+        }
+        _ => {}
+    }
+    if p == 0 {
         return format!(
-            "PCR {p}: missing event '{EXIT_BOOT_SERVICES}' — the PCRs were read before ExitBootServices, or the boot stopped before it"
+            "PCR {p}: missing firmware event {} ({}): the firmware build is not the profile's — learn a profile for it with `vmseal firmware learn`",
+            describe::describe(x),
+            describe::type_name(x.event_type)
         );
     }
     match x.event_type {
+        EventType::EFI_VARIABLE_BOOT | EventType::EFI_VARIABLE_BOOT2 => format!(
+            "PCR {p}: missing boot variable {} — the machine's devices or boot order differ from the firmware profile's: learn the profile from a log of this machine (`vmseal firmware learn --from-log`)",
+            describe::describe(x)
+        ),
         EventType::EFI_VARIABLE_AUTHORITY => format!(
             "PCR {p}: missing authority event for {} — the firmware did not verify the image against db: Secure Boot was not enforced (wrong OVMF build or variable store?)",
             var_parts(x).map_or_else(String::new, |v| v.1)
@@ -1032,6 +1062,52 @@ mod tests {
         assert_eq!(x.len(), 2, "{x:?}");
         assert!(x[0].starts_with("PCR 4: extra event 'Returning from EFI Application from Boot Option' — a boot option before the disk failed"), "{x:?}");
         assert!(x[1].contains("extra event 'Calling EFI Application from Boot Option'"));
+        // The other way round: a profile learned from a boot with a failed option.
+        let x = run(4, &a, &e);
+        assert!(x[0].starts_with("PCR 4: missing event 'Returning from EFI Application from Boot Option' — the firmware profile's boot tried another boot option first"), "{x:?}");
+    }
+
+    #[test]
+    fn an_extra_or_missing_pcr0_event_names_the_firmware() {
+        let blob = |d: &[u8]| {
+            let mut data = 0x80_0000u64.to_le_bytes().to_vec();
+            data.extend_from_slice(&0x1000u64.to_le_bytes());
+            LoggedEvent::new(Event {
+                pcr: 0,
+                event_type: EventType::EFI_PLATFORM_FIRMWARE_BLOB,
+                digests: vec![(
+                    HashAlg::SHA256,
+                    policies::digest::hash(HashAlg::SHA256, d).unwrap(),
+                )],
+                data,
+            })
+        };
+        let e = vec![blob(b"one")];
+        let a = vec![blob(b"one"), blob(b"two")];
+        let x = run(0, &e, &a);
+        assert!(
+            x[0].starts_with("PCR 0: extra firmware event firmware volume at 0x800000"),
+            "{x:?}"
+        );
+        let x = run(0, &a, &e);
+        assert!(
+            x[0].starts_with("PCR 0: missing firmware event firmware volume at 0x800000"),
+            "{x:?}"
+        );
+        assert!(x[0].contains("not the profile's"), "{x:?}");
+        // A boot option the profile's machine did not have (PCR 1).
+        let boot = var(
+            EventType::EFI_VARIABLE_BOOT,
+            &GLOBAL_VARIABLE,
+            "Boot0003",
+            &[],
+        );
+        let x = run(1, &[], &[boot]);
+        assert!(
+            x[0].starts_with("PCR 1: extra boot variable Boot0003"),
+            "{x:?}"
+        );
+        assert!(x[0].contains("firmware learn --from-log"), "{x:?}");
     }
 
     #[test]

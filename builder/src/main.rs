@@ -323,20 +323,25 @@ struct PcrDiffArgs {
 
 #[derive(Subcommand, Debug)]
 enum FirmwareVerb {
-    /// Record a firmware profile: boot a probe appliance with this firmware under vmseal's
-    /// pinned QEMU command line and keep the firmware's events (PCR 0-3, 6).
+    /// Record a firmware profile (format 2, docs/firmware-profiles.md): from an event log of
+    /// any machine (--from-log, e.g. a cloud VM's binary_bios_measurements), or by booting a
+    /// probe appliance with --code under vmseal's pinned QEMU command line. Keeps the
+    /// firmware's events (PCR 0-3, 6) and what it measures into PCR 4, 5, 7 around the
+    /// appliance; prediction recomputes the appliance's own events.
     Learn(FirmwareLearnArgs),
 }
 
 #[derive(Args, Debug)]
 struct FirmwareLearnArgs {
-    /// The OVMF code file (its SHA-256 keys the profile).
-    #[arg(long)]
-    code: PathBuf,
+    /// The OVMF code file: booted to record a probe log; with --from-log optional (its SHA-256
+    /// then keys the profile too).
+    #[arg(long, required_unless_present = "from_log")]
+    code: Option<PathBuf>,
     /// Variable store to boot the probe with (default: pristine).
     #[arg(long)]
     vars: Option<PathBuf>,
-    /// Take the events from this event log of the same firmware instead of booting.
+    /// Learn from this TCG2 event log (binary_bios_measurements of a booted machine, or a
+    /// record's eventlog.bin) instead of booting.
     #[arg(long, value_name = "LOG")]
     from_log: Option<PathBuf>,
     /// Where to write the profile.
@@ -430,6 +435,12 @@ struct BootArgs {
     /// same banks (`vmseal pcr predict --bank`).
     #[arg(long = "pcr-bank", value_enum)]
     pcr_banks: Vec<Bank>,
+    /// Put an empty CD-ROM drive first in the boot order (the disk second): OVMF tries it
+    /// and fails, which adds a "Returning from EFI Application from Boot Option" pair to PCR
+    /// 4 and changes PCR 1. For capturing a log of another boot order (`vmseal firmware learn
+    /// --from-log`); the shipped profiles assume the disk first.
+    #[arg(long)]
+    empty_cdrom_first: bool,
 }
 
 /// An error with the exit status it maps to.
@@ -508,6 +519,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             opts.vars = a.vars;
             opts.secure_boot = a.secure_boot;
             opts.timeout_secs = a.timeout;
+            opts.failed_boot_option_first = a.empty_cdrom_first;
             if !a.pcr_banks.is_empty() {
                 let mut banks: Vec<_> = a.pcr_banks.iter().map(|b| b.alg()).collect();
                 banks.sort();
@@ -680,7 +692,10 @@ fn run_firmware(v: FirmwareVerb) -> Result<(), Failure> {
                 work: a.work,
             };
             let p = vmseal::firmware::learn(&opts).map_err(input)?;
-            std::fs::write(&a.out, p.to_text())
+            // No partial output: a temporary file beside the target, then a rename.
+            let tmp = a.out.with_extension("json.tmp");
+            std::fs::write(&tmp, p.to_text())
+                .and_then(|()| std::fs::rename(&tmp, &a.out))
                 .with_context(|| format!("writing {}", a.out.display()))
                 .map_err(|e| Failure { code: 1, error: e })?;
             println!("{}", a.out.display());

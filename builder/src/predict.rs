@@ -1,7 +1,12 @@
 //! `vmseal pcr predict`: the expected TCG event log and PCR values of an image, per bank.
 //!
 //! Computed from the image and the variable store alone (`shared/reference/measured-boot.md`
-//! §B, §E), plus a firmware profile for what cannot be computed ([`crate::firmware`]):
+//! §B, §E), plus a firmware profile for what cannot be computed ([`crate::firmware`]). The
+//! profile gives the skeleton ([`firmware::Profile::steps`]): the firmware's events in log
+//! order with two slots this module fills, the Secure Boot policy variables and the appliance
+//! ([`firmware::template`]). The table is the skeleton of the shipped (format 1) profiles; a
+//! format 2 profile learned from another boot keeps that boot's PCR 4/5/7 firmware events
+//! (other boot attempts, no GPT, other variables) in place of the fixed ones:
 //!
 //! | PCR | events | from |
 //! | --- | --- | --- |
@@ -39,20 +44,16 @@ use signing::authenticode::{self, DigestAlgorithm};
 
 use crate::describe::{self, CERT_SHA256, CERT_X509, TAG_LINUX_INITRD, TAG_LINUX_LOAD_OPTIONS};
 use crate::disk::{self, Window};
+use crate::firmware::template::{self, Step};
 use crate::firmware::{self, FIRMWARE_PCRS, ProfileError};
 use crate::hashstream::{self, Chain};
 use crate::inspect::ReadOnly;
 use crate::pcrs_json::{LoggedEvent, PcrsFile, bank_name};
 use crate::vars::{self, GLOBAL_VARIABLE, IMAGE_SECURITY_DATABASE, Variable, VarsError};
 
-/// `EV_EFI_ACTION` at each ReadyToBoot (`Tcg2Dxe.c → OnReadyToBoot`).
-pub const CALLING_BOOT_OPTION: &str = "Calling EFI Application from Boot Option";
-/// `EV_EFI_ACTION` when an earlier boot option returned (`Tcg2Dxe.c → OnReadyToBoot`).
-pub const RETURNING_BOOT_OPTION: &str = "Returning from EFI Application from Boot Option";
-/// `EV_EFI_ACTION` at ExitBootServices (`Tcg2Dxe.c → OnExitBootServices`).
-pub const EXIT_BOOT_SERVICES: &str = "Exit Boot Services Invocation";
-/// `EV_EFI_ACTION` after a successful ExitBootServices.
-pub const EXIT_BOOT_SERVICES_OK: &str = "Exit Boot Services Returned with Success";
+pub use crate::firmware::template::{
+    CALLING_BOOT_OPTION, EXIT_BOOT_SERVICES, EXIT_BOOT_SERVICES_OK, RETURNING_BOOT_OPTION,
+};
 /// `EV_EFI_ACTION` after a failed ExitBootServices (`OnExitBootServicesFailed`).
 pub const EXIT_BOOT_SERVICES_FAILED: &str = "Exit Boot Services Returned with Failure";
 /// Event data of the Linux stub's LoadOptions event tag.
@@ -322,21 +323,39 @@ pub fn image_event_with(d: Vec<(HashAlg, Vec<u8>)>, what: &str) -> LoggedEvent {
     }
 }
 
-/// The PCR 7 policy block (before the separator) for a store.
+/// The PCR 7 policy block (before the separator) for a store: [`SECURE_BOOT_POLICY`], then
+/// `dbt` if the store has it.
 pub fn secure_boot_policy(
     banks: &[HashAlg],
     store: &[Variable],
 ) -> Result<Vec<LoggedEvent>, PredictError> {
+    let names: Vec<&str> = SECURE_BOOT_POLICY.iter().map(|(n, _)| *n).collect();
+    secure_boot_policy_of(banks, store, &names)
+}
+
+/// The PCR 7 policy variables `names` (each one of [`SECURE_BOOT_POLICY`], in the firmware's
+/// order, from a profile's template) measured from `store` (`SecureBoot` as the firmware
+/// computes it, an absent variable with no data), then `dbt` if the store has it.
+pub fn secure_boot_policy_of(
+    banks: &[HashAlg],
+    store: &[Variable],
+    names: &[&str],
+) -> Result<Vec<LoggedEvent>, PredictError> {
     let mut out = Vec::new();
-    for (name, guid) in SECURE_BOOT_POLICY {
-        let value: Vec<u8> = if name == "SecureBoot" {
+    for want in names {
+        let Some((name, guid)) = SECURE_BOOT_POLICY.iter().find(|(n, _)| n == want) else {
+            return Err(PredictError::Compute(format!(
+                "the firmware profile names the Secure Boot variable {want:?}, which vmseal does not know"
+            )));
+        };
+        let value: Vec<u8> = if *name == "SecureBoot" {
             vec![vars::secure_boot_value(store)]
         } else {
-            vars::get(store, &guid, name)
+            vars::get(store, guid, name)
                 .map(|v| v.data.clone())
                 .unwrap_or_default()
         };
-        let data = variable_data(&guid, name, &value);
+        let data = variable_data(guid, name, &value);
         out.push(event(
             banks,
             pcr::SECURE_BOOT_POLICY,
@@ -985,7 +1004,7 @@ fn expected_events(
     banks: &[HashAlg],
     file: &str,
 ) -> Result<Vec<LoggedEvent>, PredictError> {
-    let fw_events = profile.events_for(banks)?;
+    let steps = profile.steps(banks)?;
 
     let sizes: Vec<(&str, u64)> = facts
         .boot
@@ -1014,22 +1033,6 @@ fn expected_events(
     };
     let kernel = kept(sections::LINUX);
 
-    let mut ev: Vec<LoggedEvent> = Vec::new();
-    let (fw_seps, fw_pre): (Vec<LoggedEvent>, Vec<LoggedEvent>) = fw_events
-        .into_iter()
-        .partition(|e| e.event.event_type == EventType::SEPARATOR);
-    ev.extend(fw_pre.iter().filter(|e| e.event.pcr == 0).cloned());
-    ev.extend(secure_boot_policy(banks, store)?);
-    ev.push(separator(banks, pcr::SECURE_BOOT_POLICY)?);
-    ev.extend(fw_pre.iter().filter(|e| e.event.pcr != 0).cloned());
-    ev.push(action(banks, pcr::BOOT_LOADER_CODE, CALLING_BOOT_OPTION)?);
-    for i in 0..pcr::SECURE_BOOT_POLICY {
-        if FIRMWARE_PCRS.contains(&i) {
-            ev.extend(fw_seps.iter().filter(|e| e.event.pcr == i).cloned());
-        } else {
-            ev.push(separator(banks, i)?);
-        }
-    }
     let mut authorities: Vec<Vec<u8>> = Vec::new();
     let mut authority = |certs: &[u8],
                          sha256: Option<&[u8]>,
@@ -1056,58 +1059,66 @@ fn expected_events(
         }
         Ok(())
     };
-    authority(
-        &boot.cert_table,
-        boot.sha256_authenticode.as_deref(),
-        &mut ev,
-    )?;
-    ev.push(event(
-        banks,
-        pcr::BOOT_LOADER_CONFIG,
-        EventType::EFI_GPT_EVENT,
-        facts.gpt_event.clone(),
-        &facts.gpt_event,
-    )?);
-    ev.push(image_event_with(
-        boot.authenticode.clone(),
-        crate::appliance::BOOT_PATH,
-    ));
-    ev.extend(stub.into_iter().map(LoggedEvent::new));
-    if let Some(k) = kernel {
-        let kernel_event = image_event(banks, k, "the .linux kernel the stub passes to LoadImage")?;
-        // The SHA-256 Authenticode digest for a db hash entry: the bank's, when it has one.
-        let sha256 = match kernel_event.event.digest(HashAlg::SHA256) {
-            Some(d) => Some(d.to_vec()),
-            None if sb_value == 1 => authenticode::digest(k, DigestAlgorithm::Sha256).ok(),
-            None => None,
-        };
-        authority(
-            cert_table(k).unwrap_or_default(),
-            sha256.as_deref(),
-            &mut ev,
-        )?;
-        ev.push(kernel_event);
-        // The kernel EFI stub's order: LoadOptions, then the initrd (the UKI fixture's log).
-        if let Some(c) = kept(sections::CMDLINE) {
-            ev.push(load_options_event(banks, c)?);
+    let stub = &stub;
+    template::fill(&steps, |slot| match slot {
+        Step::SecureBootPolicy(names) => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            secure_boot_policy_of(banks, store, &names)
         }
-        let initrd = facts
-            .boot
-            .sections
-            .iter()
-            .any(|s| s.name == sections::INITRD && s.virtual_size > 0);
-        if let (true, Some(d)) = (initrd, contents(sections::INITRD)) {
-            ev.push(tagged_with(TAG_LINUX_INITRD, INITRD_TAG_TEXT, d.clone()));
+        Step::Appliance { gpt } => {
+            let gpt = *gpt;
+            let mut ev: Vec<LoggedEvent> = Vec::new();
+            authority(
+                &boot.cert_table,
+                boot.sha256_authenticode.as_deref(),
+                &mut ev,
+            )?;
+            if gpt {
+                ev.push(event(
+                    banks,
+                    pcr::BOOT_LOADER_CONFIG,
+                    EventType::EFI_GPT_EVENT,
+                    facts.gpt_event.clone(),
+                    &facts.gpt_event,
+                )?);
+            }
+            ev.push(image_event_with(
+                boot.authenticode.clone(),
+                crate::appliance::BOOT_PATH,
+            ));
+            ev.extend(stub.iter().cloned().map(LoggedEvent::new));
+            if let Some(k) = kernel {
+                let kernel_event =
+                    image_event(banks, k, "the .linux kernel the stub passes to LoadImage")?;
+                // The SHA-256 Authenticode digest for a db hash entry: the bank's, when it has one.
+                let sha256 = match kernel_event.event.digest(HashAlg::SHA256) {
+                    Some(d) => Some(d.to_vec()),
+                    None if sb_value == 1 => authenticode::digest(k, DigestAlgorithm::Sha256).ok(),
+                    None => None,
+                };
+                authority(
+                    cert_table(k).unwrap_or_default(),
+                    sha256.as_deref(),
+                    &mut ev,
+                )?;
+                ev.push(kernel_event);
+                // The kernel EFI stub's order: LoadOptions, then the initrd (the UKI fixture's log).
+                if let Some(c) = kept(sections::CMDLINE) {
+                    ev.push(load_options_event(banks, c)?);
+                }
+                let initrd = facts
+                    .boot
+                    .sections
+                    .iter()
+                    .any(|s| s.name == sections::INITRD && s.virtual_size > 0);
+                if let (true, Some(d)) = (initrd, contents(sections::INITRD)) {
+                    ev.push(tagged_with(TAG_LINUX_INITRD, INITRD_TAG_TEXT, d.clone()));
+                }
+            }
+            Ok(ev)
         }
-    }
-    ev.push(action(banks, pcr::BOOT_LOADER_CONFIG, EXIT_BOOT_SERVICES)?);
-    ev.push(action(
-        banks,
-        pcr::BOOT_LOADER_CONFIG,
-        EXIT_BOOT_SERVICES_OK,
-    )?);
-
-    Ok(ev)
+        Step::Event(e) => Ok(vec![e.clone()]),
+    })
 }
 
 /// The LoadOptions the stub gives the kernel: the `.cmdline` bytes as UTF-16LE with a NUL

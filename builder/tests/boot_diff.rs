@@ -303,6 +303,14 @@ fn firmware_learn_reproduces_the_shipped_profile() {
         .1;
     assert_eq!(learned.firmware.sha256, shipped.firmware.sha256);
     assert_eq!(learned.events, shipped.events);
+    // The learned template (format 2, cut from the probe's real log) is the shipped format 1
+    // profile's fixed OVMF skeleton: the same events and slots in the same order, every bank.
+    assert_eq!(learned.format, 2);
+    let banks = policies::tcg::HashAlg::COMPUTED;
+    assert_eq!(
+        learned.steps(&banks).unwrap(),
+        shipped.steps(&banks).unwrap()
+    );
 }
 
 fn tool(cmd: &mut Command) {
