@@ -421,6 +421,17 @@ fn read_lossy(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Whether the store `vars` enrolls Secure Boot keys (the firmware computes `SecureBoot` = 1
+/// from it): such a store is meant for [`OVMF_CODE_SECBOOT`], and the prediction
+/// (`vmseal pcr predict`) assumes that firmware for it. An unreadable store is `false` (the
+/// boot itself reports it).
+pub fn store_enables_secure_boot(vars: &Path) -> bool {
+    fs::read(vars)
+        .ok()
+        .and_then(|b| crate::vars::parse(&b).ok())
+        .is_some_and(|v| crate::vars::secure_boot_value(&v) == 1)
+}
+
 /// Boot `opts.image` and record it. Returns `Err` only when the boot could not be run; a
 /// boot that ran and failed is an `Ok` with a non-`booted` [`Verdict`].
 pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {

@@ -40,6 +40,16 @@ pub struct Side {
     pub pcrs: Pcrs,
     /// Problems found while reading (e.g. a log that does not replay to the TPM's values).
     pub problems: Vec<String>,
+    /// The OVMF code file: the prediction's `sources.firmware_code`, or the one a record
+    /// was booted with (`verdict.json`), when known.
+    pub firmware: Option<String>,
+}
+
+/// The firmware code file a record directory was booted with (`verdict.json`).
+fn recorded_firmware(dir: &Path) -> Option<String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("verdict.json")).ok()?).ok()?;
+    v["firmware_code"].as_str().map(str::to_owned)
 }
 
 /// Why a side cannot be read.
@@ -122,6 +132,11 @@ pub fn load_expected(path: &Path) -> Result<Side, DiffError> {
         has_log: true,
         pcrs: f.pcr_values(),
         problems: Vec::new(),
+        firmware: f
+            .sources
+            .get("firmware_code")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
     })
 }
 
@@ -133,7 +148,9 @@ pub fn load_actual(path: &Path) -> Result<Side, DiffError> {
         let l = path.join("eventlog.bin");
         let v = path.join("pcrs.json");
         if !l.is_file() && !v.is_file() && path.join("record.log").is_file() {
-            return from_record_log(&path.join("record.log"));
+            let mut side = from_record_log(&path.join("record.log"))?;
+            side.firmware = recorded_firmware(path);
+            return Ok(side);
         }
         (l.is_file().then_some(l), v.is_file().then_some(v))
     } else if std::fs::read(path)
@@ -156,6 +173,7 @@ pub fn load_actual(path: &Path) -> Result<Side, DiffError> {
         has_log: false,
         pcrs: Pcrs::new(),
         problems: Vec::new(),
+        firmware: path.is_dir().then(|| recorded_firmware(path)).flatten(),
     };
     let mut replayed = None;
     if let Some(l) = &log_path {
@@ -238,6 +256,7 @@ fn from_record_log(path: &Path) -> Result<Side, DiffError> {
         has_log: true,
         pcrs: shown.pcrs.clone(),
         problems: Vec::new(),
+        firmware: None,
     };
     if let Ok(values) = policies::record::collect_pcrs(&lines) {
         let mut tpm = Pcrs::new();
@@ -730,6 +749,13 @@ pub fn diff(exp: &Side, act: &Side) -> Report {
         .filter(|b| act.pcrs.bank(*b).is_some())
         .collect();
     let mut problems = act.problems.clone();
+    if let (Some(e), Some(a)) = (&exp.firmware, &act.firmware)
+        && e != a
+    {
+        problems.push(format!(
+            "the boot ran firmware {a}, the prediction is for {e}: PCR 0 and 7 cannot match — boot with the prediction's firmware (`vmseal boot` takes the Secure Boot build when --vars enrolls keys), or predict for this one (`vmseal pcr predict --secure-boot on|off`)"
+        ));
+    }
     if banks.is_empty() {
         problems.push(format!(
             "no bank in common: expected has {:?}, actual has {:?}",

@@ -421,7 +421,8 @@ struct BootArgs {
     /// OVMF variable store to boot with (NAME.vars.fd); default: pristine, no keys enrolled.
     #[arg(long)]
     vars: Option<PathBuf>,
-    /// Use the Secure Boot build of OVMF (enforced when --vars enrolls keys).
+    /// Use the Secure Boot build of OVMF (also chosen without this flag when --vars enrolls
+    /// keys, as the prediction assumes; Secure Boot is then enforced).
     #[arg(long)]
     secure_boot: bool,
     /// Record directory: console.log, record.log, verdict.json.
@@ -516,8 +517,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Verb::Export(a) => run_export(a),
         Verb::Boot(a) => {
             let mut opts = vmseal::boot::BootOptions::new(a.image, a.record);
+            // A store with keys enrolled is predicted (and meant) for the Secure Boot firmware.
+            let auto_sb = !a.secure_boot
+                && a.vars
+                    .as_deref()
+                    .is_some_and(vmseal::boot::store_enables_secure_boot);
+            if auto_sb {
+                eprintln!(
+                    "note: {} enrolls Secure Boot keys: booting the Secure Boot firmware {}",
+                    a.vars
+                        .as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    vmseal::boot::OVMF_CODE_SECBOOT
+                );
+            }
             opts.vars = a.vars;
-            opts.secure_boot = a.secure_boot;
+            opts.secure_boot = a.secure_boot || auto_sb;
             opts.timeout_secs = a.timeout;
             opts.failed_boot_option_first = a.empty_cdrom_first;
             if !a.pcr_banks.is_empty() {
