@@ -1,5 +1,6 @@
-//! `vmseal init DIR`: a starter that builds and boots as it is — a manifest, a tiny sample guest ELF
-//! and a README explaining how to replace it with a real guest (`images/hello`).
+//! `vmseal init DIR`: a starter — a manifest named after `DIR` whose `[signing]` table uses the
+//! keys `vmseal keys new --out DIR/keys` writes, a tiny sample guest ELF and a README that walks
+//! keys → build → boot → diff and explains how to replace the guest (`images/hello`).
 
 use std::path::{Path, PathBuf};
 
@@ -63,10 +64,14 @@ pub fn sample_elf_at(base: u64, text: &str) -> Vec<u8> {
     f
 }
 
+/// The starter manifest; `NAME` is the image name (from the directory's name).
 const MANIFEST: &str = r#"# A vmseal appliance (schema: docs/manifest.md in the vmseal repository).
-# Build it:  vmseal build vmseal.toml --out out/
+# Make the org's Secure Boot keys once, then build:
+#   vmseal keys new --out keys --org "My Org"
+#   vmseal build vmseal.toml --out out/
+# (`vmseal build --unsigned` builds without keys: no signature, no NAME.vars.fd.)
 [image]
-name = "hello"
+name = "NAME"
 version = "0.1.0"
 size = "16MiB"
 
@@ -82,28 +87,58 @@ console = "on"
 # elf = "attest.elf"
 # memory = "8MiB"
 # devices = ["tpm"]
+
+[signing]
+keys = "keys"                # written by `vmseal keys new --out keys`: PK, KEK, db, owner.guid
 "#;
 
 const README: &str = "This directory is a vmseal appliance starter.
 
-  vmseal.toml   the manifest: image name and size, the guest, its memory and console
+  vmseal.toml   the manifest: image name and size, the guest, its memory and console, and
+                [signing]: the org keys in keys/ (Secure Boot)
   guest.elf     a tiny sample guest: an x86_64 ELF that prints a line through the console
                 hypercall and exits 0 (it runs isolated under vmseal's hypervisor)
 
-Build the appliance (writes out/hello.img, out/hello.efi, out/hello.lock.json):
+Make the org's Secure Boot keys (once), then build the appliance (writes out/NAME.img,
+out/NAME.efi signed by the db key, out/NAME.vars.fd with the keys enrolled,
+out/NAME.pcrs.json, out/NAME.lock.json):
 
+  vmseal keys new --out keys --org \"My Org\"
   vmseal build vmseal.toml --out out/
-  vmseal inspect out/hello.img
+  vmseal inspect out/NAME.img
 
-Boot it in QEMU with OVMF and a software TPM:
+Boot it in QEMU with OVMF (Secure Boot on, the store enrolls the keys) and a software TPM,
+then compare what it measured with the prediction:
 
-  vmseal boot out/hello.img --record run/
+  vmseal boot out/NAME.img --vars out/NAME.vars.fd --record run/
+  vmseal pcr diff out/NAME.pcrs.json run/
 
 A real guest: the vmseal repository's images/hello is a no_std Rust unikernel. Build it with
 images/hello/build.sh (it writes images/hello/out/hello.elf), copy that file here as
 guest.elf (or point `elf` at it), and build again. A Linux appliance uses `kernel`,
 `initrd` and `os-release` instead of `elf` (see images/linux/vmseal.toml).
 ";
+
+/// The image name for a starter in `dir`: the directory's name made a valid `image.name`
+/// (lowercase a-z, 0-9 and '-', at most 63 characters), else `app`.
+pub fn image_name(dir: &Path) -> String {
+    let raw = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name.trim_matches('-').chars().take(63).collect();
+    if name.is_empty() { "app".into() } else { name }
+}
 
 /// Why `init` failed.
 #[derive(Debug, thiserror::Error)]
@@ -118,13 +153,14 @@ pub enum InitError {
 
 /// Write the starter into `dir` (created). Returns the files written.
 pub fn init(dir: &Path, force: bool) -> Result<Vec<PathBuf>, InitError> {
+    let name = image_name(dir);
     let files: [(&str, Vec<u8>); 3] = [
-        ("vmseal.toml", MANIFEST.as_bytes().to_vec()),
+        ("vmseal.toml", MANIFEST.replace("NAME", &name).into_bytes()),
         (
             "guest.elf",
             sample_guest_elf("vmseal: hello from the sample guest\r\n"),
         ),
-        ("README.txt", README.as_bytes().to_vec()),
+        ("README.txt", README.replace("NAME", &name).into_bytes()),
     ];
     if !force {
         for (name, _) in &files {

@@ -466,7 +466,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 eprintln!("wrote {}", f.display());
             }
             eprintln!(
-                "next: vmseal build {} --out {}",
+                "next: vmseal keys new --out {} --org \"My Org\"",
+                a.dir.join("keys").display()
+            );
+            eprintln!(
+                "      vmseal build {} --out {}",
                 a.dir.join("vmseal.toml").display(),
                 a.dir.join("out").display()
             );

@@ -463,13 +463,45 @@ fn inspect_json_shows_partitions_files_sections_and_policy() {
 #[test]
 fn init_writes_a_starter_that_builds() {
     let t = tempfile::tempdir().unwrap();
-    ok(&vmseal(&["init", "starter"], t.path()));
-    let dir = t.path().join("starter");
+    let o = vmseal(&["init", "My_App"], t.path());
+    ok(&o);
+    let dir = t.path().join("My_App");
     assert!(dir.join("README.txt").exists());
+    // The journey init prints: keys new into DIR/keys, then build — a signed image named
+    // after the directory, with its variable store.
+    let next = String::from_utf8_lossy(&o.stderr);
+    assert!(next.contains("vmseal keys new --out"), "{next}");
+    ok(&vmseal(
+        &["keys", "new", "--out", "keys", "--org", "My Org"],
+        &dir,
+    ));
     ok(&vmseal(&["build", "vmseal.toml", "--out", "out"], &dir));
-    assert!(dir.join("out/hello.img").exists());
+    for f in [
+        "my-app.img",
+        "my-app.efi",
+        "my-app.vars.fd",
+        "my-app.pcrs.json",
+    ] {
+        assert!(dir.join("out").join(f).exists(), "{f}");
+    }
+    let o = tool(
+        Command::new("sbverify")
+            .args(["--cert", "keys/db.crt", "out/my-app.efi"])
+            .current_dir(&dir),
+    );
+    assert!(
+        o.status.success(),
+        "sbverify: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // --unsigned builds without keys.
+    ok(&vmseal(
+        &["build", "vmseal.toml", "--out", "u", "--unsigned"],
+        &dir,
+    ));
+    assert!(dir.join("u/my-app.img").exists() && !dir.join("u/my-app.vars.fd").exists());
     // A second init refuses to overwrite.
-    let o = vmseal(&["init", "starter"], t.path());
+    let o = vmseal(&["init", "My_App"], t.path());
     assert_eq!(o.status.code(), Some(2));
 }
 

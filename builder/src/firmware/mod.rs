@@ -653,7 +653,8 @@ pub fn learn(opts: &LearnOptions) -> Result<Profile, ProfileError> {
             }
             let probe = opts.work.join("probe");
             crate::init::init(&probe, true).map_err(|e| ProfileError::Learn(e.to_string()))?;
-            let built = crate::appliance::build(&crate::appliance::BuildOptions {
+            // Unsigned: the probe needs no keys (its [signing] table names keys it has none of).
+            let built = crate::appliance::build_with(&crate::appliance::BuildOptions {
                 manifest: probe.join("vmseal.toml"),
                 out: probe.join("out"),
                 stub: None,
@@ -661,7 +662,7 @@ pub fn learn(opts: &LearnOptions) -> Result<Profile, ProfileError> {
                 // Learning is how a profile comes to exist: the probe needs no prediction.
                 predict: false,
                 pkcs11: Default::default(),
-            })
+            }, false)
             .map_err(|e| ProfileError::Learn(format!("building the probe: {e}")))?;
             let record = opts.work.join("record");
             let mut b = crate::boot::BootOptions::new(&built.img, &record);
