@@ -797,10 +797,12 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         (img_tmp, &img_path),
         (lock_tmp, &lock_path),
     ];
+    let pcrs_made = pcrs_tmp.is_some();
     if let Some(t) = pcrs_tmp {
         outputs.push((t, &pcrs_path));
     }
     let vars_path = opts.out.join(file_name("vars.fd"));
+    let vars_made = vars_tmp.is_some();
     if let Some(t) = vars_tmp {
         outputs.push((t, &vars_path));
     }
@@ -816,6 +818,23 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
             what: format!("renaming to {}", dest.display()),
             source: e.error,
         })?;
+    }
+    // A previous build's outputs that this one does not produce (an `--unsigned` rebuild's
+    // NAME.vars.fd, a `--no-predict` rebuild's NAME.pcrs.json) would describe another image:
+    // removed, once everything new is in place.
+    for (stale, made) in [(&pcrs_path, pcrs_made), (&vars_path, vars_made)] {
+        if !made {
+            match std::fs::remove_file(stale) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(BuildError::Io {
+                        what: format!("removing the stale {}", stale.display()),
+                        source: e,
+                    });
+                }
+            }
+        }
     }
     timings.mark("lock file + rename");
     Ok(Built {

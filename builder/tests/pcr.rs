@@ -584,7 +584,14 @@ fn build_writes_a_prediction_whose_pcr4_and_pcr5_come_from_the_image() {
     let dir = t.path();
     ok(&run(&["init", "app"], dir));
     ok(&run(
-        &["-q", "build", "app/vmseal.toml", "--out", "out", "--unsigned"],
+        &[
+            "-q",
+            "build",
+            "app/vmseal.toml",
+            "--out",
+            "out",
+            "--unsigned",
+        ],
         dir,
     ));
     let name = std::fs::read_dir(dir.join("out"))
@@ -763,7 +770,14 @@ fn predict_refuses_bad_images_and_stores_with_exit_2() {
     let dir = t.path();
     ok(&run(&["init", "app"], dir));
     ok(&run(
-        &["-q", "build", "app/vmseal.toml", "--out", "out", "--unsigned"],
+        &[
+            "-q",
+            "build",
+            "app/vmseal.toml",
+            "--out",
+            "out",
+            "--unsigned",
+        ],
         dir,
     ));
     let img = std::fs::read_dir(dir.join("out"))

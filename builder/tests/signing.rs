@@ -474,6 +474,31 @@ fn a_certificate_without_key_usage_signs_with_a_warning_naming_the_risk() {
     assert!(o.status.success(), "sbverify: {}", text(&o));
 }
 
+#[test]
+fn a_rebuild_removes_the_outputs_it_does_not_produce() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    keys_new(d, "keys", "Acme Corp");
+    appliance(&d.join("app"), "[signing]\nkeys = \"../keys\"\n");
+    let app = d.join("app");
+    ok(&build(&app, "out", &[]));
+    assert!(app.join("out/app.vars.fd").exists() && app.join("out/app.pcrs.json").exists());
+    // Unsigned into the same directory: the old store would enroll keys for another image.
+    ok(&build(&app, "out", &["--unsigned"]));
+    assert!(
+        !app.join("out/app.vars.fd").exists(),
+        "stale NAME.vars.fd left behind"
+    );
+    assert!(app.join("out/app.pcrs.json").exists());
+    // Without a prediction: the old one would predict another image.
+    ok(&build(&app, "out", &["--unsigned", "--no-predict"]));
+    assert!(
+        !app.join("out/app.pcrs.json").exists(),
+        "stale NAME.pcrs.json left behind"
+    );
+    assert!(app.join("out/app.img").exists() && app.join("out/app.lock.json").exists());
+}
+
 fn sha2_256(b: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(b).into()
