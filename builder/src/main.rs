@@ -63,11 +63,74 @@ enum Verb {
     /// certificate or the db of a variable store, and every section against NAME.lock.json.
     /// Exit 0 valid, 1 invalid, 2 unreadable input.
     Verify(VerifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `vmseal completions bash > /etc/bash_completion.d/vmseal`.
+    Completions(CompletionsArgs),
+    /// Write the man pages (vmseal.1 and one vmseal-VERB.1 per verb) into a directory.
+    Man(ManArgs),
     /// Write an image in the form a cloud imports, with the org's Secure Boot keys (from the
     /// variable store it boots with) in that cloud's format: Azure (fixed VHD + the image
     /// version's uefiSettings), GCP (disk.raw in a .tar.gz + Shielded VM key files), AWS (raw
     /// disk + the --uefi-data blob). See docs/export.md.
     Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+struct ManArgs {
+    /// The directory to write into (created).
+    #[arg(long, default_value = "man")]
+    out: PathBuf,
+}
+
+/// Print completions for `shell`.
+fn run_completions(a: CompletionsArgs) -> Result<(), Failure> {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    clap_complete::generate(a.shell, &mut cmd, "vmseal", &mut std::io::stdout());
+    Ok(())
+}
+
+/// Write `vmseal.1` and `vmseal-VERB.1` (nested verbs `vmseal-VERB-SUB.1`) into `a.out`.
+fn run_man(a: ManArgs) -> Result<(), Failure> {
+    use clap::CommandFactory as _;
+    let io = |e: std::io::Error| Failure {
+        code: 1,
+        error: anyhow::anyhow!("{}: {e}", a.out.display()),
+    };
+    std::fs::create_dir_all(&a.out).map_err(io)?;
+    fn write(
+        cmd: clap::Command,
+        name: &str,
+        dir: &std::path::Path,
+    ) -> std::io::Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        let mut page = Vec::new();
+        clap_mangen::Man::new(
+            cmd.clone()
+                .display_name(name.to_string())
+                .bin_name(name.replace('-', " ")),
+        )
+        .render(&mut page)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, page)?;
+        written.push(path);
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let sub_name = format!("{name}-{}", sub.get_name());
+            written.extend(write(sub.clone(), &sub_name, dir)?);
+        }
+        Ok(written)
+    }
+    for p in write(Cli::command(), "vmseal", &a.out).map_err(io)? {
+        println!("{}", p.display());
+    }
+    Ok(())
 }
 
 /// A cloud.
@@ -519,6 +582,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Verb::Vars(a) => run_vars(a),
         Verb::Verify(a) => run_verify(a),
         Verb::Export(a) => run_export(a),
+        Verb::Completions(a) => run_completions(a),
+        Verb::Man(a) => run_man(a),
         Verb::Boot(a) => {
             let mut opts = vmseal::boot::BootOptions::new(a.image, a.record);
             // A store with keys enrolled is predicted (and meant) for the Secure Boot firmware.

@@ -506,6 +506,51 @@ fn init_writes_a_starter_that_builds() {
 }
 
 #[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let t = tempfile::tempdir().unwrap();
+    let o = vmseal(&["completions", "bash"], t.path());
+    ok(&o);
+    let script = t.path().join("vmseal.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    // bash itself parses it, and it completes every verb.
+    let b = tool(Command::new("bash").arg("-n").arg(&script));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for verb in [
+        "build", "boot", "export", "keys", "pcr", "sign", "verify", "vars",
+    ] {
+        assert!(text.contains(verb), "{verb}");
+    }
+    for shell in ["zsh", "fish"] {
+        ok(&vmseal(&["completions", shell], t.path()));
+    }
+    let o = vmseal(&["man", "--out", "man"], t.path());
+    ok(&o);
+    for page in [
+        "vmseal.1",
+        "vmseal-build.1",
+        "vmseal-keys-rotate.1",
+        "vmseal-pcr-sign.1",
+    ] {
+        let p = t.path().join("man").join(page);
+        assert!(p.is_file(), "{page}");
+        // man(1) renders it (groff): a NAME section naming the command.
+        let m = tool(Command::new("man").arg("-l").arg(&p).env("MANPAGER", "cat"));
+        assert!(
+            m.status.success(),
+            "{page}: {}",
+            String::from_utf8_lossy(&m.stderr)
+        );
+        let rendered = String::from_utf8_lossy(&m.stdout);
+        assert!(rendered.contains("NAME"), "{page}: {rendered}");
+        assert!(
+            rendered.contains(page.trim_end_matches(".1")),
+            "{page}: {rendered}"
+        );
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let t = tempfile::tempdir().unwrap();
     assert_eq!(vmseal(&["build"], t.path()).status.code(), Some(2));
