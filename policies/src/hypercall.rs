@@ -39,7 +39,10 @@
 //! [`MAX_MESSAGE`] bytes: [`Call::SEND`] copies into the peer's inbox (or returns
 //! [`Error::BUSY`] if it is full), [`Call::RECV`] takes from one's own inbox and *blocks* the
 //! partition while it is empty (the hypervisor runs another partition meanwhile). Scheduling is
-//! cooperative: a partition runs until it blocks, exits or is stopped.
+//! cooperative: a partition runs until it blocks, exits or is stopped. When nothing can run, a
+//! server waiting for requests is idle, never stopped; a client waiting for a reply gets
+//! [`Error::NO_REPLY`] (its server is idle) or [`Error::DEADLOCK`] (clients waiting on each
+//! other in a cycle), reported on the record as `VMSEAL1 wait-failed`.
 //!
 //! # Attestation
 //!
@@ -138,6 +141,13 @@ impl Error {
     pub const PEER_GONE: Self = Self(-5i64 as u64);
     /// The caller has no [`ATTEST_CHANNEL`].
     pub const NO_ATTESTATION: Self = Self(-6i64 as u64);
+    /// The caller waited for a reply (`RECV` as a channel's client, or `ATTEST`) while nothing
+    /// could run and the server was idle, waiting for requests: no reply will ever come (the
+    /// request was never sent, or the server dropped it). The server is not stopped.
+    pub const NO_REPLY: Self = Self(-7i64 as u64);
+    /// The caller waited for a reply in a cycle of clients each waiting for the next (a true
+    /// deadlock): every wait in the cycle fails with this; nobody is stopped.
+    pub const DEADLOCK: Self = Self(-8i64 as u64);
 
     /// Whether a raw `RAX` result is an error.
     pub const fn is_error(rax: u64) -> bool {
@@ -153,6 +163,8 @@ impl Error {
             -4 => "busy",
             -5 => "peer-gone",
             -6 => "no-attestation",
+            -7 => "no-reply",
+            -8 => "deadlock",
             _ => "unknown-error",
         }
     }
@@ -217,6 +229,8 @@ mod tests {
             Error::BUSY,
             Error::PEER_GONE,
             Error::NO_ATTESTATION,
+            Error::NO_REPLY,
+            Error::DEADLOCK,
         ] {
             assert!(Error::is_error(e.0), "{e}");
             assert_ne!(e.name(), "unknown-error");

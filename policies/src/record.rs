@@ -25,7 +25,8 @@
 //! | `partition` | `name`, `section`, `base`, `size`, `entry`, `devices` (comma-separated or `none`) | a partition was loaded (services first, then the guest) |
 //! | `console` | `partition`, `dropped` (bytes) | written once at the end if `console = off` dropped guest output |
 //! | `violation` | `partition`, `kind` (`policies::hypercall::Violation`), kind-specific keys (`gpa`, `access`, `port`, `size`, `dir`, `msr`, `nr`, `addr`, `len`, `count`, `exit`), `rip` | a partition did something its policy does not allow; it is stopped |
-//! | `stopped` | `partition`, `reason` (`exit`/`violation`/`deadlock`), `status` (exit only), `hypercalls` | a partition ended; the others keep running |
+//! | `stopped` | `partition`, `reason` (`exit`/`violation`), `status` (exit only), `hypercalls` | a partition ended; the others keep running |
+//! | `wait-failed` | `partition`, `channel`, `error` (`no-reply`/`deadlock`, `policies::hypercall::Error`) | nothing could run: the client's wait for a reply on `channel` failed with that error (its server was idle, or clients waited on each other in a cycle); it goes on, nobody is stopped |
 //! | `health` | `channel`, `server`, `status` (`answered`/`silent`/`gone`) | after the guest ended: the hypervisor checked that each server of the guest's channels still answers |
 //! | `hv-stats` | `hypercalls`, `exits`, `guest_ns` (time spent in partitions), `mean_run_ns` (per VMRUN) | the hypervisor shuts down |
 //! | `hv-startup` | `record_us`, `ebs_to_guest_us` (absent if the guest never ran) | after `exit`: microseconds from ExitBootServices to the end of the record dump (`eventlog`, `pcr` lines) and to the guest partition's first instruction (its first `VMRUN`; the services' first runs come before it) |

@@ -452,6 +452,90 @@ fn every_redteam_attack_is_blocked_and_the_rest_keeps_running() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// An attack on the attestation service (a well-formed call, refused rather than stopped):
+/// its name and the record lines it must produce, exactly.
+type ServiceAttack = (&'static str, &'static [&'static str]);
+
+/// The issue-18 attacks on the service (`images/redteam`'s second table).
+const SERVICE_ATTACKS: &[ServiceAttack] = &[(
+    "recv-idle",
+    &["VMSEAL1 wait-failed partition=redteam channel=attest error=no-reply"],
+)];
+
+/// A guest that attacks the service rather than the isolation: the attack is refused with an
+/// error code (exact record lines), nothing is stopped but the guest's own exit, the service
+/// answers the same guest's honest `ATTEST` afterwards (`status=0 caller=redteam`, checked by
+/// the guest) and the hypervisor's health check.
+#[test]
+fn attacks_on_the_service_are_refused_and_it_keeps_answering() {
+    assert!(redteam_elf().is_file());
+    let scratch = tempfile::tempdir().expect("scratch");
+    let mut failures = Vec::new();
+    for (attack, want_lines) in SERVICE_ATTACKS {
+        let dir = scratch.path().join(attack);
+        let manifest = manifest_variant(
+            "redteam",
+            &dir.join("m"),
+            Some(&format!("attack={attack}")),
+            None,
+        );
+        let built = vmseal_build(&manifest, &dir.join("out"), "redteam");
+        let outcome = boot_image(BootOptions::new(&built.image, dir.join("run")));
+        let record = &outcome.record;
+        let text = record_text(record);
+        let console = &outcome.console;
+        let mut problems = Vec::new();
+        for want in *want_lines {
+            let n = text.lines().filter(|l| l == want).count();
+            if n != 1 {
+                problems.push(format!("expected the line {want:?} once, got it {n} times"));
+            }
+        }
+        if !console.contains(&format!("redteam: refused {attack} ")) {
+            problems.push("the guest does not say the attack was refused".into());
+        }
+        if !console.contains("redteam: the service answers after the attack status=0") {
+            problems.push("the service did not answer the guest after the attack".into());
+        }
+        if console.contains("ESCAPED") {
+            problems.push("the guest says it escaped".into());
+        }
+        if lines(record, "violation").next().is_some() {
+            problems.push("a violation was reported".into());
+        }
+        let stopped: Vec<String> = lines(record, "stopped").map(|l| l.to_string()).collect();
+        if stopped.len() != 1
+            || !stopped[0].starts_with("VMSEAL1 stopped partition=redteam reason=exit status=0 ")
+        {
+            problems.push(format!(
+                "expected only the guest's exit 0 to stop: {stopped:?}"
+            ));
+        }
+        let health = lines(record, "health").find(|l| l.get("server") == Some("attest"));
+        if health.and_then(|l| l.get("status")) != Some("answered") {
+            problems.push("the attestation service did not answer the health check".into());
+        }
+        if outcome.verdict() != Verdict::Booted {
+            problems.push(format!("verdict {} (expected booted)", outcome.verdict()));
+        }
+        eprintln!(
+            "{attack}: {}",
+            if problems.is_empty() {
+                "refused"
+            } else {
+                "FAILED"
+            }
+        );
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{attack}:\n  {}\nrecord:\n{text}console:\n{console}",
+                problems.join("\n  ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn a_cpu_without_nested_paging_is_refused() {
     let scratch = tempfile::tempdir().expect("scratch");

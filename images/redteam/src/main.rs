@@ -17,8 +17,17 @@
 //! | `hypercall-flood` | a million `VERSION` calls in a tight loop | `hypercall-flood` |
 //! | `triple-fault` | `ud2` with no IDT | `triple-fault` |
 //!
-//! Before attacking it proves the service answers (one `ATTEST`). If an attack comes back, it
-//! prints `redteam: ESCAPED <attack>` and exits 99.
+//! Before attacking it proves the service answers (one `ATTEST`). If an attack above comes
+//! back, it prints `redteam: ESCAPED <attack>` and exits 99.
+//!
+//! Attacks on the *service* rather than on the isolation are well-formed calls: they are
+//! refused with an error, not stopped. The guest then proves the service still answers (a
+//! second `ATTEST`, `redteam: the service answers after the attack`) and exits 0; if the attack
+//! worked it prints `ESCAPED` and exits 99:
+//!
+//! | attack | what it does | expected |
+//! | --- | --- | --- |
+//! | `recv-idle` | `RECV` on its `attest` channel without asking anything (the idle service used to be stopped for the "deadlock") | `RECV` fails with `no-reply`; record `wait-failed partition=redteam channel=attest error=no-reply` |
 #![no_std]
 #![no_main]
 
@@ -27,6 +36,59 @@ use policies::attest::Report;
 use policies::bootinfo::BootInfo;
 use policies::hypercall::Call;
 use vmseal_guest::{self as sdk, Console};
+
+/// What an attack on the service got.
+enum Refused {
+    /// The hypervisor (or the service) refused it: how, for the console.
+    Yes(&'static str),
+    /// It worked.
+    No,
+}
+
+/// The attacks on the service; `None` for a name that is not one of them.
+fn attack_service(name: &[u8], con: &mut Console) -> Option<Refused> {
+    let channel = sdk::channel_find(policies::hypercall::ATTEST_CHANNEL).ok();
+    let mut buf = [0u8; 4096];
+    Some(match name {
+        b"recv-idle" => match sdk::recv(channel.unwrap_or(u64::MAX), &mut buf) {
+            Err(e) if e == policies::hypercall::Error::NO_REPLY => Refused::Yes("no-reply"),
+            Err(e) => {
+                let _ = writeln!(con, "redteam: RECV failed otherwise: {e}\r");
+                Refused::No
+            }
+            Ok(_) => Refused::No,
+        },
+        _ => return None,
+    })
+}
+
+/// Prove the service answers an honest request after an attack.
+fn service_answers(con: &mut Console) -> bool {
+    let mut report = [0u8; 4096];
+    let nonce = b"redteam-after-attack";
+    match sdk::attest(nonce, &mut report) {
+        Ok(n) => match report.get(..n).map(Report::decode) {
+            Some(Ok(r)) if r.nonce == nonce && r.status == 0 && r.caller == b"redteam" => {
+                let _ = writeln!(
+                    con,
+                    "redteam: the service answers after the attack status=0\r"
+                );
+                true
+            }
+            _ => {
+                let _ = writeln!(
+                    con,
+                    "redteam: the service's report after the attack is wrong\r"
+                );
+                false
+            }
+        },
+        Err(e) => {
+            let _ = writeln!(con, "redteam: ATTEST failed after the attack: {e}\r");
+            false
+        }
+    }
+}
 
 fn attack(name: &[u8]) -> bool {
     // Each `unsafe` below is the attack itself: the hypervisor must stop it before it has any
@@ -115,6 +177,25 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
         }
     }
     con.flush();
+    if let Some(outcome) = attack_service(name, &mut con) {
+        let refused = match outcome {
+            Refused::Yes(how) => {
+                let _ = write!(con, "redteam: refused ");
+                con.write_bytes(name);
+                let _ = writeln!(con, " ({how})\r");
+                true
+            }
+            Refused::No => {
+                let _ = write!(con, "redteam: ESCAPED ");
+                con.write_bytes(name);
+                let _ = writeln!(con, "\r");
+                false
+            }
+        };
+        let answers = service_answers(&mut con);
+        con.flush();
+        return if refused && answers { 0 } else { 99 };
+    }
     if !attack(name) {
         let _ = writeln!(con, "redteam: unknown attack\r");
         con.flush();

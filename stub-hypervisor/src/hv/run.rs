@@ -6,8 +6,10 @@
 //!   flood, a triple fault: **stop that partition** (report `violation` + `stopped`), never the
 //!   hypervisor;
 //! - a well-formed call that cannot be served: an error code in `RAX`, the partition goes on;
-//! - nothing runnable while the guest is alive: every blocked partition is stopped
-//!   (`reason=deadlock`) rather than spinning.
+//! - nothing runnable while the guest is alive: a server waiting for requests is idle and
+//!   stays so (it is never stopped for a client's wait); every client waiting for a reply gets
+//!   its call failed — `NO_REPLY` when the servers it waits on end at an idle one, `DEADLOCK`
+//!   when clients wait on each other in a cycle — reported as `wait-failed`, and goes on.
 #![expect(
     clippy::indexing_slicing,
     reason = "partition and channel indices come from the tables built in `new` (channel ends are \
@@ -112,6 +114,8 @@ struct Part<V> {
     tokens: u32,
     refilled_ns: u64,
     exit_status: Option<u64>,
+    /// Scratch of [`Hypervisor::fail_waits`]: the wait to fail and how.
+    wake: Option<(usize, Error)>,
 }
 
 struct Chan {
@@ -202,6 +206,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 tokens: FLOOD_BURST,
                 refilled_ns: now,
                 exit_status: None,
+                wake: None,
             })
             .collect();
         let index = |name: &str| parts.iter().position(|p| p.name == name);
@@ -262,18 +267,12 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             .is_some_and(|g| g.state != State::Stopped)
         {
             let Some(i) = self.pick() else {
-                // Nothing can run and the guest is alive: nobody will ever wake anybody. Stop
-                // every waiting partition at once (no PEER_GONE wake-ups among them).
-                for p in &mut self.parts {
-                    if matches!(p.state, State::Blocked { .. }) {
-                        p.state = State::Stopped;
-                        line(record, "stopped")
-                            .kv("partition", &p.name)
-                            .kv("reason", "deadlock")
-                            .kv("hypercalls", p.hypercalls)
-                            .end();
-                    }
+                // Nothing can run and the guest is alive: nobody will ever wake anybody.
+                if self.fail_waits(record) {
+                    continue;
                 }
+                // Unreachable while the guest lives (it can only wait as a client, and every
+                // client wait fails above); kept so that a bug cannot spin here forever.
                 break;
             };
             self.run_partition(i, record, console);
@@ -320,6 +319,61 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             .find(|&i| self.part(i).state == State::Runnable)?;
         self.next = (i + 1) % n;
         Some(i)
+    }
+
+    /// Nothing can run: fail the wait of every client waiting for a reply and leave the
+    /// servers waiting for requests alone (idle). Follows who waits for whom from each
+    /// waiting client: a chain that ends at a partition not waiting as a client (an idle or
+    /// stopped server) fails the wait with `NO_REPLY`, one that loops with `DEADLOCK`. The
+    /// client's unanswered request (if still queued) is withdrawn. Returns whether any
+    /// partition became runnable.
+    fn fail_waits(&mut self, record: &mut impl Write) -> bool {
+        let n = self.parts.len();
+        // Decide for everybody first (waking one changes the chains of the others).
+        for p in 0..n {
+            self.parts[p].wake = None;
+            let Some(c) = self.waiting_client(p) else {
+                continue;
+            };
+            let mut at = self.chans[c].server;
+            let mut error = Error::DEADLOCK;
+            for _ in 0..n {
+                match self.waiting_client(at) {
+                    Some(next) if at != p => at = self.chans[next].server,
+                    Some(_) => break,
+                    None => {
+                        error = Error::NO_REPLY;
+                        break;
+                    }
+                }
+            }
+            self.parts[p].wake = Some((c, error));
+        }
+        let mut woke = false;
+        for p in 0..n {
+            let Some((c, error)) = self.parts[p].wake.take() else {
+                continue;
+            };
+            let server = self.chans[c].server;
+            let k = self.inbox_index(c, server);
+            self.inboxes[k].len = None;
+            self.complete(p, error.0);
+            line(record, "wait-failed")
+                .kv("partition", &self.part(p).name)
+                .kv("channel", &self.chans[c].name)
+                .kv("error", error.name())
+                .end();
+            woke = true;
+        }
+        woke
+    }
+
+    /// The channel `p` waits on for a reply, if it is blocked as that channel's client.
+    fn waiting_client(&self, p: usize) -> Option<usize> {
+        match self.part(p).state {
+            State::Blocked { channel, .. } if self.chans[channel].client == p => Some(channel),
+            _ => None,
+        }
     }
 
     fn run_partition(&mut self, i: usize, record: &mut impl Write, console: &mut impl Console) {
@@ -1231,19 +1285,144 @@ mod tests {
         let (status, rec, _) = run(Con::On, Some(svc), guest(), &mem);
         assert_eq!(status, 0, "{rec}");
         assert!(has(&rec, "status=gone"), "{rec}");
-        // A service that never answers: the guest's ATTEST blocks forever -> deadlock...
-        let silent: Vec<Step> = vec![
-            call(Call::RECV, [0, SVC + 0x1000, 4096, 0]),
-            call(Call::RECV, [0, SVC + 0x1000, 4096, 0]),
+        // A service that takes the request and waits again without answering: the guest's
+        // ATTEST fails with NO_REPLY (the service is idle, not stopped), the guest goes on;
+        // at the health check it takes the request and waits again: silent.
+        let silent: Vec<Step> = (0..3)
+            .map(|_| call(Call::RECV, [0, SVC + 0x1000, 4096, 0]))
+            .collect();
+        let guest: Vec<Step> = vec![
+            call(Call::ATTEST, [GUEST, 8, GUEST + 0x1000, 4096]),
+            Box::new(|r: &mut Regs| {
+                assert_eq!(r.rax, Error::NO_REPLY.0, "ATTEST to an idle server");
+                r.rax = Call::EXIT.0;
+                r.rdi = 0;
+                Exit::Hypercall
+            }),
         ];
-        let (status, rec, _) = run(Con::On, Some(silent), guest(), &mem);
-        assert_eq!(status, STOPPED_STATUS, "{rec}");
-        assert!(has(&rec, "stopped partition=g reason=deadlock"), "{rec}");
+        let (status, rec, _) = run(Con::On, Some(silent), guest, &mem);
+        assert_eq!(status, 0, "{rec}");
         assert!(
-            has(&rec, "stopped partition=attest reason=deadlock"),
+            has(
+                &rec,
+                "VMSEAL1 wait-failed partition=g channel=attest error=no-reply"
+            ),
             "{rec}"
         );
-        assert!(has(&rec, "status=gone"), "{rec}");
+        assert!(!has(&rec, "stopped partition=attest"), "{rec}");
+        assert!(!has(&rec, "deadlock"), "{rec}");
+        assert!(has(&rec, "status=silent"), "{rec}");
+    }
+
+    /// The issue's first attack: a client `RECV`s on its `attest` channel with nothing
+    /// pending. The idle service must not be stopped: the wait fails with `NO_REPLY`, and the
+    /// same client's `ATTEST` afterwards is answered, as is the health check.
+    #[test]
+    fn an_idle_server_is_never_stopped_for_a_clients_wait() {
+        let mem = Mem::default();
+        mem.put(GUEST, &[3u8; 8]);
+        let m = mem.clone();
+        let guest: Vec<Step> = vec![
+            call(Call::RECV, [0, GUEST + 0x1000, 4096, 0]),
+            Box::new(|r: &mut Regs| {
+                assert_eq!(r.rax, Error::NO_REPLY.0, "RECV with nothing asked");
+                assert_eq!(r.rip, GUEST + 3, "resumed after the VMMCALL");
+                r.rax = Call::ATTEST.0;
+                (r.rdi, r.rsi, r.rdx, r.r10) = (GUEST, 8, GUEST + 0x1000, 4096);
+                Exit::Hypercall
+            }),
+            Box::new(move |r: &mut Regs| {
+                let rep_bytes = m.get(GUEST + 0x1000, r.rax as usize);
+                let rep = Report::decode(&rep_bytes).expect("the service still answers");
+                assert_eq!(rep.nonce, [3u8; 8]);
+                r.rax = Call::EXIT.0;
+                r.rdi = 0;
+                Exit::Hypercall
+            }),
+        ];
+        let (status, rec, _) = run(Con::On, Some(service(&mem, 2)), guest, &mem);
+        assert_eq!(status, 0, "{rec}");
+        let waits: Vec<&str> = rec.lines().filter(|l| l.contains("wait-failed")).collect();
+        assert_eq!(
+            waits,
+            ["VMSEAL1 wait-failed partition=g channel=attest error=no-reply"],
+            "{rec}"
+        );
+        assert!(!has(&rec, "stopped partition=attest"), "{rec}");
+        assert!(
+            has(
+                &rec,
+                "VMSEAL1 health channel=attest server=attest status=answered"
+            ),
+            "{rec}"
+        );
+    }
+
+    /// Two services waiting on each other (a true deadlock among clients) and the guest waiting
+    /// on one of them: every wait fails with `DEADLOCK`, nobody is stopped, everybody goes on.
+    #[test]
+    fn a_deadlock_among_clients_fails_the_waits_and_stops_nobody() {
+        const SVC_B: u64 = 0x700_0000;
+        let part = |name: &str, section: &str, base| Partition {
+            name: name.into(),
+            kind: PayloadKind::Elf,
+            section: section.into(),
+            memory: MIB4,
+            base,
+            devices: Devices::NONE,
+        };
+        let chan = |name: &str, client: &str, server: &str| Channel {
+            name: name.into(),
+            client: client.into(),
+            server: server.into(),
+        };
+        let p = LaunchPolicy {
+            name: "g".into(),
+            version: "1".into(),
+            guest: part("g", ".guest", GUEST),
+            services: vec![part("a", ".svc0", SVC), part("b", ".svc1", SVC_B)],
+            console: Con::On,
+            // channel ids: x = 0 (g -> a), y = 1 (a -> b), z = 2 (b -> a)
+            channels: vec![
+                chan("x", "g", "a"),
+                chan("y", "a", "b"),
+                chan("z", "b", "a"),
+            ],
+        };
+        p.validate().unwrap();
+        let waits_then_exits = |base: u64, channel: u64, status: u64| -> Vec<Step> {
+            vec![
+                call(Call::RECV, [channel, base + 0x1000, 4096, 0]),
+                Box::new(move |r: &mut Regs| {
+                    assert_eq!(r.rax, Error::DEADLOCK.0);
+                    r.rax = Call::EXIT.0;
+                    r.rdi = status;
+                    Exit::Hypercall
+                }),
+            ]
+        };
+        let vcpus = vec![
+            script(SVC, waits_then_exits(SVC, 1, 1)),
+            script(SVC_B, waits_then_exits(SVC_B, 2, 2)),
+            script(GUEST, waits_then_exits(GUEST, 0, 0)),
+        ];
+        let mut hv = Hypervisor::new(
+            &p,
+            vcpus,
+            Mem::default(),
+            FakeHost::default(),
+            vec![(0, 0x8000_0000)],
+        )
+        .unwrap();
+        let (mut rec, mut out) = (String::new(), Out::default());
+        assert_eq!(hv.run(&mut rec, &mut out), 0, "{rec}");
+        for (who, chan) in [("a", "y"), ("b", "z"), ("g", "x")] {
+            let want =
+                alloc::format!("VMSEAL1 wait-failed partition={who} channel={chan} error=deadlock");
+            assert!(has(&rec, &want), "{want}\n{rec}");
+        }
+        assert!(!has(&rec, "reason=deadlock"), "{rec}");
+        assert!(!has(&rec, "violation"), "{rec}");
     }
 
     #[test]
