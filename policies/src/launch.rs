@@ -349,6 +349,10 @@ pub enum InvalidPolicy {
     EmptyName(Which),
     /// A string is longer than [`MAX_STRING_LEN`] (it could not be decoded again).
     StringTooLong(Which, usize),
+    /// An ELF partition's name is longer than
+    /// [`crate::hypercall::MAX_PARTITION_NAME`] (the hypervisor stamps every message with the
+    /// sender's name).
+    NameTooLong(Which, usize),
     /// Memory not a multiple of [`PAGE_SIZE`].
     MemoryNotPageAligned(Which, u64),
     /// Memory outside [`MIN_MEMORY`]`..=`[`MAX_MEMORY`].
@@ -400,6 +404,11 @@ impl fmt::Display for InvalidPolicy {
             Self::StringTooLong(w, n) => {
                 write!(f, "{w}: a string is {n} bytes, more than {MAX_STRING_LEN}")
             }
+            Self::NameTooLong(w, n) => write!(
+                f,
+                "{w}: the name is {n} bytes; an ELF partition's name is at most {} bytes",
+                crate::hypercall::MAX_PARTITION_NAME
+            ),
             Self::MemoryNotPageAligned(w, m) => {
                 write!(f, "{w}: memory {m:#x} is not a multiple of 4 KiB")
             }
@@ -483,6 +492,9 @@ impl Partition {
             if s.len() > MAX_STRING_LEN as usize {
                 return Err(InvalidPolicy::StringTooLong(which, s.len()));
             }
+        }
+        if self.kind == PayloadKind::Elf && self.name.len() > crate::hypercall::MAX_PARTITION_NAME {
+            return Err(InvalidPolicy::NameTooLong(which, self.name.len()));
         }
         if !self.memory.is_multiple_of(PAGE_SIZE) {
             return Err(InvalidPolicy::MemoryNotPageAligned(which, self.memory));
@@ -888,6 +900,14 @@ mod tests {
         let mut p = sample();
         p.services[0].name.clear();
         assert_eq!(p.validate(), Err(InvalidPolicy::EmptyName(Which::Service(0))));
+        // ELF partition names fit the hypervisor's sender stamp.
+        let mut p = sample();
+        p.services[0].name = "s".repeat(crate::hypercall::MAX_PARTITION_NAME + 1);
+        p.channels[0].server = p.services[0].name.clone();
+        assert_eq!(p.validate(), Err(InvalidPolicy::NameTooLong(Which::Service(0), 65)));
+        p.services[0].name.pop();
+        p.channels[0].server.pop();
+        assert_eq!(p.validate(), Ok(()));
         let mut p = sample();
         let mut dup = p.services[0].clone();
         dup.section = ".svc1".into();

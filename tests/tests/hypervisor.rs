@@ -236,9 +236,18 @@ fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
     let sig = unhex(q.get("signature").expect("signature="));
     let key = unhex(q.get("key").expect("key="));
     let info = parse_quote(&msg);
+    // qualifyingData binds the caller to the nonce (docs/hypercalls.md): SHA-256 over
+    // "VMSATQD1", then caller and nonce each as a u32-LE length and the bytes.
+    let mut qd = Sha256::new();
+    qd.update(b"VMSATQD1");
+    for blob in [&b"hello"[..], &nonce[..]] {
+        qd.update((blob.len() as u32).to_le_bytes());
+        qd.update(blob);
+    }
+    let qualifying = qd.finalize().to_vec();
     assert_eq!(
-        info.extra_data, nonce,
-        "the quote's qualifyingData is the nonce"
+        info.extra_data, qualifying,
+        "the quote's qualifyingData binds the caller and the nonce"
     );
     let mut concat = Vec::new();
     for (alg, pcrs) in &info.selections {
@@ -270,7 +279,7 @@ fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
         .arg("--signature")
         .arg(dir.join("quote.sig"))
         .arg("--qualification")
-        .arg(hex(&nonce))
+        .arg(hex(&qualifying))
         .arg("--hash-algorithm")
         .arg("sha256"));
 
@@ -453,14 +462,25 @@ fn every_redteam_attack_is_blocked_and_the_rest_keeps_running() {
 }
 
 /// An attack on the attestation service (a well-formed call, refused rather than stopped):
-/// its name and the record lines it must produce, exactly.
-type ServiceAttack = (&'static str, &'static [&'static str]);
+/// its name, the `wait-failed` record lines it must produce (exactly these, each once) and a
+/// console line the guest must print.
+type ServiceAttack = (&'static str, &'static [&'static str], &'static str);
 
 /// The issue-18 attacks on the service (`images/redteam`'s second table).
-const SERVICE_ATTACKS: &[ServiceAttack] = &[(
-    "recv-idle",
-    &["VMSEAL1 wait-failed partition=redteam channel=attest error=no-reply"],
-)];
+const SERVICE_ATTACKS: &[ServiceAttack] = &[
+    (
+        "recv-idle",
+        &["VMSEAL1 wait-failed partition=redteam channel=attest error=no-reply"],
+        "redteam: refused recv-idle (no-reply)",
+    ),
+    // The forged request claims `hello`; the report must name the real sender with
+    // STATUS_WRONG_CALLER (0x56530003, docs/hypercalls.md).
+    (
+        "spoof-caller",
+        &[],
+        "redteam: spoofed report status=0x56530003 caller=redteam",
+    ),
+];
 
 /// A guest that attacks the service rather than the isolation: the attack is refused with an
 /// error code (exact record lines), nothing is stopped but the guest's own exit, the service
@@ -471,7 +491,7 @@ fn attacks_on_the_service_are_refused_and_it_keeps_answering() {
     assert!(redteam_elf().is_file());
     let scratch = tempfile::tempdir().expect("scratch");
     let mut failures = Vec::new();
-    for (attack, want_lines) in SERVICE_ATTACKS {
+    for (attack, want_lines, want_console) in SERVICE_ATTACKS {
         let dir = scratch.path().join(attack);
         let manifest = manifest_variant(
             "redteam",
@@ -490,6 +510,17 @@ fn attacks_on_the_service_are_refused_and_it_keeps_answering() {
             if n != 1 {
                 problems.push(format!("expected the line {want:?} once, got it {n} times"));
             }
+        }
+        let waits: Vec<String> = lines(record, "wait-failed")
+            .map(|l| l.to_string())
+            .collect();
+        if waits.len() != want_lines.len() {
+            problems.push(format!(
+                "wait-failed lines {waits:?}, expected {want_lines:?}"
+            ));
+        }
+        if !console.lines().any(|l| l.trim_end() == *want_console) {
+            problems.push(format!("the console lacks {want_console:?}"));
         }
         if !console.contains(&format!("redteam: refused {attack} ")) {
             problems.push("the guest does not say the attack was refused".into());

@@ -28,11 +28,12 @@
 //! | attack | what it does | expected |
 //! | --- | --- | --- |
 //! | `recv-idle` | `RECV` on its `attest` channel without asking anything (the idle service used to be stopped for the "deadlock") | `RECV` fails with `no-reply`; record `wait-failed partition=redteam channel=attest error=no-reply` |
+//! | `spoof-caller` | `SEND`s its own attestation request with `caller="hello"` on the `attest` channel and `RECV`s the report | the service sees the hypervisor's stamp (`redteam`): the report says `caller=redteam` with status `STATUS_WRONG_CALLER`, never `hello` |
 #![no_std]
 #![no_main]
 
 use core::fmt::Write;
-use policies::attest::Report;
+use policies::attest::{Report, Request, STATUS_WRONG_CALLER};
 use policies::bootinfo::BootInfo;
 use policies::hypercall::Call;
 use vmseal_guest::{self as sdk, Console};
@@ -50,6 +51,45 @@ fn attack_service(name: &[u8], con: &mut Console) -> Option<Refused> {
     let channel = sdk::channel_find(policies::hypercall::ATTEST_CHANNEL).ok();
     let mut buf = [0u8; 4096];
     Some(match name {
+        b"spoof-caller" => {
+            let mut forged = [0u8; 256];
+            let n = Request {
+                caller: b"hello",
+                nonce: b"spoofed-nonce",
+            }
+            .encode(&mut forged)
+            .unwrap_or(0);
+            let id = channel.unwrap_or(u64::MAX);
+            if let Err(e) = sdk::send(id, forged.get(..n).unwrap_or(&[])) {
+                let _ = writeln!(con, "redteam: SEND refused: {e}\r");
+                return Some(Refused::Yes("send-refused"));
+            }
+            match sdk::recv(id, &mut buf) {
+                Ok((_, body)) => match Report::decode(body) {
+                    Ok(r) => {
+                        let _ = write!(
+                            con,
+                            "redteam: spoofed report status={:#x} caller=",
+                            r.status
+                        );
+                        con.write_bytes(r.caller);
+                        let _ = writeln!(con, "\r");
+                        if r.caller == b"hello" {
+                            Refused::No
+                        } else if r.caller == b"redteam" && r.status == STATUS_WRONG_CALLER {
+                            Refused::Yes("wrong-caller")
+                        } else {
+                            Refused::No
+                        }
+                    }
+                    Err(_) => Refused::Yes("no-report"),
+                },
+                Err(e) => {
+                    let _ = writeln!(con, "redteam: RECV refused: {e}\r");
+                    Refused::Yes("recv-refused")
+                }
+            }
+        }
         b"recv-idle" => match sdk::recv(channel.unwrap_or(u64::MAX), &mut buf) {
             Err(e) if e == policies::hypercall::Error::NO_REPLY => Refused::Yes("no-reply"),
             Err(e) => {

@@ -26,7 +26,7 @@ use core::fmt::Write;
 use policies::attest::Request;
 use policies::hypercall::{
     self, ABI_VERSION, ATTEST_CHANNEL, Call, Error, FLOOD_BURST, FLOOD_REFILL_PER_MS, MAX_MESSAGE,
-    MAX_NONCE, Violation,
+    MAX_NONCE, Origin, STAMP_LEN, Stamp, Violation,
 };
 use policies::launch::LaunchPolicy;
 
@@ -43,6 +43,10 @@ pub const STOPPED_STATUS: u64 = 255;
 pub const HEALTH_NONCE: [u8; 8] = *b"vmsealhc";
 /// [`MAX_MESSAGE`] as a buffer length.
 const MESSAGE: usize = MAX_MESSAGE as usize;
+/// The sender of the hypervisor's own messages (the health check), in [`Inbox::sender`].
+const HYPERVISOR: usize = usize::MAX;
+/// The name in the stamp of the hypervisor's own messages.
+const HYPERVISOR_NAME: &[u8] = b"hypervisor";
 
 /// Where a partition may touch memory: `base .. base + size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,11 +98,13 @@ impl core::fmt::Display for HvError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Runnable,
-    /// Waiting in `RECV` (or `ATTEST`) on `channel` for a message into `buf`, `cap` bytes.
+    /// Waiting in `RECV` (or `ATTEST`) on `channel` for a message into `buf`, `cap` bytes;
+    /// `RECV` gets the sender's stamp before the message (`stamp`), `ATTEST` the reply only.
     Blocked {
         channel: usize,
         buf: u64,
         cap: u64,
+        stamp: bool,
     },
     Stopped,
 }
@@ -122,12 +128,18 @@ struct Chan {
     name: String,
     client: usize,
     server: usize,
+    /// A request went to the server and it has not answered yet: the server may `SEND` (one
+    /// reply), the client may not ask again.
+    asked: bool,
 }
 
 /// A one-message inbox.
 struct Inbox {
     len: Option<usize>,
     data: Box<[u8]>,
+    /// Who put the message there (a partition index, or [`HYPERVISOR`]) and how.
+    sender: usize,
+    origin: Origin,
 }
 
 /// What happened to the running partition after one exit.
@@ -218,6 +230,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                     name: c.name.clone(),
                     client: index(&c.client)?,
                     server: index(&c.server)?,
+                    asked: false,
                 })
             })
             .collect();
@@ -225,6 +238,8 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             .map(|_| Inbox {
                 len: None,
                 data: vec![0u8; MESSAGE].into_boxed_slice(),
+                sender: HYPERVISOR,
+                origin: Origin::HYPERVISOR,
             })
             .collect();
         Ok(Self {
@@ -354,18 +369,25 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             let Some((c, error)) = self.parts[p].wake.take() else {
                 continue;
             };
-            let server = self.chans[c].server;
-            let k = self.inbox_index(c, server);
-            self.inboxes[k].len = None;
-            self.complete(p, error.0);
-            line(record, "wait-failed")
-                .kv("partition", &self.part(p).name)
-                .kv("channel", &self.chans[c].name)
-                .kv("error", error.name())
-                .end();
+            self.fail_wait(p, c, error, record);
             woke = true;
         }
         woke
+    }
+
+    /// Fail client `p`'s wait for a reply on `c` with `error` (withdrawing its request) and
+    /// record it.
+    fn fail_wait(&mut self, p: usize, c: usize, error: Error, record: &mut impl Write) {
+        let server = self.chans[c].server;
+        let k = self.inbox_index(c, server);
+        self.inboxes[k].len = None;
+        self.chans[c].asked = false;
+        self.complete(p, error.0);
+        line(record, "wait-failed")
+            .kv("partition", &self.part(p).name)
+            .kv("channel", &self.chans[c].name)
+            .kv("error", error.name())
+            .end();
     }
 
     /// The channel `p` waits on for a reply, if it is blocked as that channel's client.
@@ -485,23 +507,49 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
     }
 
     /// Deliver the message waiting in `i`'s inbox on `c` into its `buf` (it is blocked in
-    /// `RECV` on `c`): resume it with the length or `TOO_SMALL`.
-    fn deliver(&mut self, i: usize, c: usize, buf: u64, cap: u64) {
+    /// `RECV` on `c`, or in `ATTEST` for the reply): resume it with the length or `TOO_SMALL`.
+    /// `RECV` (`stamp`) gets the sender's [`Stamp`] first.
+    fn deliver(&mut self, i: usize, c: usize, buf: u64, cap: u64, stamp: bool) {
         let k = self.inbox_index(c, i);
         let Some(len) = self.inboxes[k].len else {
             return;
         };
-        if (len as u64) > cap {
+        let head = if stamp { STAMP_LEN } else { 0 };
+        if (len as u64) + head > cap {
             self.complete(i, Error::TOO_SMALL.0);
             return;
         }
-        self.mem.write(buf, &self.inboxes[k].data[..len]);
+        if stamp {
+            let sender = self.inboxes[k].sender;
+            let name = if sender == HYPERVISOR {
+                HYPERVISOR_NAME
+            } else {
+                self.part(sender).name.as_bytes()
+            };
+            let bytes = Stamp {
+                origin: self.inboxes[k].origin,
+                name,
+            }
+            .encode()
+            // Names are at most MAX_PARTITION_NAME bytes (the policy was validated).
+            .unwrap_or([0; STAMP_LEN as usize]);
+            self.mem.write(buf, &bytes);
+        }
+        self.mem.write(buf + head, &self.inboxes[k].data[..len]);
         self.inboxes[k].len = None;
-        self.complete(i, len as u64);
+        self.complete(i, len as u64 + head);
     }
 
-    /// Put `len` bytes of the scratch buffer into `to`'s inbox on `c`, waking `to` if it waits.
-    fn post(&mut self, c: usize, to: usize, len: usize) -> Result<(), Error> {
+    /// Put `len` bytes of the scratch buffer into `to`'s inbox on `c`, stamped as from
+    /// `sender` (`origin`), waking `to` if it waits. A message to the server is a request.
+    fn post(
+        &mut self,
+        c: usize,
+        to: usize,
+        len: usize,
+        sender: usize,
+        origin: Origin,
+    ) -> Result<(), Error> {
         // During the health check the hypervisor stands in for the stopped guest as client.
         if self.part(to).state == State::Stopped && self.health_channel != Some(c) {
             return Err(Error::PEER_GONE);
@@ -512,18 +560,35 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
         }
         self.inboxes[k].data[..len].copy_from_slice(&self.scratch[..len]);
         self.inboxes[k].len = Some(len);
-        if let State::Blocked { channel, buf, cap } = self.part(to).state
+        self.inboxes[k].sender = sender;
+        self.inboxes[k].origin = origin;
+        self.chans[c].asked = to == self.chans[c].server;
+        if let State::Blocked {
+            channel,
+            buf,
+            cap,
+            stamp,
+        } = self.part(to).state
             && channel == c
         {
-            self.deliver(to, c, buf, cap);
+            self.deliver(to, c, buf, cap, stamp);
         }
         Ok(())
     }
 
-    /// Block `i` in `RECV` on `c` (or complete it at once if a message or a gone peer waits).
-    fn receive(&mut self, i: usize, c: usize, buf: u64, cap: u64) -> Next {
+    /// Block `i` in `RECV` (`stamp`) or `ATTEST` on `c` (or complete it at once if a message
+    /// or a gone peer waits, or it is the client and asked nothing).
+    fn receive(
+        &mut self,
+        i: usize,
+        c: usize,
+        buf: u64,
+        cap: u64,
+        stamp: bool,
+        record: &mut impl Write,
+    ) -> Next {
         if self.inbox_of(c, i).len.is_some() {
-            self.deliver(i, c, buf, cap);
+            self.deliver(i, c, buf, cap, stamp);
             return Next::Resume;
         }
         // A client whose server is gone gets PEER_GONE; a server keeps waiting (see `stop`).
@@ -532,10 +597,16 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             self.complete(i, Error::PEER_GONE.0);
             return Next::Resume;
         }
+        // A client that asked nothing would wait for nothing.
+        if server != i && !self.chans[c].asked {
+            self.fail_wait(i, c, Error::NO_REPLY, record);
+            return Next::Resume;
+        }
         self.part_mut(i).state = State::Blocked {
             channel: c,
             buf,
             cap,
+            stamp,
         };
         Next::Yield
     }
@@ -718,12 +789,18 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                         check!(ptr, len);
                         let n = len as usize;
                         self.mem.read(ptr, &mut self.scratch[..n]);
-                        let to = if self.chans[c].client == i {
-                            self.chans[c].server
+                        let (client, server) = (self.chans[c].client, self.chans[c].server);
+                        let asked = self.chans[c].asked;
+                        if i == client && asked {
+                            // One request at a time: the last one is not answered yet.
+                            Err(Error::BUSY)
+                        } else if i == server && !asked {
+                            // A server only answers; it never speaks first.
+                            Err(Error::INVALID)
                         } else {
-                            self.chans[c].client
-                        };
-                        self.post(c, to, n).map(|()| 0)
+                            let to = if i == client { server } else { client };
+                            self.post(c, to, n, i, Origin::SEND).map(|()| 0)
+                        }
                     }
                 }
             }
@@ -732,8 +809,9 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 match self.channel_of(i, id) {
                     None => Err(Error::NO_CHANNEL),
                     Some(c) => {
-                        check!(ptr, cap.min(MAX_MESSAGE));
-                        return self.receive(i, c, ptr, cap.min(MAX_MESSAGE));
+                        let cap = cap.min(MAX_MESSAGE + STAMP_LEN);
+                        check!(ptr, cap);
+                        return self.receive(i, c, ptr, cap, true, record);
                     }
                 }
             }
@@ -746,7 +824,8 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                     Some(_) if nonce_len == 0 || nonce_len > MAX_NONCE => Err(Error::INVALID),
                     Some(c) => {
                         check!(nonce, nonce_len);
-                        check!(out, cap.min(MAX_MESSAGE));
+                        let cap = cap.min(MAX_MESSAGE);
+                        check!(out, cap);
                         let mut n = [0u8; MAX_NONCE as usize];
                         let nonce_bytes = &mut n[..nonce_len as usize];
                         self.mem.read(nonce, nonce_bytes);
@@ -756,11 +835,14 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                         };
                         match req.encode(&mut self.scratch) {
                             Err(_) => Err(Error::INVALID),
+                            Ok(_) if self.chans[c].asked => Err(Error::BUSY),
                             Ok(len) => {
                                 let server = self.chans[c].server;
-                                match self.post(c, server, len) {
+                                match self.post(c, server, len, i, Origin::ATTEST) {
                                     Err(e) => Err(e),
-                                    Ok(()) => return self.receive(i, c, out, cap.min(MAX_MESSAGE)),
+                                    Ok(()) => {
+                                        return self.receive(i, c, out, cap, false, record);
+                                    }
                                 }
                             }
                         }
@@ -794,7 +876,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 "gone"
             } else {
                 let req = Request {
-                    caller: b"hypervisor",
+                    caller: HYPERVISOR_NAME,
                     nonce: &HEALTH_NONCE,
                 };
                 let k_server = self.inbox_index(c, server);
@@ -804,10 +886,18 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                     Ok(len) if self.inboxes[k_server].len.is_none() => {
                         self.inboxes[k_server].data[..len].copy_from_slice(&self.scratch[..len]);
                         self.inboxes[k_server].len = Some(len);
-                        if let State::Blocked { channel, buf, cap } = self.part(server).state
+                        self.inboxes[k_server].sender = HYPERVISOR;
+                        self.inboxes[k_server].origin = Origin::HYPERVISOR;
+                        self.chans[c].asked = true;
+                        if let State::Blocked {
+                            channel,
+                            buf,
+                            cap,
+                            stamp,
+                        } = self.part(server).state
                             && channel == c
                         {
-                            self.deliver(server, c, buf, cap);
+                            self.deliver(server, c, buf, cap, stamp);
                         }
                         // Run the server until it waits again or stops; its reply lands in
                         // the (stopped) guest's inbox.
@@ -1207,11 +1297,19 @@ mod tests {
         for _ in 0..answers {
             let m = mem.clone();
             steps.push(Box::new(move |r: &mut Regs| {
-                let req_bytes = m.get(BUF, r.rax as usize);
-                let req = Request::decode(&req_bytes).expect("a request from the hypervisor");
+                let received = m.get(BUF, r.rax as usize);
+                let (stamp, req_bytes) = Stamp::split(&received).expect("a stamped message");
+                let req = Request::decode(req_bytes).expect("a request");
+                // As images/attest: the caller is who the hypervisor says sent it.
+                let ok = stamp.name == req.caller;
+                match stamp.origin {
+                    Origin::HYPERVISOR => assert_eq!(stamp.name, b"hypervisor"),
+                    Origin::ATTEST => assert!(ok, "the hypervisor's requests name the caller"),
+                    o => assert_eq!(o, Origin::SEND),
+                }
                 let rep = Report {
-                    status: 0,
-                    caller: req.caller,
+                    status: if ok { 0 } else { 1 },
+                    caller: stamp.name,
                     nonce: req.nonce,
                     bank: 0x000B,
                     pcr_mask: 1,
@@ -1358,6 +1456,71 @@ mod tests {
         );
     }
 
+    /// The second attack: the guest `SEND`s its own request claiming another caller.
+    /// The service sees the real sender in the stamp (origin `SEND`, name `g`) and the report
+    /// names `g`; the guest's `RECV` gets the service's stamp before the report. Direction:
+    /// a second request before the answer is `BUSY`; a server speaking first is `INVALID`.
+    #[test]
+    fn the_sender_is_stamped_by_the_hypervisor_not_the_message() {
+        let mem = Mem::default();
+        let mut forged = [0u8; 128];
+        let n = Request {
+            caller: b"hello",
+            nonce: &[9u8; 4],
+        }
+        .encode(&mut forged)
+        .unwrap();
+        mem.put(GUEST, &forged[..n]);
+        let m = mem.clone();
+        let guest: Vec<Step> = vec![
+            call(Call::SEND, [0, GUEST, n as u64, 0]),
+            Box::new(move |r: &mut Regs| {
+                assert_eq!(r.rax, 0);
+                r.rax = Call::SEND.0; // again, before the answer
+                (r.rdi, r.rsi, r.rdx) = (0, GUEST, n as u64);
+                Exit::Hypercall
+            }),
+            Box::new(move |r: &mut Regs| {
+                assert_eq!(r.rax, Error::BUSY.0, "one request at a time");
+                r.rax = Call::RECV.0;
+                (r.rdi, r.rsi, r.rdx) = (0, GUEST + 0x1000, 8192);
+                Exit::Hypercall
+            }),
+            Box::new(move |r: &mut Regs| {
+                let received = m.get(GUEST + 0x1000, r.rax as usize);
+                let (stamp, body) = Stamp::split(&received).expect("stamped");
+                assert_eq!((stamp.origin, stamp.name), (Origin::SEND, &b"attest"[..]));
+                let rep = Report::decode(body).expect("a report");
+                assert_eq!(rep.caller, b"g", "the real sender, not the claimed one");
+                assert_ne!(rep.status, 0, "a claim that is not the sender is refused");
+                r.rax = Call::EXIT.0;
+                r.rdi = 0;
+                Exit::Hypercall
+            }),
+        ];
+        // The service first tries to speak without being asked.
+        let mut svc: Vec<Step> = vec![
+            call(Call::SEND, [0, SVC, 8, 0]),
+            Box::new(|r: &mut Regs| {
+                assert_eq!(r.rax, Error::INVALID.0, "a server only answers");
+                r.rax = Call::RECV.0;
+                (r.rdi, r.rsi, r.rdx) = (0, SVC + 0x1000, MAX_MESSAGE);
+                Exit::Hypercall
+            }),
+        ];
+        let mut answering = service(&mem, 2);
+        drop(answering.remove(0)); // the RECV above instead
+        svc.extend(answering);
+        let (status, rec, _) = run(Con::On, Some(svc), guest, &mem);
+        assert_eq!(status, 0, "{rec}");
+        assert!(
+            has(&rec, "health channel=attest server=attest status=answered"),
+            "{rec}"
+        );
+        assert!(!has(&rec, "violation"), "{rec}");
+        assert!(!has(&rec, "wait-failed"), "{rec}");
+    }
+
     /// Two services waiting on each other (a true deadlock among clients) and the guest waiting
     /// on one of them: every wait fails with `DEADLOCK`, nobody is stopped, everybody goes on.
     #[test]
@@ -1392,7 +1555,13 @@ mod tests {
         p.validate().unwrap();
         let waits_then_exits = |base: u64, channel: u64, status: u64| -> Vec<Step> {
             vec![
-                call(Call::RECV, [channel, base + 0x1000, 4096, 0]),
+                call(Call::SEND, [channel, base, 16, 0]),
+                Box::new(move |r: &mut Regs| {
+                    assert_eq!(r.rax, 0, "the request is queued");
+                    r.rax = Call::RECV.0;
+                    (r.rdi, r.rsi, r.rdx) = (channel, base + 0x1000, 4096);
+                    Exit::Hypercall
+                }),
                 Box::new(move |r: &mut Regs| {
                     assert_eq!(r.rax, Error::DEADLOCK.0);
                     r.rax = Call::EXIT.0;
