@@ -27,7 +27,9 @@
 //! the record channel (`VMSEAL1 violation partition=… kind=…`); the hypervisor and every other
 //! partition keep running. The violations are: an unknown call number
 //! ([`Violation::HYPERCALL_UNKNOWN`]), a pointer/length range not entirely inside the caller's
-//! grant or overflowing ([`Violation::HYPERCALL_BAD_POINTER`]), and a flood
+//! grant or overflowing ([`Violation::HYPERCALL_BAD_POINTER`]; for a capacity — `RECV`'s
+//! `cap`, `ATTEST`'s `out_cap` — only the part the hypervisor may write must be inside the
+//! grant, but `ptr + cap` must not overflow either), and a flood
 //! ([`Violation::HYPERCALL_FLOOD`]: more than [`FLOOD_BURST`] calls beyond the refill rate of
 //! [`FLOOD_REFILL_PER_MS`] per millisecond, a token bucket per partition).
 //!

@@ -744,6 +744,18 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 }
             };
         }
+        // A buffer given by its capacity: the hypervisor uses at most `$max` bytes of it (that
+        // much must be in the grant), but `ptr + cap` must not wrap either — a wrapping range
+        // is malformed whatever part of it is used (docs/hypercalls.md).
+        macro_rules! check_cap {
+            ($addr:expr, $cap:expr, $max:expr) => {{
+                if $addr.checked_add($cap).is_none() {
+                    check!($addr, $cap);
+                }
+                check!($addr, $cap.min($max));
+                $cap.min($max)
+            }};
+        }
         let result: Result<u64, Error> = match nr {
             Call::VERSION => Ok(ABI_VERSION),
             Call::CONSOLE_WRITE => {
@@ -809,8 +821,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 match self.channel_of(i, id) {
                     None => Err(Error::NO_CHANNEL),
                     Some(c) => {
-                        let cap = cap.min(MAX_MESSAGE + STAMP_LEN);
-                        check!(ptr, cap);
+                        let cap = check_cap!(ptr, cap, MAX_MESSAGE + STAMP_LEN);
                         return self.receive(i, c, ptr, cap, true, record);
                     }
                 }
@@ -824,8 +835,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                     Some(_) if nonce_len == 0 || nonce_len > MAX_NONCE => Err(Error::INVALID),
                     Some(c) => {
                         check!(nonce, nonce_len);
-                        let cap = cap.min(MAX_MESSAGE);
-                        check!(out, cap);
+                        let cap = check_cap!(out, cap, MAX_MESSAGE);
                         let mut n = [0u8; MAX_NONCE as usize];
                         let nonce_bytes = &mut n[..nonce_len as usize];
                         self.mem.read(nonce, nonce_bytes);
@@ -1194,6 +1204,50 @@ mod tests {
             assert!(has(&rec, &want), "{want}\n{rec}");
             assert!(has(&rec, "stopped partition=g reason=violation"), "{rec}");
         }
+        // A capacity is clamped to what the call uses, but a wrapping range is still malformed
+        // (RECV and ATTEST's out), and a huge capacity that does not wrap is fine.
+        for (nr, args, addr, len) in [
+            (Call::RECV, [0, GUEST, u64::MAX, 0], GUEST, u64::MAX),
+            (Call::RECV, [0, u64::MAX - 8, 16, 0], u64::MAX - 8, 16),
+            (
+                Call::ATTEST,
+                [GUEST, 8, GUEST + 0x100, u64::MAX - GUEST],
+                GUEST + 0x100,
+                u64::MAX - GUEST,
+            ),
+        ] {
+            let (status, rec, _) = run(
+                Con::On,
+                Some(service(&Mem::default(), 0)),
+                vec![call(nr, args)],
+                &Mem::default(),
+            );
+            assert_eq!(status, STOPPED_STATUS, "{rec}");
+            let want = alloc::format!(
+                "kind=hypercall-bad-pointer nr={:#x} addr={addr:#x} len={len:#x} rip={GUEST:#x}",
+                nr.0
+            );
+            assert!(has(&rec, &want), "{want}\n{rec}");
+        }
+        let (status, rec, _) = run(
+            Con::On,
+            Some(service(&Mem::default(), 0)),
+            vec![
+                call(Call::RECV, [0, GUEST, 1 << 40, 0]),
+                Box::new(|r: &mut Regs| {
+                    assert_eq!(
+                        r.rax,
+                        Error::NO_REPLY.0,
+                        "nothing asked; the capacity is fine"
+                    );
+                    r.rax = Call::EXIT.0;
+                    r.rdi = 0;
+                    Exit::Hypercall
+                }),
+            ],
+            &Mem::default(),
+        );
+        assert_eq!(status, 0, "{rec}");
         // Over-long is well formed but out of range: an error code, the guest goes on.
         let (status, rec, _) = run(
             Con::On,
