@@ -43,7 +43,8 @@
 //! behind a [`Stamp`] the hypervisor writes: who sent it, as the hypervisor saw it, never as
 //! the message claims — and *blocks* the
 //! partition while it is empty (the hypervisor runs another partition meanwhile). Scheduling is
-//! cooperative: a partition runs until it blocks, exits or is stopped.
+//! round robin: a partition runs until it blocks, exits, is stopped or the hypervisor's timer
+//! ends its time slice.
 //!
 //! Direction: requests go from the client to the server, replies back. A server may `SEND`
 //! only to answer a request it was sent and not yet answered (else [`Error::INVALID`]); a

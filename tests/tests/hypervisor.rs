@@ -462,9 +462,9 @@ fn every_redteam_attack_is_blocked_and_the_rest_keeps_running() {
 }
 
 /// An attack on the attestation service (a well-formed call, refused rather than stopped):
-/// its name, the `wait-failed` record lines it must produce (exactly these, each once) and a
-/// console line the guest must print.
-type ServiceAttack = (&'static str, &'static [&'static str], &'static str);
+/// its name, the `wait-failed` record lines it must produce (exactly these, each once), a
+/// console line the guest must print, and the least `hv-stats preemptions=` it must cause.
+type ServiceAttack = (&'static str, &'static [&'static str], &'static str, u64);
 
 /// The issue-18 attacks on the service (`images/redteam`'s second table).
 const SERVICE_ATTACKS: &[ServiceAttack] = &[
@@ -472,6 +472,7 @@ const SERVICE_ATTACKS: &[ServiceAttack] = &[
         "recv-idle",
         &["VMSEAL1 wait-failed partition=redteam channel=attest error=no-reply"],
         "redteam: refused recv-idle (no-reply)",
+        0,
     ),
     // The forged request claims `hello`; the report must name the real sender with
     // STATUS_WRONG_CALLER (0x56530003, docs/hypercalls.md).
@@ -479,7 +480,11 @@ const SERVICE_ATTACKS: &[ServiceAttack] = &[
         "spoof-caller",
         &[],
         "redteam: spoofed report status=0x56530003 caller=redteam",
+        0,
     ),
+    // One second of spinning without an exit, 10 ms slices: about 100 preemptions (TCG's
+    // timer is wall-clock time; half of that is the floor).
+    ("spin", &[], "redteam: refused spin (preempted)", 50),
 ];
 
 /// A guest that attacks the service rather than the isolation: the attack is refused with an
@@ -491,7 +496,7 @@ fn attacks_on_the_service_are_refused_and_it_keeps_answering() {
     assert!(redteam_elf().is_file());
     let scratch = tempfile::tempdir().expect("scratch");
     let mut failures = Vec::new();
-    for (attack, want_lines, want_console) in SERVICE_ATTACKS {
+    for (attack, want_lines, want_console, min_preemptions) in SERVICE_ATTACKS {
         let dir = scratch.path().join(attack);
         let manifest = manifest_variant(
             "redteam",
@@ -521,6 +526,16 @@ fn attacks_on_the_service_are_refused_and_it_keeps_answering() {
         }
         if !console.lines().any(|l| l.trim_end() == *want_console) {
             problems.push(format!("the console lacks {want_console:?}"));
+        }
+        let preemptions = lines(record, "hv-stats")
+            .next()
+            .and_then(|l| l.get("preemptions"))
+            .and_then(|p| p.parse::<u64>().ok());
+        match preemptions {
+            Some(p) if p >= *min_preemptions => eprintln!("{attack}: {p} preemptions"),
+            other => problems.push(format!(
+                "hv-stats preemptions={other:?}, expected at least {min_preemptions}"
+            )),
         }
         if !console.contains(&format!("redteam: refused {attack} ")) {
             problems.push("the guest does not say the attack was refused".into());

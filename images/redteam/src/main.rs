@@ -28,6 +28,7 @@
 //! | attack | what it does | expected |
 //! | --- | --- | --- |
 //! | `recv-idle` | `RECV` on its `attest` channel without asking anything (the idle service used to be stopped for the "deadlock") | `RECV` fails with `no-reply`; record `wait-failed partition=redteam channel=attest error=no-reply` |
+//! | `spin` | spins for a second without a single exit | the hypervisor's timer preempts it every slice (`hv-stats preemptions=` ≥ 50); the service answers afterwards |
 //! | `spoof-caller` | `SEND`s its own attestation request with `caller="hello"` on the `attest` channel and `RECV`s the report | the service sees the hypervisor's stamp (`redteam`): the report says `caller=redteam` with status `STATUS_WRONG_CALLER`, never `hello` |
 #![no_std]
 #![no_main]
@@ -38,6 +39,9 @@ use policies::bootinfo::BootInfo;
 use policies::hypercall::Call;
 use vmseal_guest::{self as sdk, Console};
 
+/// How long the `spin` attack holds the processor.
+const SPIN_MS: u64 = 1000;
+
 /// What an attack on the service got.
 enum Refused {
     /// The hypervisor (or the service) refused it: how, for the console.
@@ -47,7 +51,7 @@ enum Refused {
 }
 
 /// The attacks on the service; `None` for a name that is not one of them.
-fn attack_service(name: &[u8], con: &mut Console) -> Option<Refused> {
+fn attack_service(name: &[u8], con: &mut Console, tsc_per_ms: u64) -> Option<Refused> {
     let channel = sdk::channel_find(policies::hypercall::ATTEST_CHANNEL).ok();
     let mut buf = [0u8; 4096];
     Some(match name {
@@ -89,6 +93,15 @@ fn attack_service(name: &[u8], con: &mut Console) -> Option<Refused> {
                     Refused::Yes("recv-refused")
                 }
             }
+        }
+        b"spin" => {
+            // Hold the processor without a single exit for SPIN_MS; the hypervisor's timer must
+            // take it away every slice (the record's `hv-stats preemptions=`).
+            let t0 = sdk::rdtsc();
+            while sdk::rdtsc().wrapping_sub(t0) < SPIN_MS.saturating_mul(tsc_per_ms.max(1)) {
+                core::hint::spin_loop();
+            }
+            Refused::Yes("preempted")
         }
         b"recv-idle" => match sdk::recv(channel.unwrap_or(u64::MAX), &mut buf) {
             Err(e) if e == policies::hypercall::Error::NO_REPLY => Refused::Yes("no-reply"),
@@ -217,7 +230,7 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
         }
     }
     con.flush();
-    if let Some(outcome) = attack_service(name, &mut con) {
+    if let Some(outcome) = attack_service(name, &mut con, info.tsc_per_ms) {
         let refused = match outcome {
             Refused::Yes(how) => {
                 let _ = write!(con, "redteam: refused ");

@@ -6,6 +6,8 @@
 //!   flood, a triple fault: **stop that partition** (report `violation` + `stopped`), never the
 //!   hypervisor;
 //! - a well-formed call that cannot be served: an error code in `RAX`, the partition goes on;
+//! - a slice ended by the hypervisor's timer ([`Exit::Interrupt`]): the partition stays
+//!   runnable and the next one in turn runs (round robin), counted in `hv-stats preemptions`;
 //! - nothing runnable while the guest is alive: a server waiting for requests is idle and
 //!   stays so (it is never stopped for a client's wait); every client waiting for a reply gets
 //!   its call failed — `NO_REPLY` when the servers it waits on end at an idle one, `DEADLOCK`
@@ -170,6 +172,7 @@ pub struct Hypervisor<V, M, H> {
     ram: Vec<(u64, u64)>,
     exits: u64,
     hypercalls: u64,
+    preemptions: u64,
     guest_ns: u64,
     /// [`Host::now_ns`] just before the guest partition's first `VMRUN`.
     guest_started_ns: Option<u64>,
@@ -253,6 +256,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             ram,
             exits: 0,
             hypercalls: 0,
+            preemptions: 0,
             guest_ns: 0,
             guest_started_ns: None,
             next: 0,
@@ -305,6 +309,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
         line(record, "hv-stats")
             .kv("hypercalls", self.hypercalls)
             .kv("exits", self.exits)
+            .kv("preemptions", self.preemptions)
             .kv("guest_ns", self.guest_ns)
             .kv("mean_run_ns", mean)
             .end();
@@ -620,7 +625,12 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
     ) -> Next {
         match exit {
             Exit::Hypercall => return self.hypercall(i, record, console),
-            Exit::Interrupt => return Next::Resume,
+            Exit::Interrupt => {
+                // The hypervisor's timer ended the slice (or another interrupt came): the
+                // partition stays runnable, the next one in turn runs.
+                self.preemptions += 1;
+                return Next::Yield;
+            }
             Exit::Cpuid => {
                 let regs = *self.part(i).vcpu.regs();
                 let (leaf, sub) = (regs.rax as u32, regs.rcx as u32);
@@ -1573,6 +1583,33 @@ mod tests {
         );
         assert!(!has(&rec, "violation"), "{rec}");
         assert!(!has(&rec, "wait-failed"), "{rec}");
+    }
+
+    /// Preemption: a partition whose slice ended (`Exit::Interrupt`, the hypervisor's timer)
+    /// stays runnable but the next partition in turn runs — a spinning guest cannot keep the
+    /// service from running; every preemption is counted in `hv-stats`.
+    #[test]
+    fn a_preempted_partition_lets_the_others_run() {
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let tick = |who: &'static str, order: &Rc<RefCell<Vec<&'static str>>>| -> Step {
+            let order = order.clone();
+            Box::new(move |_: &mut Regs| {
+                order.borrow_mut().push(who);
+                Exit::Interrupt
+            })
+        };
+        let mut svc = vec![tick("svc", &order), tick("svc", &order)];
+        svc.extend((0..2).map(|_| call(Call::RECV, [0, SVC + 0x1000, 8192, 0])));
+        let guest = vec![
+            tick("g", &order),
+            tick("g", &order),
+            tick("g", &order),
+            call(Call::EXIT, [0; 4]),
+        ];
+        let (status, rec, _) = run(Con::On, Some(svc), guest, &Mem::default());
+        assert_eq!(status, 0, "{rec}");
+        assert_eq!(*order.borrow(), ["svc", "g", "svc", "g", "g"]);
+        assert!(has(&rec, " preemptions=5 "), "{rec}");
     }
 
     /// Two services waiting on each other (a true deadlock among clients) and the guest waiting
