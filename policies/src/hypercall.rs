@@ -294,6 +294,10 @@ impl Violation {
     pub const INSTRUCTION: Self = Self("instruction");
     /// An exit the hypervisor does not know. Record fields: `exit=` (the raw code), `rip=`.
     pub const UNKNOWN_EXIT: Self = Self("unknown-exit");
+    /// The partition used up the CPU budget its launch policy gives it
+    /// (`policies::launch::Partition::cpu_budget_ms`). Record fields: `budget_ms=`,
+    /// `used_ms=` (hex, like every number of a violation), `rip=`.
+    pub const CPU_BUDGET: Self = Self("cpu-budget");
 }
 
 impl fmt::Display for Violation {

@@ -24,7 +24,7 @@
 //! | `hv` | `backend` (`svm`), `asids`, `partitions`, then `slice_ms` and `timer_per_ms` (APIC timer counts per ms), or `timer=off` | hypervisor mode: the backend is on; partitions are preempted every `slice_ms` (no preemption with `timer=off`) |
 //! | `partition` | `name`, `section`, `base`, `size`, `entry`, `devices` (comma-separated or `none`) | a partition was loaded (services first, then the guest) |
 //! | `console` | `partition`, `dropped` (bytes) | written once at the end if `console = off` dropped guest output |
-//! | `violation` | `partition`, `kind` (`policies::hypercall::Violation`), kind-specific keys (`gpa`, `access`, `port`, `size`, `dir`, `msr`, `nr`, `addr`, `len`, `count`, `exit`), `rip` | a partition did something its policy does not allow; it is stopped |
+//! | `violation` | `partition`, `kind` (`policies::hypercall::Violation`), kind-specific keys (`gpa`, `access`, `port`, `size`, `dir`, `msr`, `nr`, `addr`, `len`, `count`, `exit`, `budget_ms`, `used_ms`), `rip` | a partition did something its policy does not allow; it is stopped |
 //! | `stopped` | `partition`, `reason` (`exit`/`violation`), `status` (exit only), `hypercalls` | a partition ended; the others keep running |
 //! | `wait-failed` | `partition`, `channel`, `error` (`no-reply`/`deadlock`, `policies::hypercall::Error`) | nothing could run: the client's wait for a reply on `channel` failed with that error (its server was idle, or clients waited on each other in a cycle); it goes on, nobody is stopped |
 //! | `health` | `channel`, `server`, `status` (`answered`/`silent`/`gone`) | after the guest ended: the hypervisor checked that each server of the guest's channels still answers |

@@ -373,6 +373,8 @@ const ATTACKS: &[Attack] = &[
     ("hypercall-bad-pointer", "hypercall-bad-pointer", &[]),
     ("hypercall-flood", "hypercall-flood", &[]),
     ("triple-fault", "triple-fault", &[]),
+    // images/redteam/vmseal.toml: cpu-budget-ms = 3000 = 0xbb8.
+    ("spin-forever", "cpu-budget", &[("budget_ms", "0xbb8")]),
 ];
 
 #[test]
@@ -532,7 +534,13 @@ fn attacks_on_the_service_are_refused_and_it_keeps_answering() {
             .and_then(|l| l.get("preemptions"))
             .and_then(|p| p.parse::<u64>().ok());
         match preemptions {
-            Some(p) if p >= *min_preemptions => eprintln!("{attack}: {p} preemptions"),
+            Some(p) if p >= *min_preemptions => {
+                // The overhead report: preemptions and, for `spin`, the busy guest's throughput.
+                let loops = console
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("redteam: spin "));
+                eprintln!("report: {attack}: {p} preemptions {}", loops.unwrap_or(""));
+            }
             other => problems.push(format!(
                 "hv-stats preemptions={other:?}, expected at least {min_preemptions}"
             )),

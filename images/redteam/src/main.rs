@@ -16,6 +16,7 @@
 //! | `hypercall-bad-pointer` | `CONSOLE_WRITE` of memory outside its grant | `hypercall-bad-pointer` |
 //! | `hypercall-flood` | a million `VERSION` calls in a tight loop | `hypercall-flood` |
 //! | `triple-fault` | `ud2` with no IDT | `triple-fault` |
+//! | `spin-forever` | spins without a single exit, forever | `cpu-budget` (its manifest gives it 3 s; the timer preempts it every slice meanwhile) |
 //!
 //! Before attacking it proves the service answers (one `ATTEST`). If an attack above comes
 //! back, it prints `redteam: ESCAPED <attack>` and exits 99.
@@ -97,10 +98,14 @@ fn attack_service(name: &[u8], con: &mut Console, tsc_per_ms: u64) -> Option<Ref
         b"spin" => {
             // Hold the processor without a single exit for SPIN_MS; the hypervisor's timer must
             // take it away every slice (the record's `hv-stats preemptions=`).
+            // It counts its loops: the busy guest's throughput, with and without the timer.
             let t0 = sdk::rdtsc();
+            let mut loops = 0u64;
             while sdk::rdtsc().wrapping_sub(t0) < SPIN_MS.saturating_mul(tsc_per_ms.max(1)) {
+                loops += 1;
                 core::hint::spin_loop();
             }
+            let _ = writeln!(con, "redteam: spin loops_per_ms={}\r", loops / SPIN_MS);
             Refused::Yes("preempted")
         }
         b"recv-idle" => match sdk::recv(channel.unwrap_or(u64::MAX), &mut buf) {
@@ -182,6 +187,9 @@ fn attack(name: &[u8]) -> bool {
                 sdk::call(Call::VERSION, 0, 0, 0, 0);
             }
         }
+        b"spin-forever" => loop {
+            core::hint::spin_loop();
+        },
         b"triple-fault" => {
             // SAFETY: the attack (#UD with no IDT = triple fault); the hypervisor stops it.
             unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };

@@ -124,6 +124,9 @@ struct Part<V> {
     exit_status: Option<u64>,
     /// Scratch of [`Hypervisor::fail_waits`]: the wait to fail and how.
     wake: Option<(usize, Error)>,
+    /// The policy's CPU budget in ns (0: none) and the time it has run.
+    budget_ns: u64,
+    used_ns: u64,
 }
 
 struct Chan {
@@ -222,6 +225,8 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 refilled_ns: now,
                 exit_status: None,
                 wake: None,
+                budget_ns: p.cpu_budget_ms.saturating_mul(1_000_000),
+                used_ns: 0,
             })
             .collect();
         let index = |name: &str| parts.iter().position(|p| p.name == name);
@@ -410,10 +415,19 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 self.guest_started_ns = Some(t0);
             }
             let exit = self.part_mut(i).vcpu.run();
-            self.guest_ns = self
-                .guest_ns
-                .saturating_add(self.host.now_ns().saturating_sub(t0));
+            let ran = self.host.now_ns().saturating_sub(t0);
+            self.guest_ns = self.guest_ns.saturating_add(ran);
             self.exits += 1;
+            let p = self.part_mut(i);
+            p.used_ns = p.used_ns.saturating_add(ran);
+            if p.budget_ns != 0 && p.used_ns > p.budget_ns {
+                // Whatever it exited for: its time is up (the timer bounds the overrun to a
+                // slice).
+                let (budget, used) = (p.budget_ns / 1_000_000, p.used_ns / 1_000_000);
+                let keys = [("budget_ms", budget), ("used_ms", used)];
+                self.violate(i, record, Violation::CPU_BUDGET, &keys);
+                return;
+            }
             match self.handle(i, exit, record, console) {
                 Next::Resume => {}
                 Next::Yield => return,
@@ -1069,6 +1083,7 @@ mod tests {
             memory: MIB4,
             base,
             devices,
+            cpu_budget_ms: 0,
         };
         LaunchPolicy {
             name: "g".into(),
@@ -1612,6 +1627,42 @@ mod tests {
         assert!(has(&rec, " preemptions=5 "), "{rec}");
     }
 
+    /// A CPU budget: the partition is stopped with a `cpu-budget` violation the first time
+    /// its accumulated run time exceeds it (here 5 ms: three 2 ms slices), whatever it exited
+    /// for; the service keeps answering the health check.
+    #[test]
+    fn a_spent_cpu_budget_is_a_violation() {
+        let mut p = policy(true, Con::On);
+        p.guest.cpu_budget_ms = 5;
+        let host = FakeHost::default();
+        let slice = |clock: Rc<Cell<u64>>| -> Step {
+            Box::new(move |_: &mut Regs| {
+                clock.set(clock.get() + 2_000_000);
+                Exit::Interrupt
+            })
+        };
+        let guest = (0..10).map(|_| slice(host.0.clone())).collect();
+        let mem = Mem::default();
+        let vcpus = vec![script(SVC, service(&mem, 1)), script(GUEST, guest)];
+        let mut hv = Hypervisor::new(&p, vcpus, mem, host, vec![(0, 1 << 31)]).unwrap();
+        let (mut rec, mut out) = (String::new(), Out::default());
+        assert_eq!(hv.run(&mut rec, &mut out), STOPPED_STATUS, "{rec}");
+        let violations: Vec<&str> = rec.lines().filter(|l| l.contains(" violation ")).collect();
+        assert_eq!(
+            violations,
+            [alloc::format!(
+                "VMSEAL1 violation partition=g kind=cpu-budget budget_ms=0x5 used_ms=0x6 \
+                 rip={GUEST:#x}"
+            )],
+            "{rec}"
+        );
+        assert!(
+            has(&rec, "health channel=attest server=attest status=answered"),
+            "{rec}"
+        );
+        assert!(has(&rec, " preemptions=2 "), "{rec}");
+    }
+
     /// Two services waiting on each other (a true deadlock among clients) and the guest waiting
     /// on one of them: every wait fails with `DEADLOCK`, nobody is stopped, everybody goes on.
     #[test]
@@ -1624,6 +1675,7 @@ mod tests {
             memory: MIB4,
             base,
             devices: Devices::NONE,
+            cpu_budget_ms: 0,
         };
         let chan = |name: &str, client: &str, server: &str| Channel {
             name: name.into(),
