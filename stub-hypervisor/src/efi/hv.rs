@@ -363,6 +363,7 @@ pub fn launch(
     let timer = unsafe { timer::install(tsc_per_ms) };
     if let Some(t) = timer {
         timer::activate(t, t.counts(SLICE_MS));
+        hv.set_time_slice(SLICE_MS * 1_000_000);
     }
     line(rec, "launch")
         .kv("kind", "hypervisor")

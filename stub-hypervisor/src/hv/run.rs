@@ -176,6 +176,8 @@ pub struct Hypervisor<V, M, H> {
     exits: u64,
     hypercalls: u64,
     preemptions: u64,
+    /// The time slice ([`Hypervisor::set_time_slice`]), 0 for none.
+    slice_ns: u64,
     guest_ns: u64,
     /// [`Host::now_ns`] just before the guest partition's first `VMRUN`.
     guest_started_ns: Option<u64>,
@@ -262,6 +264,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             exits: 0,
             hypercalls: 0,
             preemptions: 0,
+            slice_ns: 0,
             guest_ns: 0,
             guest_started_ns: None,
             next: 0,
@@ -409,6 +412,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
     }
 
     fn run_partition(&mut self, i: usize, record: &mut impl Write, console: &mut impl Console) {
+        let slice_started = self.host.now_ns();
         loop {
             let t0 = self.host.now_ns();
             if i == self.guest && self.guest_started_ns.is_none() {
@@ -429,10 +433,26 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 return;
             }
             match self.handle(i, exit, record, console) {
+                // A partition that exits often (hypercalls every few ms) gets a fresh timer
+                // slice at every VMRUN; the slice is counted here, across its exits.
+                Next::Resume
+                    if self.slice_ns != 0
+                        && self.host.now_ns().saturating_sub(slice_started) >= self.slice_ns =>
+                {
+                    self.preemptions += 1;
+                    return;
+                }
                 Next::Resume => {}
                 Next::Yield => return,
             }
         }
+    }
+
+    /// Preempt every partition after `ns` of running (its time slice, across exits; 0: never).
+    /// The backend's timer ends a slice in which the partition never exits ([`Exit::Interrupt`]);
+    /// this ends one in which it keeps exiting and resuming.
+    pub fn set_time_slice(&mut self, ns: u64) {
+        self.slice_ns = ns;
     }
 
     fn rip(&self, i: usize) -> u64 {
@@ -1625,6 +1645,41 @@ mod tests {
         assert_eq!(status, 0, "{rec}");
         assert_eq!(*order.borrow(), ["svc", "g", "svc", "g", "g"]);
         assert!(has(&rec, " preemptions=5 "), "{rec}");
+    }
+
+    /// The slice is counted across exits: a guest that makes a hypercall every 3 ms (so the
+    /// timer, re-armed at every VMRUN, never fires) still yields after 10 ms.
+    #[test]
+    fn a_partition_that_keeps_exiting_is_preempted_too() {
+        let p = policy(true, Con::On);
+        let host = FakeHost::default();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let step = |who: &'static str, exit: Exit| -> Step {
+            let (clock, order) = (host.0.clone(), order.clone());
+            Box::new(move |r: &mut Regs| {
+                clock.set(clock.get() + 3_000_000);
+                order.borrow_mut().push(who);
+                r.rax = Call::VERSION.0;
+                exit
+            })
+        };
+        let mut guest: Vec<Step> = (0..5).map(|_| step("g", Exit::Hypercall)).collect();
+        guest.push(call(Call::EXIT, [0; 4]));
+        let mut svc: Vec<Step> = (0..2).map(|_| step("svc", Exit::Hypercall)).collect();
+        svc.extend((0..2).map(|_| call(Call::RECV, [0, SVC + 0x1000, 8192, 0])));
+        let mem = Mem::default();
+        let vcpus = vec![script(SVC, svc), script(GUEST, guest)];
+        let mut hv = Hypervisor::new(&p, vcpus, mem, host, vec![(0, 1 << 31)]).unwrap();
+        hv.set_time_slice(10_000_000);
+        let (mut rec, mut out) = (String::new(), Out::default());
+        assert_eq!(hv.run(&mut rec, &mut out), 0, "{rec}");
+        // 3 ms per step: the 4th step of a slice passes 10 ms and ends it.
+        assert_eq!(
+            *order.borrow(),
+            ["svc", "svc", "g", "g", "g", "g", "g"],
+            "{rec}"
+        );
+        assert!(has(&rec, " preemptions=1 "), "{rec}");
     }
 
     /// A CPU budget: the partition is stopped with a `cpu-budget` violation the first time
