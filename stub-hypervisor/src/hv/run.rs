@@ -793,11 +793,14 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
         // is malformed whatever part of it is used (docs/hypercalls.md).
         macro_rules! check_cap {
             ($addr:expr, $cap:expr, $max:expr) => {{
-                if $addr.checked_add($cap).is_none() {
-                    check!($addr, $cap);
-                }
-                check!($addr, $cap.min($max));
-                $cap.min($max)
+                // The whole range if it wraps (so it fails, and is reported as given).
+                let checked = if $addr.checked_add($cap).is_none() {
+                    $cap
+                } else {
+                    $cap.min($max)
+                };
+                check!($addr, checked);
+                checked
             }};
         }
         let result: Result<u64, Error> = match nr {
