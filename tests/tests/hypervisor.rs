@@ -350,7 +350,7 @@ type Attack = (
     &'static [(&'static str, &'static str)],
 );
 
-/// Every attack the issue lists.
+/// Every attack on the isolation (issue 18 adds the timer and the CPU budget).
 const ATTACKS: &[Attack] = &[
     (
         "read-hypervisor",
@@ -373,6 +373,13 @@ const ATTACKS: &[Attack] = &[
     ("hypercall-bad-pointer", "hypercall-bad-pointer", &[]),
     ("hypercall-flood", "hypercall-flood", &[]),
     ("triple-fault", "triple-fault", &[]),
+    // The hypervisor's timer is out of reach: the APIC page and the x2APIC MSRs.
+    (
+        "apic-timer",
+        "mmio",
+        &[("gpa", "0xfee00380"), ("access", "write")],
+    ),
+    ("x2apic-timer", "msr", &[("msr", "0x838"), ("dir", "write")]),
     // images/redteam/vmseal.toml: cpu-budget-ms = 3000 = 0xbb8.
     ("spin-forever", "cpu-budget", &[("budget_ms", "0xbb8")]),
 ];

@@ -16,6 +16,8 @@
 //! | `hypercall-bad-pointer` | `CONSOLE_WRITE` of memory outside its grant | `hypercall-bad-pointer` |
 //! | `hypercall-flood` | a million `VERSION` calls in a tight loop | `hypercall-flood` |
 //! | `triple-fault` | `ud2` with no IDT | `triple-fault` |
+//! | `apic-timer` | writes the local APIC timer's initial count (0xFEE00380) to silence the hypervisor's timer | `mmio` |
+//! | `x2apic-timer` | the same through the x2APIC MSR 0x838 | `msr` |
 //! | `spin-forever` | spins without a single exit, forever | `cpu-budget` (its manifest gives it 3 s; the timer preempts it every slice meanwhile) |
 //!
 //! Before attacking it proves the service answers (one `ATTEST`). If an attack above comes
@@ -185,6 +187,16 @@ fn attack(name: &[u8]) -> bool {
         b"hypercall-flood" => {
             for _ in 0..1_000_000 {
                 sdk::call(Call::VERSION, 0, 0, 0, 0);
+            }
+        }
+        b"apic-timer" => {
+            // SAFETY: the attack (the APIC page is in no nested page table); stopped.
+            unsafe { core::ptr::write_volatile(0xFEE0_0380u64 as *mut u32, 0) };
+        }
+        b"x2apic-timer" => {
+            // SAFETY: the attack (every MSR is intercepted); the hypervisor stops it.
+            unsafe {
+                core::arch::asm!("wrmsr", in("ecx") 0x838u32, in("eax") 0u32, in("edx") 0u32, options(nomem, nostack));
             }
         }
         b"spin-forever" => loop {
