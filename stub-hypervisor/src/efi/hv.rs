@@ -111,6 +111,9 @@ impl Host for Machine {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
         hw::cpuid(leaf, subleaf)
     }
+    fn end_slice(&self) {
+        timer::end_slice();
+    }
 }
 
 /// Load one partition into its grant, write its hypervisor area, build its nested page

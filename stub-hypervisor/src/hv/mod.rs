@@ -161,4 +161,8 @@ pub trait Host {
     fn now_ns(&self) -> u64;
     /// The processor's `CPUID` for `leaf`/`subleaf`: `[eax, ebx, ecx, edx]`.
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
+    /// The running partition's time slice is over (it blocked, stopped or was preempted):
+    /// the backend stops its timer, so the next partition starts a fresh slice. No timer, no
+    /// work (the default).
+    fn end_slice(&self) {}
 }

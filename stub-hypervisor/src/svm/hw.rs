@@ -337,7 +337,6 @@ impl Vcpu for SvmVcpu {
         let interruptible = super::timer::before_run();
         // SAFETY: the VMCB was set up by the caller of `new` (its contract); SVM is on.
         unsafe { vmrun(self.vmcb as u64, self.host_state, &mut g, interruptible) };
-        super::timer::after_run();
         // SAFETY: as above, in reverse.
         unsafe {
             core::arch::asm!("fxsave64 [{g}]", "fxrstor64 [{h}]", h = in(reg) host_fx, g = in(reg) guest_fx, options(nostack));

@@ -1,11 +1,15 @@
 //! Preemption: the local APIC timer, owned by the hypervisor.
 //!
-//! Before every `VMRUN` the hypervisor arms the bootstrap processor's local APIC timer
-//! (xAPIC, MMIO at `IA32_APIC_BASE`) in one-shot mode for one time slice; the partition runs
-//! with the physical-interrupt intercept on and `V_INTR_MASKING` set, so when the timer fires
-//! the processor leaves the partition (`#VMEXIT(INTR)`) whatever the partition's own `IF`. The
-//! hypervisor then takes the interrupt itself (a gate in the firmware's IDT, installed after
-//! ExitBootServices, that only writes EOI) and schedules. Partitions never see the APIC: its
+//! When a partition's time slice starts (its first `VMRUN` after being scheduled) the
+//! hypervisor arms the bootstrap processor's local APIC timer (xAPIC, MMIO at
+//! `IA32_APIC_BASE`) in one-shot mode for one slice, and leaves it running across the
+//! partition's exits (no APIC access per hypercall); the partition runs with the
+//! physical-interrupt intercept on and `V_INTR_MASKING` set, so when the timer fires the
+//! processor leaves the partition (`#VMEXIT(INTR)`) whatever the partition's own `IF` — at
+//! once at the next `VMRUN` if it fired while the hypervisor was handling an exit. The
+//! hypervisor takes the interrupt itself (a gate in the firmware's IDT, installed after
+//! ExitBootServices, that only writes EOI) and schedules; [`end_slice`] stops the timer and
+//! takes an interrupt still pending, so the next partition starts a clean slice. Partitions never see the APIC: its
 //! page is not in any nested page table (an access is an `mmio` violation) and every MSR,
 //! `IA32_APIC_BASE` and the x2APIC range included, is intercepted.
 //!
@@ -16,7 +20,7 @@
     reason = "RDMSR of IA32_APIC_BASE, SIDT, writing an IDT gate, APIC MMIO, the handler"
 )]
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The vector of the timer interrupt (above the legacy and firmware range).
 pub const VECTOR: u8 = 0xEC;
@@ -57,20 +61,35 @@ fn active() -> Option<Timer> {
     })
 }
 
-/// Before `VMRUN`: arm one slice; whether a timer is armed (the partition then runs with the
-/// host's IF set, so the interrupt makes it exit).
+/// Whether the current slice's timer is running.
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+/// Before `VMRUN`: arm the slice if it has not started; whether a timer is active (the
+/// partition then runs with the host's IF set, so the interrupt makes it exit).
 pub fn before_run() -> bool {
     let Some(t) = active() else {
         return false;
     };
-    t.arm(u32::try_from(SLICE_COUNTS.load(Ordering::Relaxed)).unwrap_or(u32::MAX));
+    if !ARMED.swap(true, Ordering::Relaxed) {
+        t.arm(u32::try_from(SLICE_COUNTS.load(Ordering::Relaxed)).unwrap_or(u32::MAX));
+    }
     true
 }
 
-/// After `#VMEXIT`: stop the timer.
-pub fn after_run() {
-    if let Some(t) = active() {
+/// The running partition's slice is over (it blocked, stopped or was preempted): stop the
+/// timer and take its interrupt if it fired meanwhile (the gate acknowledges it), so it does
+/// not cut the next partition's first `VMRUN` short.
+pub fn end_slice() {
+    let Some(t) = active() else {
+        return;
+    };
+    if ARMED.swap(false, Ordering::Relaxed) {
         t.disarm();
+        // SAFETY: the only interrupt source left after ExitBootServices is this timer, whose
+        // gate is installed (`install`); RFLAGS (IF) is restored as it was.
+        unsafe {
+            core::arch::asm!("pushfq", "sti", "nop", "popfq", options(nomem));
+        }
     }
 }
 
