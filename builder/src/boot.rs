@@ -787,6 +787,7 @@ pub fn hypervisor_summary(record: &[Line]) -> serde_json::Value {
         "partitions": all("partition"),
         "violations": all("violation"),
         "stopped": all("stopped"),
+        "wait_failed": all("wait-failed"),
         "health": all("health"),
         "console": all("console"),
         "stats": first("hv-stats"),

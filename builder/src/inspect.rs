@@ -411,7 +411,7 @@ pub fn render(v: &Value) -> String {
                     .collect();
                 let _ = writeln!(
                     s,
-                    "    partition {:<12} {:<7} {} base {:#x} memory {} devices {}",
+                    "    partition {:<12} {:<7} {} base {:#x} memory {} devices {}{}",
                     q["name"].as_str().unwrap_or(""),
                     q["section"].as_str().unwrap_or(""),
                     q["kind"].as_str().unwrap_or(""),
@@ -421,6 +421,10 @@ pub fn render(v: &Value) -> String {
                         "none".to_string()
                     } else {
                         devices.join(",")
+                    },
+                    match q["cpu_budget_ms"].as_u64() {
+                        Some(ms) if ms > 0 => format!(" cpu-budget {ms}ms"),
+                        _ => String::new(),
                     }
                 );
             }

@@ -73,6 +73,9 @@ pub enum RawSize {
     Str(String),
 }
 
+/// The largest `cpu-budget-ms`: a day of processor time.
+pub const MAX_CPU_BUDGET_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// `[image]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +97,8 @@ pub struct RawGuest {
     cmdline: Option<String>,
     memory: RawSize,
     console: Console,
+    #[serde(rename = "cpu-budget-ms")]
+    cpu_budget_ms: Option<i64>,
 }
 
 /// `[[service]]` as written.
@@ -105,6 +110,8 @@ pub struct RawService {
     memory: RawSize,
     #[serde(default)]
     devices: Vec<Device>,
+    #[serde(rename = "cpu-budget-ms")]
+    cpu_budget_ms: Option<i64>,
 }
 
 /// `[[channel]]` as written.
@@ -336,6 +343,9 @@ pub struct Guest {
     pub memory: u64,
     /// Console policy.
     pub console: Console,
+    /// Milliseconds of processor time the hypervisor lets the guest use (ELF guests only).
+    #[serde(rename = "cpu-budget-ms", skip_serializing_if = "Option::is_none")]
+    pub cpu_budget_ms: Option<u64>,
 }
 
 /// One `[[service]]`, validated.
@@ -349,6 +359,9 @@ pub struct Service {
     pub memory: u64,
     /// Device capabilities, sorted, without duplicates.
     pub devices: Vec<Device>,
+    /// Milliseconds of processor time the hypervisor lets the service use.
+    #[serde(rename = "cpu-budget-ms", skip_serializing_if = "Option::is_none")]
+    pub cpu_budget_ms: Option<u64>,
 }
 
 /// One `[[channel]]`, validated: a hypercall channel (`policies::hypercall`) between two
@@ -583,6 +596,19 @@ impl Manifest {
             }
             Ok(m)
         };
+        // A CPU budget: 1 ms ..= 24 h of processor time, absent for none.
+        let cpu_budget = |field: &str, v: Option<i64>| match v {
+            None => Ok(None),
+            Some(ms @ 1..=MAX_CPU_BUDGET_MS) => Ok(Some(ms as u64)),
+            Some(ms) => Err(err(
+                ErrorKind::OutOfRange,
+                field,
+                format!("{ms} is outside 1..={MAX_CPU_BUDGET_MS}"),
+                "give the milliseconds of processor time the partition may use, or remove the \
+                 key for no budget"
+                    .into(),
+            )),
+        };
         let path = |field: &str, p: &str| {
             if p.is_empty() {
                 Err(err(
@@ -702,7 +728,16 @@ impl Manifest {
             cmdline: g.cmdline,
             memory: memory("guest.memory", &g.memory)?,
             console: g.console,
+            cpu_budget_ms: cpu_budget("guest.cpu-budget-ms", g.cpu_budget_ms)?,
         };
+        if guest.cpu_budget_ms.is_some() && matches!(guest.payload, Payload::Kernel(_)) {
+            return Err(err(
+                ErrorKind::Invalid,
+                "guest.cpu-budget-ms",
+                "a CPU budget for a Linux guest".into(),
+                "remove it: only ELF partitions run under the hypervisor, which enforces it".into(),
+            ));
+        }
 
         // A `[[table]]` with more entries than vmseal encodes.
         let at_most = |table: &str, n: usize, max: usize| {
@@ -754,6 +789,7 @@ impl Manifest {
             services.push(Service {
                 elf: path(&field("elf"), &s.elf)?,
                 memory: memory(&field("memory"), &s.memory)?,
+                cpu_budget_ms: cpu_budget(&field("cpu-budget-ms"), s.cpu_budget_ms)?,
                 name: s.name,
                 devices,
             });
@@ -1064,6 +1100,39 @@ devices = ["tpm", "serial", "tpm"]
         assert!(parse_size(&RawSize::Str("12XB".into())).is_err());
         assert!(parse_size(&RawSize::Str("99999999999TiB".into())).is_err());
         assert_eq!(human_size(64 << 20), "64MiB");
+    }
+
+    #[test]
+    fn cpu_budgets() {
+        let m = parse(
+            &GOOD
+                .replace("console = \"on\"", "console = \"on\"\ncpu-budget-ms = 3000")
+                .replace("devices = [", "cpu-budget-ms = 1\ndevices = ["),
+        )
+        .unwrap();
+        assert_eq!(m.guest.cpu_budget_ms, Some(3000));
+        assert_eq!(m.service[0].cpu_budget_ms, Some(1));
+        assert_eq!(m.canonical()["guest"]["cpu-budget-ms"], 3000);
+        assert_eq!(parse(GOOD).unwrap().guest.cpu_budget_ms, None);
+        assert!(
+            parse(GOOD).unwrap().canonical()["guest"]
+                .get("cpu-budget-ms")
+                .is_none()
+        );
+        for bad in ["0", "-5", "86400001"] {
+            let e = parse(&GOOD.replace(
+                "console = \"on\"",
+                &format!("console = \"on\"\ncpu-budget-ms = {bad}"),
+            ))
+            .unwrap_err();
+            assert_eq!(
+                (e.kind, e.field.as_str()),
+                (ErrorKind::OutOfRange, "guest.cpu-budget-ms"),
+                "{bad}"
+            );
+        }
+        let e = parse(&GOOD.replace("devices = [", "cpu-budget-ms = 0\ndevices = [")).unwrap_err();
+        assert_eq!(e.field, "service[0].cpu-budget-ms");
     }
 
     #[test]

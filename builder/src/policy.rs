@@ -102,6 +102,7 @@ pub fn from_manifest(m: &Manifest) -> Result<LaunchPolicy, ManifestError> {
             memory: s.memory,
             base: base(&field, &s.elf, s.memory, &format!("service[{i}].memory"))?,
             devices: devices(&s.devices),
+            cpu_budget_ms: s.cpu_budget_ms.unwrap_or(0),
         });
     }
     let p = LaunchPolicy {
@@ -114,6 +115,7 @@ pub fn from_manifest(m: &Manifest) -> Result<LaunchPolicy, ManifestError> {
             memory: m.guest.memory,
             base: guest_base,
             devices: Devices::NONE,
+            cpu_budget_ms: m.guest.cpu_budget_ms.unwrap_or(0),
         },
         services,
         console: match m.guest.console {
@@ -171,6 +173,7 @@ pub fn describe(p: &LaunchPolicy) -> serde_json::Value {
             "memory": q.memory,
             "base": q.base,
             "devices": devices,
+            "cpu_budget_ms": q.cpu_budget_ms,
         })
     };
     serde_json::json!({

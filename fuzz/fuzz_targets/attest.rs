@@ -1,5 +1,6 @@
-//! `policies::attest` request and report decoders, and the TPM quote/create-primary response
-//! parsers, on arbitrary bytes: never panic; whatever decodes encodes back to the same bytes.
+//! `policies::attest` request and report decoders, the hypervisor's sender stamp
+//! (`policies::hypercall::Stamp`), and the TPM quote/create-primary response parsers, on
+//! arbitrary bytes: never panic; whatever decodes encodes back to the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
         for pcr in 0..40 {
             let _ = r.pcr(pcr);
         }
+    }
+    if let Some((stamp, message)) = policies::hypercall::Stamp::split(data) {
+        let head = stamp.encode().expect("a split stamp encodes");
+        assert_eq!(&head[..], &data[..head.len()], "canonical stamp");
+        assert_eq!(message, &data[head.len()..]);
     }
     let _ = policies::tpm2::parse_quote(data);
     let _ = policies::tpm2::parse_create_primary(data);

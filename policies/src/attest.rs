@@ -20,13 +20,13 @@
 //! | field | encoding |
 //! | --- | --- |
 //! | magic | `b"VMSATRP1"` |
-//! | status | u32: 0 = every field below is valid; otherwise the TPM response code or [`STATUS_NO_TPM`] and the rest may be empty |
-//! | caller | blob, echoed from the request |
+//! | status | u32: 0 = every field below is valid; otherwise the TPM response code, [`STATUS_NO_TPM`], [`STATUS_BAD_REQUEST`] or [`STATUS_WRONG_CALLER`], and the rest may be empty |
+//! | caller | blob, the sender of the request as the hypervisor stamped it (equal to the request's caller, or the status is [`STATUS_WRONG_CALLER`]) |
 //! | nonce | blob, echoed from the request |
 //! | bank | u16, the TPM algorithm id of the digests (`0x000B` = SHA-256) |
 //! | pcr mask | u32, bit *n* set = PCR *n* is included |
 //! | digests | blob, the PCR values in ascending PCR order, each the bank's digest size |
-//! | quote | blob, the `TPMS_ATTEST` of a `TPM2_Quote` over those PCRs with the nonce as qualifyingData (the contents of the `TPM2B_ATTEST`) |
+//! | quote | blob, the `TPMS_ATTEST` of a `TPM2_Quote` over those PCRs with [`qualifying_data`] of the caller and the nonce as qualifyingData (the contents of the `TPM2B_ATTEST`) |
 //! | signature | blob, the `TPMT_SIGNATURE` of the quote |
 //! | key | blob, the `TPMT_PUBLIC` of the signing key (the contents of the `TPM2B_PUBLIC`) |
 
@@ -42,6 +42,30 @@ pub const MAX_NAME: usize = 64;
 pub const STATUS_NO_TPM: u32 = 0x5653_0001;
 /// Status: the request could not be decoded.
 pub const STATUS_BAD_REQUEST: u32 = 0x5653_0002;
+/// Status: the request claims a caller that is not its sender (the name the hypervisor
+/// stamped on it, `crate::hypercall::Stamp`); the report names the sender.
+pub const STATUS_WRONG_CALLER: u32 = 0x5653_0003;
+
+/// The first bytes hashed by [`qualifying_data`] (domain separation).
+pub const QUALIFYING_DATA_TAG: [u8; 8] = *b"VMSATQD1";
+
+/// The qualifyingData (`extraData` of the `TPMS_ATTEST`) of a report's quote: SHA-256 over
+/// [`QUALIFYING_DATA_TAG`], then the caller and the nonce, each as a blob (u32 little-endian
+/// length, then the bytes). The caller is the requesting partition's name as the hypervisor
+/// stamped it (`crate::hypercall::Stamp`), so the TPM's signature covers *who* asked as well
+/// as the nonce: a verifier recomputes it from its nonce and the partition it expects and
+/// passes it to `tpm2_checkquote --qualification`.
+#[cfg(not(target_os = "uefi"))]
+pub fn qualifying_data(caller: &[u8], nonce: &[u8]) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(QUALIFYING_DATA_TAG);
+    for blob in [caller, nonce] {
+        h.update(u32::try_from(blob.len()).unwrap_or(u32::MAX).to_le_bytes());
+        h.update(blob);
+    }
+    h.finalize().into()
+}
 
 /// Why bytes are not an attestation message, or do not fit a buffer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -27,7 +27,9 @@
 //! the record channel (`VMSEAL1 violation partition=… kind=…`); the hypervisor and every other
 //! partition keep running. The violations are: an unknown call number
 //! ([`Violation::HYPERCALL_UNKNOWN`]), a pointer/length range not entirely inside the caller's
-//! grant or overflowing ([`Violation::HYPERCALL_BAD_POINTER`]), and a flood
+//! grant or overflowing ([`Violation::HYPERCALL_BAD_POINTER`]; for a capacity — `RECV`'s
+//! `cap`, `ATTEST`'s `out_cap` — only the part the hypervisor may write must be inside the
+//! grant, but `ptr + cap` must not overflow either), and a flood
 //! ([`Violation::HYPERCALL_FLOOD`]: more than [`FLOOD_BURST`] calls beyond the refill rate of
 //! [`FLOOD_REFILL_PER_MS`] per millisecond, a token bucket per partition).
 //!
@@ -37,9 +39,20 @@
 //! and a *server* partition. A partition finds a channel id with [`Call::CHANNEL_FIND`]; only
 //! the two ends may use it. Each end has a one-message inbox per channel of at most
 //! [`MAX_MESSAGE`] bytes: [`Call::SEND`] copies into the peer's inbox (or returns
-//! [`Error::BUSY`] if it is full), [`Call::RECV`] takes from one's own inbox and *blocks* the
+//! [`Error::BUSY`] if it is full), [`Call::RECV`] takes from one's own inbox — the message
+//! behind a [`Stamp`] the hypervisor writes: who sent it, as the hypervisor saw it, never as
+//! the message claims — and *blocks* the
 //! partition while it is empty (the hypervisor runs another partition meanwhile). Scheduling is
-//! cooperative: a partition runs until it blocks, exits or is stopped.
+//! round robin: a partition runs until it blocks, exits, is stopped or the hypervisor's timer
+//! ends its time slice.
+//!
+//! Direction: requests go from the client to the server, replies back. A server may `SEND`
+//! only to answer a request it was sent and not yet answered (else [`Error::INVALID`]); a
+//! client that `RECV`s with no request outstanding and nothing queued gets
+//! [`Error::NO_REPLY`] at once instead of waiting for nothing. When nothing can run, a
+//! server waiting for requests is idle, never stopped; a client waiting for a reply gets
+//! [`Error::NO_REPLY`] (its server is idle) or [`Error::DEADLOCK`] (clients waiting on each
+//! other in a cycle), reported on the record as `VMSEAL1 wait-failed`.
 //!
 //! # Attestation
 //!
@@ -51,8 +64,9 @@
 
 use core::fmt;
 
-/// The ABI version returned by [`Call::VERSION`].
-pub const ABI_VERSION: u64 = 1;
+/// The ABI version returned by [`Call::VERSION`] (2: `RECV` delivers a [`Stamp`] before the
+/// message; servers answer only requests).
+pub const ABI_VERSION: u64 = 2;
 
 /// Largest message on a channel and largest console write, in bytes.
 pub const MAX_MESSAGE: u64 = 4096;
@@ -93,8 +107,11 @@ impl Call {
     /// [`Error::BUSY`] if it holds a message, [`Error::PEER_GONE`] if the peer stopped.
     pub const SEND: Self = Self(3);
     /// `RECV(id, ptr, cap) -> len`: take the message from the caller's inbox, blocking while
-    /// it is empty. [`Error::TOO_SMALL`] (message kept) if `cap` is less than its length;
-    /// [`Error::PEER_GONE`] if empty and the peer stopped.
+    /// it is empty; `ptr` gets the [`Stamp`] ([`STAMP_LEN`] bytes) then the message, `len`
+    /// counts both. [`Error::TOO_SMALL`] (message kept) if `cap` is less than that;
+    /// [`Error::PEER_GONE`] if empty and the peer stopped; [`Error::NO_REPLY`] for a client
+    /// with no request outstanding. The hypervisor uses at most [`MAX_MESSAGE`] +
+    /// [`STAMP_LEN`] bytes of `cap`.
     pub const RECV: Self = Self(4);
     /// `ATTEST(nonce_ptr, nonce_len, out_ptr, out_cap) -> len`: an attestation report from
     /// the server of the caller's [`ATTEST_CHANNEL`]; see the module docs.
@@ -114,6 +131,78 @@ impl Call {
             6 => "exit",
             _ => return None,
         })
+    }
+}
+
+/// Length of the [`Stamp`] before every message [`Call::RECV`] delivers.
+pub const STAMP_LEN: u64 = 72;
+
+/// Longest partition name (it must fit a [`Stamp`] and an attestation request's caller).
+pub const MAX_PARTITION_NAME: usize = 64;
+
+/// Who made a message, as the hypervisor saw it ([`Stamp::origin`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[repr(transparent)]
+pub struct Origin(pub u8);
+
+impl Origin {
+    /// The partition [`Stamp::name`] sent it with [`Call::SEND`].
+    pub const SEND: Self = Self(0);
+    /// The hypervisor built it for partition [`Stamp::name`]'s [`Call::ATTEST`] (an
+    /// attestation request whose caller the hypervisor filled in).
+    pub const ATTEST: Self = Self(1);
+    /// The hypervisor's own request (the health check after the guest ended); the name is
+    /// `hypervisor`.
+    pub const HYPERVISOR: Self = Self(2);
+}
+
+/// The sender stamp: [`STAMP_LEN`] bytes the hypervisor writes before every message a
+/// partition receives with [`Call::RECV`]. Filled in from the launch policy — a partition
+/// cannot choose what it says. Layout (vmseal's own):
+///
+/// | offset | size | field |
+/// | --- | --- | --- |
+/// | 0 | 1 | origin ([`Origin`]) |
+/// | 1 | 1 | name length, 1 ..= [`MAX_PARTITION_NAME`] |
+/// | 2 | 6 | zero |
+/// | 8 | 64 | the sender's partition name (as the policy names it), zero-padded |
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stamp<'a> {
+    /// How the message was made.
+    pub origin: Origin,
+    /// The sending partition's name (`hypervisor` for [`Origin::HYPERVISOR`]).
+    pub name: &'a [u8],
+}
+
+/// Offset of the name in a [`Stamp`].
+const STAMP_NAME: usize = 8;
+
+impl<'a> Stamp<'a> {
+    /// The stamp's bytes; `None` if the name is empty or longer than [`MAX_PARTITION_NAME`].
+    pub fn encode(&self) -> Option<[u8; STAMP_LEN as usize]> {
+        let mut out = [0u8; STAMP_LEN as usize];
+        let len = u8::try_from(self.name.len()).ok()?;
+        if self.name.is_empty() || self.name.len() > MAX_PARTITION_NAME {
+            return None;
+        }
+        out[0] = self.origin.0;
+        out[1] = len;
+        out.get_mut(STAMP_NAME..STAMP_NAME + self.name.len())?.copy_from_slice(self.name);
+        Some(out)
+    }
+
+    /// Split what `RECV` delivered into the stamp and the message; `None` if it is shorter
+    /// than a stamp or the stamp is malformed (a bad length, non-zero padding).
+    pub fn split(received: &'a [u8]) -> Option<(Self, &'a [u8])> {
+        let (stamp, message) = received.split_at_checked(STAMP_LEN as usize)?;
+        let len = usize::from(*stamp.get(1)?);
+        if len == 0 || len > MAX_PARTITION_NAME {
+            return None;
+        }
+        let name = stamp.get(STAMP_NAME..STAMP_NAME + len)?;
+        let padding_zero = stamp.get(2..STAMP_NAME)?.iter().all(|&b| b == 0)
+            && stamp.get(STAMP_NAME + len..)?.iter().all(|&b| b == 0);
+        padding_zero.then_some((Self { origin: Origin(*stamp.first()?), name }, message))
     }
 }
 
@@ -138,6 +227,13 @@ impl Error {
     pub const PEER_GONE: Self = Self(-5i64 as u64);
     /// The caller has no [`ATTEST_CHANNEL`].
     pub const NO_ATTESTATION: Self = Self(-6i64 as u64);
+    /// The caller waited for a reply (`RECV` as a channel's client, or `ATTEST`) while nothing
+    /// could run and the server was idle, waiting for requests: no reply will ever come (the
+    /// request was never sent, or the server dropped it). The server is not stopped.
+    pub const NO_REPLY: Self = Self(-7i64 as u64);
+    /// The caller waited for a reply in a cycle of clients each waiting for the next (a true
+    /// deadlock): every wait in the cycle fails with this; nobody is stopped.
+    pub const DEADLOCK: Self = Self(-8i64 as u64);
 
     /// Whether a raw `RAX` result is an error.
     pub const fn is_error(rax: u64) -> bool {
@@ -153,6 +249,8 @@ impl Error {
             -4 => "busy",
             -5 => "peer-gone",
             -6 => "no-attestation",
+            -7 => "no-reply",
+            -8 => "deadlock",
             _ => "unknown-error",
         }
     }
@@ -196,6 +294,10 @@ impl Violation {
     pub const INSTRUCTION: Self = Self("instruction");
     /// An exit the hypervisor does not know. Record fields: `exit=` (the raw code), `rip=`.
     pub const UNKNOWN_EXIT: Self = Self("unknown-exit");
+    /// The partition used up the CPU budget its launch policy gives it
+    /// (`policies::launch::Partition::cpu_budget_ms`). Record fields: `budget_ms=`,
+    /// `used_ms=` (hex, like every number of a violation), `rip=`.
+    pub const CPU_BUDGET: Self = Self("cpu-budget");
 }
 
 impl fmt::Display for Violation {
@@ -217,6 +319,8 @@ mod tests {
             Error::BUSY,
             Error::PEER_GONE,
             Error::NO_ATTESTATION,
+            Error::NO_REPLY,
+            Error::DEADLOCK,
         ] {
             assert!(Error::is_error(e.0), "{e}");
             assert_ne!(e.name(), "unknown-error");
@@ -224,6 +328,25 @@ mod tests {
         assert!(!Error::is_error(MAX_MESSAGE));
         assert!(!Error::is_error(ABI_VERSION));
         assert_eq!(Error::BUSY.0, 0xFFFF_FFFF_FFFF_FFFC);
+    }
+
+    #[test]
+    fn stamps_round_trip_and_reject_garbage() {
+        let s = Stamp { origin: Origin::ATTEST, name: b"hello" };
+        let mut bytes = s.encode().unwrap().to_vec();
+        assert_eq!(&bytes[..10], b"\x01\x05\0\0\0\0\0\0he");
+        bytes.extend_from_slice(b"payload");
+        assert_eq!(Stamp::split(&bytes), Some((s, &b"payload"[..])));
+        assert_eq!(Stamp::split(&bytes[..71]), None, "shorter than a stamp");
+        let mut bad = bytes.clone();
+        bad[1] = 65;
+        assert_eq!(Stamp::split(&bad), None, "name too long");
+        let mut bad = bytes.clone();
+        bad[20] = b'x';
+        assert_eq!(Stamp::split(&bad), None, "junk after the name");
+        assert_eq!(Stamp { origin: Origin::SEND, name: b"" }.encode(), None);
+        assert_eq!(Stamp { origin: Origin::SEND, name: &[b'a'; 65] }.encode(), None);
+        assert!(Stamp { origin: Origin::SEND, name: &[b'a'; 64] }.encode().is_some());
     }
 
     #[test]

@@ -6,14 +6,14 @@
 //! the encoding is **canonical**: one policy has exactly one encoding, and
 //! `encode(decode(b)) == b` for every `b` that decodes.
 //!
-//! # Encoding, version 2
+//! # Encoding, version 3
 //!
 //! All integers little-endian, no padding, no alignment; fields in this fixed order:
 //!
 //! | field | encoding |
 //! | --- | --- |
 //! | magic | 8 bytes `b"VMSEALPL"` ([`MAGIC`]) |
-//! | version | u32 = 2 ([`VERSION`]) |
+//! | version | u32 = 3 ([`VERSION`]) |
 //! | name | string |
 //! | version string | string |
 //! | guest | partition |
@@ -28,11 +28,14 @@
 //! 2 = Linux; 0 is never valid so zeroed memory does not decode), section (string),
 //! memory (u64, bytes), base (u64, the guest-physical = host-physical address of the memory
 //! grant; 0 for a Linux guest, whose memory the firmware manages), devices (u32, [`Devices`]
-//! bits; unknown bits are rejected). A *channel* is: name, client, server (three strings; the
+//! bits; unknown bits are rejected), CPU budget (u64, milliseconds of processor time the
+//! hypervisor lets the partition use in all before it stops it with a `cpu-budget`
+//! violation; 0 = no budget, always 0 for a Linux guest). A *channel* is: name, client, server (three strings; the
 //! ends are partition names; see `policies::hypercall`).
 //!
-//! Nothing may follow the last field. Version 1 (no base, no channels) is not read: a decoder
-//! rejects a version it does not know instead of ignoring what it cannot enforce.
+//! Nothing may follow the last field. Versions 1 (no base, no channels) and 2 (no CPU budget)
+//! are not read: a decoder rejects a version it does not know instead of ignoring what it
+//! cannot enforce.
 //!
 //! Decoding untrusted bytes returns a [`PolicyError`] and never panics. Decoding checks the
 //! *format*; [`LaunchPolicy::validate`] checks the *rules* (memory sizes, names, section
@@ -48,7 +51,7 @@ use crate::sections;
 /// `b"VMSEALPL"`, the first eight bytes of every encoded policy.
 pub const MAGIC: [u8; 8] = *b"VMSEALPL";
 /// The encoding version this module writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Longest string field accepted by the decoder, in bytes.
 pub const MAX_STRING_LEN: u32 = 4096;
 /// At most this many services (one PE section each, see [`sections::MAX_SERVICES`]).
@@ -170,6 +173,8 @@ pub struct Partition {
     pub base: u64,
     /// Device capabilities.
     pub devices: Devices,
+    /// Milliseconds of processor time the partition may use in all (0: no budget).
+    pub cpu_budget_ms: u64,
 }
 
 /// A hypercall channel between two partitions (`policies::hypercall`).
@@ -349,6 +354,13 @@ pub enum InvalidPolicy {
     EmptyName(Which),
     /// A string is longer than [`MAX_STRING_LEN`] (it could not be decoded again).
     StringTooLong(Which, usize),
+    /// An ELF partition's name is longer than
+    /// [`crate::hypercall::MAX_PARTITION_NAME`] (the hypervisor stamps every message with the
+    /// sender's name).
+    NameTooLong(Which, usize),
+    /// A Linux guest with a CPU budget (only the hypervisor, which runs ELF partitions, can
+    /// enforce one).
+    LinuxCpuBudget(u64),
     /// Memory not a multiple of [`PAGE_SIZE`].
     MemoryNotPageAligned(Which, u64),
     /// Memory outside [`MIN_MEMORY`]`..=`[`MAX_MEMORY`].
@@ -400,6 +412,15 @@ impl fmt::Display for InvalidPolicy {
             Self::StringTooLong(w, n) => {
                 write!(f, "{w}: a string is {n} bytes, more than {MAX_STRING_LEN}")
             }
+            Self::NameTooLong(w, n) => write!(
+                f,
+                "{w}: the name is {n} bytes; an ELF partition's name is at most {} bytes",
+                crate::hypercall::MAX_PARTITION_NAME
+            ),
+            Self::LinuxCpuBudget(ms) => write!(
+                f,
+                "guest: a CPU budget of {ms} ms for a Linux guest; only ELF partitions have one"
+            ),
             Self::MemoryNotPageAligned(w, m) => {
                 write!(f, "{w}: memory {m:#x} is not a multiple of 4 KiB")
             }
@@ -454,6 +475,7 @@ impl Partition {
         out.extend_from_slice(&self.memory.to_le_bytes());
         out.extend_from_slice(&self.base.to_le_bytes());
         out.extend_from_slice(&self.devices.0.to_le_bytes());
+        out.extend_from_slice(&self.cpu_budget_ms.to_le_bytes());
     }
 
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, PolicyError> {
@@ -472,7 +494,10 @@ impl Partition {
         if Devices(bits).unknown_bits() != 0 {
             return Err(PolicyError::UnknownDevices { offset, bits });
         }
-        Ok(Self { name, kind, section, memory, base, devices: Devices(bits) })
+        let offset = r.offset();
+        let cpu_budget_ms =
+            r.u64().ok_or(PolicyError::Truncated { offset, field: "cpu budget" })?;
+        Ok(Self { name, kind, section, memory, base, devices: Devices(bits), cpu_budget_ms })
     }
 
     fn validate(&self, which: Which) -> Result<(), InvalidPolicy> {
@@ -483,6 +508,12 @@ impl Partition {
             if s.len() > MAX_STRING_LEN as usize {
                 return Err(InvalidPolicy::StringTooLong(which, s.len()));
             }
+        }
+        if self.kind == PayloadKind::Elf && self.name.len() > crate::hypercall::MAX_PARTITION_NAME {
+            return Err(InvalidPolicy::NameTooLong(which, self.name.len()));
+        }
+        if self.kind == PayloadKind::Linux && self.cpu_budget_ms != 0 {
+            return Err(InvalidPolicy::LinuxCpuBudget(self.cpu_budget_ms));
         }
         if !self.memory.is_multiple_of(PAGE_SIZE) {
             return Err(InvalidPolicy::MemoryNotPageAligned(which, self.memory));
@@ -730,6 +761,7 @@ mod tests {
                 memory: 64 << 20,
                 base: 0x400_0000,
                 devices: Devices::NONE,
+                cpu_budget_ms: 0,
             },
             services: vec![Partition {
                 name: "attest".into(),
@@ -738,6 +770,7 @@ mod tests {
                 memory: 8 << 20,
                 base: 0x800_0000,
                 devices: Devices::TPM | Devices::SERIAL,
+                cpu_budget_ms: 1500,
             }],
             console: Console::On,
             channels: vec![Channel {
@@ -753,7 +786,7 @@ mod tests {
         #[rustfmt::skip]
         let expected: &[u8] = &[
             b'V', b'M', b'S', b'E', b'A', b'L', b'P', b'L', // magic
-            2, 0, 0, 0,                                     // version 2
+            3, 0, 0, 0,                                     // version 3
             5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o',       // name "hello"
             5, 0, 0, 0, b'0', b'.', b'1', b'.', b'0',       // version "0.1.0"
             // guest partition
@@ -763,6 +796,7 @@ mod tests {
             0, 0, 0, 4, 0, 0, 0, 0,                         //   memory 64 MiB
             0, 0, 0, 4, 0, 0, 0, 0,                         //   base 0x400_0000
             0, 0, 0, 0,                                     //   devices none
+            0, 0, 0, 0, 0, 0, 0, 0,                         //   no cpu budget
             1, 0, 0, 0,                                     // one service
             6, 0, 0, 0, b'a', b't', b't', b'e', b's', b't', //   name "attest"
             1, 0, 0, 0,                                     //   kind = elf
@@ -770,6 +804,7 @@ mod tests {
             0, 0, 0x80, 0, 0, 0, 0, 0,                      //   memory 8 MiB
             0, 0, 0, 8, 0, 0, 0, 0,                         //   base 0x800_0000
             3, 0, 0, 0,                                     //   devices tpm|serial
+            0xDC, 0x05, 0, 0, 0, 0, 0, 0,                   //   cpu budget 1500 ms
             1, 0, 0, 0,                                     // console on
             1, 0, 0, 0,                                     // one channel
             6, 0, 0, 0, b'a', b't', b't', b'e', b's', b't', //   name "attest"
@@ -833,11 +868,12 @@ mod tests {
             LaunchPolicy::decode(&b),
             Err(PolicyError::UnknownDevices { offset: 69, bits: 4 })
         );
+        // the guest's 8-byte CPU budget (73..81) precedes the service count
         let mut b = good.clone();
-        b[73..77].copy_from_slice(&1001u32.to_le_bytes());
+        b[81..85].copy_from_slice(&1001u32.to_le_bytes());
         assert_eq!(
             LaunchPolicy::decode(&b),
-            Err(PolicyError::TooManyServices { offset: 73, count: 1001 })
+            Err(PolicyError::TooManyServices { offset: 81, count: 1001 })
         );
         // console is followed by the channel count and one 29-byte channel
         let console = good.len() - 4 - 4 - 29;
@@ -886,8 +922,23 @@ mod tests {
         p.name.clear();
         assert_eq!(p.validate(), Err(InvalidPolicy::EmptyName(Which::Image)));
         let mut p = sample();
+        p.services.clear();
+        p.channels.clear();
+        (p.guest.kind, p.guest.section, p.guest.base) = (PayloadKind::Linux, ".linux".into(), 0);
+        assert_eq!(p.validate(), Ok(()));
+        p.guest.cpu_budget_ms = 10;
+        assert_eq!(p.validate(), Err(InvalidPolicy::LinuxCpuBudget(10)));
+        let mut p = sample();
         p.services[0].name.clear();
         assert_eq!(p.validate(), Err(InvalidPolicy::EmptyName(Which::Service(0))));
+        // ELF partition names fit the hypervisor's sender stamp.
+        let mut p = sample();
+        p.services[0].name = "s".repeat(crate::hypercall::MAX_PARTITION_NAME + 1);
+        p.channels[0].server = p.services[0].name.clone();
+        assert_eq!(p.validate(), Err(InvalidPolicy::NameTooLong(Which::Service(0), 65)));
+        p.services[0].name.pop();
+        p.channels[0].server.pop();
+        assert_eq!(p.validate(), Ok(()));
         let mut p = sample();
         let mut dup = p.services[0].clone();
         dup.section = ".svc1".into();

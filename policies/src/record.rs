@@ -21,13 +21,14 @@
 //! | `pcr` | `bank` (`sha256`, … or `0x%04x`), `index`, `value` (hex) | one PCR as read from the TPM over TIS after ExitBootServices |
 //! | `pcrs-end` | `banks` (comma-separated), `count`, `update_counter`, `ms` | every PCR of every allocated bank was written; `ms` is how long the TIS reads took |
 //! | `launch` | `kind` (`linux`/`hypervisor`), `section`, `entry` (guest: `0x…`) | about to hand over |
-//! | `hv` | `backend` (`svm`), `asids`, `partitions` | hypervisor mode: the backend is on |
+//! | `hv` | `backend` (`svm`), `asids`, `partitions`, then `slice_ms` and `timer_per_ms` (APIC timer counts per ms), or `timer=off` | hypervisor mode: the backend is on; partitions are preempted every `slice_ms` (no preemption with `timer=off`) |
 //! | `partition` | `name`, `section`, `base`, `size`, `entry`, `devices` (comma-separated or `none`) | a partition was loaded (services first, then the guest) |
 //! | `console` | `partition`, `dropped` (bytes) | written once at the end if `console = off` dropped guest output |
-//! | `violation` | `partition`, `kind` (`policies::hypercall::Violation`), kind-specific keys (`gpa`, `access`, `port`, `size`, `dir`, `msr`, `nr`, `addr`, `len`, `count`, `exit`), `rip` | a partition did something its policy does not allow; it is stopped |
-//! | `stopped` | `partition`, `reason` (`exit`/`violation`/`deadlock`), `status` (exit only), `hypercalls` | a partition ended; the others keep running |
+//! | `violation` | `partition`, `kind` (`policies::hypercall::Violation`), kind-specific keys (`gpa`, `access`, `port`, `size`, `dir`, `msr`, `nr`, `addr`, `len`, `count`, `exit`, `budget_ms`, `used_ms`), `rip` | a partition did something its policy does not allow; it is stopped |
+//! | `stopped` | `partition`, `reason` (`exit`/`violation`), `status` (exit only), `hypercalls` | a partition ended; the others keep running |
+//! | `wait-failed` | `partition`, `channel`, `error` (`no-reply`/`deadlock`, `policies::hypercall::Error`) | nothing could run: the client's wait for a reply on `channel` failed with that error (its server was idle, or clients waited on each other in a cycle); it goes on, nobody is stopped |
 //! | `health` | `channel`, `server`, `status` (`answered`/`silent`/`gone`) | after the guest ended: the hypervisor checked that each server of the guest's channels still answers |
-//! | `hv-stats` | `hypercalls`, `exits`, `guest_ns` (time spent in partitions), `mean_run_ns` (per VMRUN) | the hypervisor shuts down |
+//! | `hv-stats` | `hypercalls`, `exits`, `preemptions` (slices ended by the timer), `guest_ns` (time spent in partitions), `mean_run_ns` (per VMRUN) | the hypervisor shuts down |
 //! | `hv-startup` | `record_us`, `ebs_to_guest_us` (absent if the guest never ran) | after `exit`: microseconds from ExitBootServices to the end of the record dump (`eventlog`, `pcr` lines) and to the guest partition's first instruction (its first `VMRUN`; the services' first runs come before it) |
 //! | `exit` | `status` | the guest partition ended (its `EXIT` status; a stopped guest reports 255) |
 //! | `error` | `stage`, `status` (`0x…` EFI status or a word) | the stub stops (fail closed) — except for the stages in [`NONFATAL_STAGES`], after which the boot goes on and the record lacks what that stage would have written |

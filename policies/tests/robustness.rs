@@ -97,6 +97,7 @@ fn policy() -> Vec<u8> {
         memory: 8 << 20,
         base,
         devices,
+        cpu_budget_ms: 0,
     };
     LaunchPolicy {
         name: "hello".into(),

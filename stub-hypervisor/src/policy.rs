@@ -72,6 +72,7 @@ mod tests {
                     0
                 },
                 devices: Devices::NONE,
+                cpu_budget_ms: 0,
             },
             services: vec![],
             console: Console::On,

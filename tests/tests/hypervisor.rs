@@ -236,9 +236,18 @@ fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
     let sig = unhex(q.get("signature").expect("signature="));
     let key = unhex(q.get("key").expect("key="));
     let info = parse_quote(&msg);
+    // qualifyingData binds the caller to the nonce (docs/hypercalls.md): SHA-256 over
+    // "VMSATQD1", then caller and nonce each as a u32-LE length and the bytes.
+    let mut qd = Sha256::new();
+    qd.update(b"VMSATQD1");
+    for blob in [&b"hello"[..], &nonce[..]] {
+        qd.update((blob.len() as u32).to_le_bytes());
+        qd.update(blob);
+    }
+    let qualifying = qd.finalize().to_vec();
     assert_eq!(
-        info.extra_data, nonce,
-        "the quote's qualifyingData is the nonce"
+        info.extra_data, qualifying,
+        "the quote's qualifyingData binds the caller and the nonce"
     );
     let mut concat = Vec::new();
     for (alg, pcrs) in &info.selections {
@@ -270,7 +279,7 @@ fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
         .arg("--signature")
         .arg(dir.join("quote.sig"))
         .arg("--qualification")
-        .arg(hex(&nonce))
+        .arg(hex(&qualifying))
         .arg("--hash-algorithm")
         .arg("sha256"));
 
@@ -341,7 +350,7 @@ type Attack = (
     &'static [(&'static str, &'static str)],
 );
 
-/// Every attack the issue lists.
+/// Every attack on the isolation (issue 18 adds the timer and the CPU budget).
 const ATTACKS: &[Attack] = &[
     (
         "read-hypervisor",
@@ -364,6 +373,15 @@ const ATTACKS: &[Attack] = &[
     ("hypercall-bad-pointer", "hypercall-bad-pointer", &[]),
     ("hypercall-flood", "hypercall-flood", &[]),
     ("triple-fault", "triple-fault", &[]),
+    // The hypervisor's timer is out of reach: the APIC page and the x2APIC MSRs.
+    (
+        "apic-timer",
+        "mmio",
+        &[("gpa", "0xfee00380"), ("access", "write")],
+    ),
+    ("x2apic-timer", "msr", &[("msr", "0x838"), ("dir", "write")]),
+    // images/redteam/vmseal.toml: cpu-budget-ms = 3000 = 0xbb8.
+    ("spin-forever", "cpu-budget", &[("budget_ms", "0xbb8")]),
 ];
 
 #[test]
@@ -438,6 +456,133 @@ fn every_redteam_attack_is_blocked_and_the_rest_keeps_running() {
             "{attack}: {}",
             if problems.is_empty() {
                 "blocked"
+            } else {
+                "FAILED"
+            }
+        );
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{attack}:\n  {}\nrecord:\n{text}console:\n{console}",
+                problems.join("\n  ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An attack on the attestation service (a well-formed call, refused rather than stopped):
+/// its name, the `wait-failed` record lines it must produce (exactly these, each once), a
+/// console line the guest must print, and the least `hv-stats preemptions=` it must cause.
+type ServiceAttack = (&'static str, &'static [&'static str], &'static str, u64);
+
+/// The issue-18 attacks on the service (`images/redteam`'s second table).
+const SERVICE_ATTACKS: &[ServiceAttack] = &[
+    (
+        "recv-idle",
+        &["VMSEAL1 wait-failed partition=redteam channel=attest error=no-reply"],
+        "redteam: refused recv-idle (no-reply)",
+        0,
+    ),
+    // The forged request claims `hello`; the report must name the real sender with
+    // STATUS_WRONG_CALLER (0x56530003, docs/hypercalls.md).
+    (
+        "spoof-caller",
+        &[],
+        "redteam: spoofed report status=0x56530003 caller=redteam",
+        0,
+    ),
+    // One second of spinning without an exit, 10 ms slices: about 100 preemptions (TCG's
+    // timer is wall-clock time; half of that is the floor).
+    ("spin", &[], "redteam: refused spin (preempted)", 50),
+];
+
+/// A guest that attacks the service rather than the isolation: the attack is refused with an
+/// error code (exact record lines), nothing is stopped but the guest's own exit, the service
+/// answers the same guest's honest `ATTEST` afterwards (`status=0 caller=redteam`, checked by
+/// the guest) and the hypervisor's health check.
+#[test]
+fn attacks_on_the_service_are_refused_and_it_keeps_answering() {
+    assert!(redteam_elf().is_file());
+    let scratch = tempfile::tempdir().expect("scratch");
+    let mut failures = Vec::new();
+    for (attack, want_lines, want_console, min_preemptions) in SERVICE_ATTACKS {
+        let dir = scratch.path().join(attack);
+        let manifest = manifest_variant(
+            "redteam",
+            &dir.join("m"),
+            Some(&format!("attack={attack}")),
+            None,
+        );
+        let built = vmseal_build(&manifest, &dir.join("out"), "redteam");
+        let outcome = boot_image(BootOptions::new(&built.image, dir.join("run")));
+        let record = &outcome.record;
+        let text = record_text(record);
+        let console = &outcome.console;
+        let mut problems = Vec::new();
+        for want in *want_lines {
+            let n = text.lines().filter(|l| l == want).count();
+            if n != 1 {
+                problems.push(format!("expected the line {want:?} once, got it {n} times"));
+            }
+        }
+        let waits: Vec<String> = lines(record, "wait-failed")
+            .map(|l| l.to_string())
+            .collect();
+        if waits.len() != want_lines.len() {
+            problems.push(format!(
+                "wait-failed lines {waits:?}, expected {want_lines:?}"
+            ));
+        }
+        if !console.lines().any(|l| l.trim_end() == *want_console) {
+            problems.push(format!("the console lacks {want_console:?}"));
+        }
+        let preemptions = lines(record, "hv-stats")
+            .next()
+            .and_then(|l| l.get("preemptions"))
+            .and_then(|p| p.parse::<u64>().ok());
+        match preemptions {
+            Some(p) if p >= *min_preemptions => {
+                // The overhead report: preemptions and, for `spin`, the busy guest's throughput.
+                let loops = console
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("redteam: spin "));
+                eprintln!("report: {attack}: {p} preemptions {}", loops.unwrap_or(""));
+            }
+            other => problems.push(format!(
+                "hv-stats preemptions={other:?}, expected at least {min_preemptions}"
+            )),
+        }
+        if !console.contains(&format!("redteam: refused {attack} ")) {
+            problems.push("the guest does not say the attack was refused".into());
+        }
+        if !console.contains("redteam: the service answers after the attack status=0") {
+            problems.push("the service did not answer the guest after the attack".into());
+        }
+        if console.contains("ESCAPED") {
+            problems.push("the guest says it escaped".into());
+        }
+        if lines(record, "violation").next().is_some() {
+            problems.push("a violation was reported".into());
+        }
+        let stopped: Vec<String> = lines(record, "stopped").map(|l| l.to_string()).collect();
+        if stopped.len() != 1
+            || !stopped[0].starts_with("VMSEAL1 stopped partition=redteam reason=exit status=0 ")
+        {
+            problems.push(format!(
+                "expected only the guest's exit 0 to stop: {stopped:?}"
+            ));
+        }
+        let health = lines(record, "health").find(|l| l.get("server") == Some("attest"));
+        if health.and_then(|l| l.get("status")) != Some("answered") {
+            problems.push("the attestation service did not answer the health check".into());
+        }
+        if outcome.verdict() != Verdict::Booted {
+            problems.push(format!("verdict {} (expected booted)", outcome.verdict()));
+        }
+        eprintln!(
+            "{attack}: {}",
+            if problems.is_empty() {
+                "refused"
             } else {
                 "FAILED"
             }

@@ -5,9 +5,13 @@
 //! ECC P-256 restricted signing key in the endorsement hierarchy (`TPM2_CreatePrimary`,
 //! deterministic: the same key at every boot of the same TPM), then serves its `attest`
 //! channel forever: for every request (`policies::attest::Request`, built by the hypervisor
-//! with the caller's name and nonce) it reads the SHA-256 PCRs 0–15, quotes them with the
-//! nonce as qualifyingData, and answers a `policies::attest::Report`. A malformed request or a
-//! failing TPM gets a report with a non-zero status — it always answers.
+//! with the caller's name and nonce) it reads the SHA-256 PCRs 0–15, quotes them with
+//! `policies::attest::qualifying_data` of the caller and the nonce as qualifyingData, and
+//! answers a `policies::attest::Report`. The caller is always the sender the hypervisor
+//! stamped on the message (`policies::hypercall::Stamp`), never what the request claims: a
+//! request claiming someone else gets `STATUS_WRONG_CALLER` naming the real sender. A
+//! malformed request or a failing TPM gets a report with a non-zero status — it always
+//! answers.
 //!
 //! The TPM commands and the TIS driver are `policies::tpm2` and `policies::tis`, the same code
 //! the stub uses before the partitions start.
@@ -15,7 +19,9 @@
 #![no_main]
 
 use core::fmt::Write;
-use policies::attest::{Report, Request, STATUS_BAD_REQUEST, STATUS_NO_TPM};
+use policies::attest::{
+    Report, Request, STATUS_BAD_REQUEST, STATUS_NO_TPM, STATUS_WRONG_CALLER, qualifying_data,
+};
 use policies::bootinfo::BootInfo;
 use policies::tcg::HashAlg;
 use policies::tis::{self, Clock, Mmio, Tis};
@@ -57,13 +63,17 @@ type Tpm = Tis<PhysTis, Tsc>;
 /// The service's message and TPM buffers, in `.bss` rather than on the 32 KiB entry stack
 /// (below which lie the partition's page tables).
 struct Buffers {
-    request: [u8; policies::hypercall::MAX_MESSAGE as usize],
+    request: [u8; REQUEST_BUF],
     report: [u8; policies::hypercall::MAX_MESSAGE as usize],
     tpm: [u8; tpm2::MAX_RESPONSE],
 }
 
+/// A request as `RECV` delivers it: the sender's stamp, then the message.
+const REQUEST_BUF: usize =
+    (policies::hypercall::MAX_MESSAGE + policies::hypercall::STAMP_LEN) as usize;
+
 static mut BUFFERS: Buffers = Buffers {
-    request: [0; policies::hypercall::MAX_MESSAGE as usize],
+    request: [0; REQUEST_BUF],
     report: [0; policies::hypercall::MAX_MESSAGE as usize],
     tpm: [0; tpm2::MAX_RESPONSE],
 };
@@ -147,13 +157,18 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
     con.flush();
     let out = &mut bufs.report;
     loop {
-        let Ok(n) = sdk::recv(channel, &mut bufs.request) else {
+        let Ok((sender, message)) = sdk::recv(channel, &mut bufs.request) else {
             // The channel is gone (the hypervisor stopped the client): nothing left to serve.
             return 0;
         };
-        let len = match bufs.request.get(..n).map(Request::decode) {
-            Some(Ok(req)) => answer(&mut tpm, &key, &req, &mut bufs.tpm, out),
-            _ => Report::failure(STATUS_BAD_REQUEST, &[], &[])
+        let len = match Request::decode(message) {
+            Ok(req) if req.caller == sender.name => {
+                answer(&mut tpm, &key, sender.name, req.nonce, &mut bufs.tpm, out)
+            }
+            Ok(req) => Report::failure(STATUS_WRONG_CALLER, sender.name, req.nonce)
+                .encode(out)
+                .unwrap_or(0),
+            Err(_) => Report::failure(STATUS_BAD_REQUEST, sender.name, &[])
                 .encode(out)
                 .unwrap_or(0),
         };
@@ -205,16 +220,18 @@ fn read_pcrs(tpm: &mut Tpm, digests: &mut [u8; 16 * 32], resp: &mut [u8]) -> Res
     Err(STATUS_NO_TPM)
 }
 
-/// Read the PCRs, quote them, encode the report into `out`; its length.
+/// Read the PCRs, quote them for `caller` (the stamped sender) and `nonce`, encode the report
+/// into `out`; its length.
 fn answer(
     tpm: &mut Tpm,
     key: &Result<Key, u32>,
-    req: &Request<'_>,
+    caller: &[u8],
+    nonce: &[u8],
     resp: &mut [u8],
     out: &mut [u8],
 ) -> usize {
     let fail = |status: u32, out: &mut [u8]| {
-        Report::failure(status, req.caller, req.nonce)
+        Report::failure(status, caller, nonce)
             .encode(out)
             .unwrap_or(0)
     };
@@ -227,7 +244,7 @@ fn answer(
         return fail(status, out);
     }
     let mut cmd = [0u8; tpm2::QUOTE_MAX];
-    let Some(n) = tpm2::quote(key.handle, req.nonce, PCRS, &mut cmd) else {
+    let Some(n) = tpm2::quote(key.handle, &qualifying_data(caller, nonce), PCRS, &mut cmd) else {
         return fail(STATUS_BAD_REQUEST, out);
     };
     let params = match tpm2::execute(tpm, CommandCode::QUOTE, cmd.get(..n).unwrap_or(&[]), resp) {
@@ -239,8 +256,8 @@ fn answer(
     };
     Report {
         status: 0,
-        caller: req.caller,
-        nonce: req.nonce,
+        caller,
+        nonce,
         bank: HashAlg::SHA256.0,
         pcr_mask: PCRS.0,
         digests: &digests,

@@ -128,10 +128,14 @@ fn attest(con: &mut Console) -> u64 {
         let _ = writeln!(con, "hello: the report's nonce is not ours\r");
         return 5;
     }
-    if rep.status == 0 && quoted_nonce(rep.quote) != Some(&nonce[..]) {
+    if rep.status == 0
+        && quoted_data(rep.quote)
+            != Some(&policies::attest::qualifying_data(rep.caller, &nonce)[..])
+    {
         let _ = writeln!(
             con,
-            "hello: the quote is not a TPM quote over our nonce (magic, type or extraData)\r"
+            "hello: the quote is not a TPM quote over our nonce and the caller (magic, type or \
+             extraData)\r"
         );
         return 7;
     }
@@ -161,7 +165,7 @@ fn attest(con: &mut Console) -> u64 {
 /// The `extraData` (qualifyingData) of a `TPMS_ATTEST` that is a TPM-made quote (magic
 /// `TPM_GENERATED_VALUE`, type `TPM_ST_ATTEST_QUOTE`); `None` otherwise (TPM 2.0 Part 2,
 /// reference §B.7: magic u32 | type u16 | qualifiedSigner TPM2B | extraData TPM2B | …).
-fn quoted_nonce(attest: &[u8]) -> Option<&[u8]> {
+fn quoted_data(attest: &[u8]) -> Option<&[u8]> {
     let be16 = |at: usize| -> Option<usize> {
         let b = attest.get(at..at + 2)?;
         Some(usize::from(u16::from_be_bytes([b[0], b[1]])))

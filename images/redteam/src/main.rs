@@ -16,17 +16,139 @@
 //! | `hypercall-bad-pointer` | `CONSOLE_WRITE` of memory outside its grant | `hypercall-bad-pointer` |
 //! | `hypercall-flood` | a million `VERSION` calls in a tight loop | `hypercall-flood` |
 //! | `triple-fault` | `ud2` with no IDT | `triple-fault` |
+//! | `apic-timer` | writes the local APIC timer's initial count (0xFEE00380) to silence the hypervisor's timer | `mmio` |
+//! | `x2apic-timer` | the same through the x2APIC MSR 0x838 | `msr` |
+//! | `spin-forever` | spins without a single exit, forever | `cpu-budget` (its manifest gives it 3 s; the timer preempts it every slice meanwhile) |
 //!
-//! Before attacking it proves the service answers (one `ATTEST`). If an attack comes back, it
-//! prints `redteam: ESCAPED <attack>` and exits 99.
+//! Before attacking it proves the service answers (one `ATTEST`). If an attack above comes
+//! back, it prints `redteam: ESCAPED <attack>` and exits 99.
+//!
+//! Attacks on the *service* rather than on the isolation are well-formed calls: they are
+//! refused with an error, not stopped. The guest then proves the service still answers (a
+//! second `ATTEST`, `redteam: the service answers after the attack`) and exits 0; if the attack
+//! worked it prints `ESCAPED` and exits 99:
+//!
+//! | attack | what it does | expected |
+//! | --- | --- | --- |
+//! | `recv-idle` | `RECV` on its `attest` channel without asking anything (the idle service used to be stopped for the "deadlock") | `RECV` fails with `no-reply`; record `wait-failed partition=redteam channel=attest error=no-reply` |
+//! | `spin` | spins for a second without a single exit | the hypervisor's timer preempts it every slice (`hv-stats preemptions=` ≥ 50); the service answers afterwards |
+//! | `spoof-caller` | `SEND`s its own attestation request with `caller="hello"` on the `attest` channel and `RECV`s the report | the service sees the hypervisor's stamp (`redteam`): the report says `caller=redteam` with status `STATUS_WRONG_CALLER`, never `hello` |
 #![no_std]
 #![no_main]
 
 use core::fmt::Write;
-use policies::attest::Report;
+use policies::attest::{Report, Request, STATUS_WRONG_CALLER};
 use policies::bootinfo::BootInfo;
 use policies::hypercall::Call;
 use vmseal_guest::{self as sdk, Console};
+
+/// How long the `spin` attack holds the processor.
+const SPIN_MS: u64 = 1000;
+
+/// What an attack on the service got.
+enum Refused {
+    /// The hypervisor (or the service) refused it: how, for the console.
+    Yes(&'static str),
+    /// It worked.
+    No,
+}
+
+/// The attacks on the service; `None` for a name that is not one of them.
+fn attack_service(name: &[u8], con: &mut Console, tsc_per_ms: u64) -> Option<Refused> {
+    let channel = sdk::channel_find(policies::hypercall::ATTEST_CHANNEL).ok();
+    let mut buf = [0u8; 4096];
+    Some(match name {
+        b"spoof-caller" => {
+            let mut forged = [0u8; 256];
+            let n = Request {
+                caller: b"hello",
+                nonce: b"spoofed-nonce",
+            }
+            .encode(&mut forged)
+            .unwrap_or(0);
+            let id = channel.unwrap_or(u64::MAX);
+            if let Err(e) = sdk::send(id, forged.get(..n).unwrap_or(&[])) {
+                let _ = writeln!(con, "redteam: SEND refused: {e}\r");
+                return Some(Refused::Yes("send-refused"));
+            }
+            match sdk::recv(id, &mut buf) {
+                Ok((_, body)) => match Report::decode(body) {
+                    Ok(r) => {
+                        let _ = write!(
+                            con,
+                            "redteam: spoofed report status={:#x} caller=",
+                            r.status
+                        );
+                        con.write_bytes(r.caller);
+                        let _ = writeln!(con, "\r");
+                        if r.caller == b"hello" {
+                            Refused::No
+                        } else if r.caller == b"redteam" && r.status == STATUS_WRONG_CALLER {
+                            Refused::Yes("wrong-caller")
+                        } else {
+                            Refused::No
+                        }
+                    }
+                    Err(_) => Refused::Yes("no-report"),
+                },
+                Err(e) => {
+                    let _ = writeln!(con, "redteam: RECV refused: {e}\r");
+                    Refused::Yes("recv-refused")
+                }
+            }
+        }
+        b"spin" => {
+            // Hold the processor without a single exit for SPIN_MS; the hypervisor's timer must
+            // take it away every slice (the record's `hv-stats preemptions=`).
+            // It counts its loops: the busy guest's throughput, with and without the timer.
+            let t0 = sdk::rdtsc();
+            let mut loops = 0u64;
+            while sdk::rdtsc().wrapping_sub(t0) < SPIN_MS.saturating_mul(tsc_per_ms.max(1)) {
+                loops += 1;
+                core::hint::spin_loop();
+            }
+            let _ = writeln!(con, "redteam: spin loops_per_ms={}\r", loops / SPIN_MS);
+            Refused::Yes("preempted")
+        }
+        b"recv-idle" => match sdk::recv(channel.unwrap_or(u64::MAX), &mut buf) {
+            Err(e) if e == policies::hypercall::Error::NO_REPLY => Refused::Yes("no-reply"),
+            Err(e) => {
+                let _ = writeln!(con, "redteam: RECV failed otherwise: {e}\r");
+                Refused::No
+            }
+            Ok(_) => Refused::No,
+        },
+        _ => return None,
+    })
+}
+
+/// Prove the service answers an honest request after an attack.
+fn service_answers(con: &mut Console) -> bool {
+    let mut report = [0u8; 4096];
+    let nonce = b"redteam-after-attack";
+    match sdk::attest(nonce, &mut report) {
+        Ok(n) => match report.get(..n).map(Report::decode) {
+            Some(Ok(r)) if r.nonce == nonce && r.status == 0 && r.caller == b"redteam" => {
+                let _ = writeln!(
+                    con,
+                    "redteam: the service answers after the attack status=0\r"
+                );
+                true
+            }
+            _ => {
+                let _ = writeln!(
+                    con,
+                    "redteam: the service's report after the attack is wrong\r"
+                );
+                false
+            }
+        },
+        Err(e) => {
+            let _ = writeln!(con, "redteam: ATTEST failed after the attack: {e}\r");
+            false
+        }
+    }
+}
 
 fn attack(name: &[u8]) -> bool {
     // Each `unsafe` below is the attack itself: the hypervisor must stop it before it has any
@@ -67,6 +189,19 @@ fn attack(name: &[u8]) -> bool {
                 sdk::call(Call::VERSION, 0, 0, 0, 0);
             }
         }
+        b"apic-timer" => {
+            // SAFETY: the attack (the APIC page is in no nested page table); stopped.
+            unsafe { core::ptr::write_volatile(0xFEE0_0380u64 as *mut u32, 0) };
+        }
+        b"x2apic-timer" => {
+            // SAFETY: the attack (every MSR is intercepted); the hypervisor stops it.
+            unsafe {
+                core::arch::asm!("wrmsr", in("ecx") 0x838u32, in("eax") 0u32, in("edx") 0u32, options(nomem, nostack));
+            }
+        }
+        b"spin-forever" => loop {
+            core::hint::spin_loop();
+        },
         b"triple-fault" => {
             // SAFETY: the attack (#UD with no IDT = triple fault); the hypervisor stops it.
             unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
@@ -115,6 +250,25 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> u64 {
         }
     }
     con.flush();
+    if let Some(outcome) = attack_service(name, &mut con, info.tsc_per_ms) {
+        let refused = match outcome {
+            Refused::Yes(how) => {
+                let _ = write!(con, "redteam: refused ");
+                con.write_bytes(name);
+                let _ = writeln!(con, " ({how})\r");
+                true
+            }
+            Refused::No => {
+                let _ = write!(con, "redteam: ESCAPED ");
+                con.write_bytes(name);
+                let _ = writeln!(con, "\r");
+                false
+            }
+        };
+        let answers = service_answers(&mut con);
+        con.flush();
+        return if refused && answers { 0 } else { 99 };
+    }
     if !attack(name) {
         let _ = writeln!(con, "redteam: unknown attack\r");
         con.flush();

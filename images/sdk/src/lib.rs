@@ -19,7 +19,7 @@
 //! only the grant (and granted device pages) are reachable, everything else is a violation.
 #![no_std]
 
-use policies::hypercall::{Call, Error};
+use policies::hypercall::{Call, Error, Stamp};
 
 /// `VMMCALL` with `nr` and up to four arguments (RDI, RSI, RDX, R10); the raw `RAX` result.
 pub fn call(nr: Call, a1: u64, a2: u64, a3: u64, a4: u64) -> u64 {
@@ -103,16 +103,20 @@ pub fn send(id: u64, msg: &[u8]) -> Result<u64, Error> {
     ))
 }
 
-/// `RECV` on channel `id` into `buf` (blocks until a message arrives); its length.
-pub fn recv(id: u64, buf: &mut [u8]) -> Result<usize, Error> {
-    result(call(
+/// `RECV` on channel `id` into `buf` (blocks until a message arrives): who sent it, as the
+/// hypervisor stamped it, and the message. `buf` needs room for the stamp
+/// (`policies::hypercall::STAMP_LEN` bytes) too; a stamp that does not parse is
+/// [`Error::INVALID`].
+pub fn recv(id: u64, buf: &mut [u8]) -> Result<(Stamp<'_>, &[u8]), Error> {
+    let n = result(call(
         Call::RECV,
         id,
         buf.as_mut_ptr() as u64,
         buf.len() as u64,
         0,
-    ))
-    .map(|n| n as usize)
+    ))?;
+    let received = buf.get(..n as usize).ok_or(Error::INVALID)?;
+    Stamp::split(received).ok_or(Error::INVALID)
 }
 
 /// `ATTEST` with `nonce`; the report's length in `out`.

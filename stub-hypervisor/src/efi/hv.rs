@@ -19,7 +19,10 @@ use stub::hv::{GuestMemory, Host, Hypervisor, Regs};
 use stub::record::line;
 use stub::serial::Uart;
 use stub::svm::vmcb::{Setup, Vmcb};
-use stub::svm::{self, Tables, hw, pte};
+use stub::svm::{self, Tables, hw, pte, timer};
+
+/// The longest a partition runs before the hypervisor's timer preempts it.
+const SLICE_MS: u64 = 10;
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::mem::memory_map::MemoryMap;
 
@@ -107,6 +110,9 @@ impl Host for Machine {
     }
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
         hw::cpuid(leaf, subleaf)
+    }
+    fn end_slice(&self) {
+        timer::end_slice();
     }
 }
 
@@ -355,15 +361,28 @@ pub fn launch(
     // SAFETY: CPUID said SVM is there; `hsave` is a page reserved for the host save area; the
     // stub's code is soft-float (no AVX state to lose when XCR0 is pinned).
     unsafe { hw::enable(hsave) };
+    // SAFETY: after ExitBootServices, interrupts off (ExitBootServices disabled them); the
+    // firmware's identity map covers its IDT and the APIC page.
+    let timer = unsafe { timer::install(tsc_per_ms) };
+    if let Some(t) = timer {
+        timer::activate(t, t.counts(SLICE_MS));
+        hv.set_time_slice(SLICE_MS * 1_000_000);
+    }
     line(rec, "launch")
         .kv("kind", "hypervisor")
         .kv("section", policies::sections::GUEST)
         .end();
-    line(rec, "hv")
+    let l = line(rec, "hv")
         .kv("backend", "svm")
         .kv("asids", support.asids)
-        .kv("partitions", n)
-        .end();
+        .kv("partitions", n);
+    match timer {
+        Some(t) => l
+            .kv("slice_ms", SLICE_MS)
+            .kv("timer_per_ms", t.counts_per_ms()),
+        None => l.kv("timer", "off"),
+    }
+    .end();
     let _status = hv.run(rec, &mut console);
     let mut l = line(rec, "hv-startup").kv("record_us", recorded_ns.saturating_sub(ebs_ns) / 1000);
     if let Some(started) = hv.guest_started_ns() {

@@ -3,8 +3,9 @@
 //! The stub-hypervisor runs every ELF partition (the `.guest` and each `.svcN` service) in its
 //! own guest with nested paging. This module decides *what happens* on every exit — serving
 //! hypercalls (`policies::hypercall`), stopping a partition on a violation and reporting it on
-//! the record channel, scheduling the partitions cooperatively — while the backend (`crate::svm`
-//! now, a VMX backend later) only enters the guest and decodes why it left, behind [`Vcpu`].
+//! the record channel, scheduling the partitions (round robin; the backend's timer ends each
+//! time slice with [`Exit::Interrupt`]) — while the backend (`crate::svm` now, a VMX backend
+//! later) only enters the guest and decodes why it left, behind [`Vcpu`].
 //! The host tests drive it with a test double of [`Vcpu`] and [`GuestMemory`].
 //!
 //! Contract with the backend (one vCPU per partition, all on the bootstrap processor):
@@ -121,7 +122,8 @@ pub enum Exit {
     Hlt,
     /// A triple fault: the partition is dead.
     Shutdown,
-    /// A physical interrupt or NMI arrived while the partition ran; resume it.
+    /// A physical interrupt or NMI arrived while the partition ran — normally the
+    /// hypervisor's timer ending the time slice: the partition stays runnable, the next runs.
     Interrupt,
     /// An instruction the partition may not execute (VMRUN, VMLOAD, VMSAVE, STGI, CLGI,
     /// SKINIT, INVLPGA, …), with the backend's raw exit code.
@@ -159,4 +161,8 @@ pub trait Host {
     fn now_ns(&self) -> u64;
     /// The processor's `CPUID` for `leaf`/`subleaf`: `[eax, ebx, ecx, edx]`.
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
+    /// The running partition's time slice is over (it blocked, stopped or was preempted):
+    /// the backend stops its timer, so the next partition starts a fresh slice. No timer, no
+    /// work (the default).
+    fn end_slice(&self) {}
 }

@@ -6,8 +6,12 @@
 //!   flood, a triple fault: **stop that partition** (report `violation` + `stopped`), never the
 //!   hypervisor;
 //! - a well-formed call that cannot be served: an error code in `RAX`, the partition goes on;
-//! - nothing runnable while the guest is alive: every blocked partition is stopped
-//!   (`reason=deadlock`) rather than spinning.
+//! - a slice ended by the hypervisor's timer ([`Exit::Interrupt`]): the partition stays
+//!   runnable and the next one in turn runs (round robin), counted in `hv-stats preemptions`;
+//! - nothing runnable while the guest is alive: a server waiting for requests is idle and
+//!   stays so (it is never stopped for a client's wait); every client waiting for a reply gets
+//!   its call failed — `NO_REPLY` when the servers it waits on end at an idle one, `DEADLOCK`
+//!   when clients wait on each other in a cycle — reported as `wait-failed`, and goes on.
 #![expect(
     clippy::indexing_slicing,
     reason = "partition and channel indices come from the tables built in `new` (channel ends are \
@@ -24,7 +28,7 @@ use core::fmt::Write;
 use policies::attest::Request;
 use policies::hypercall::{
     self, ABI_VERSION, ATTEST_CHANNEL, Call, Error, FLOOD_BURST, FLOOD_REFILL_PER_MS, MAX_MESSAGE,
-    MAX_NONCE, Violation,
+    MAX_NONCE, Origin, STAMP_LEN, Stamp, Violation,
 };
 use policies::launch::LaunchPolicy;
 
@@ -41,6 +45,10 @@ pub const STOPPED_STATUS: u64 = 255;
 pub const HEALTH_NONCE: [u8; 8] = *b"vmsealhc";
 /// [`MAX_MESSAGE`] as a buffer length.
 const MESSAGE: usize = MAX_MESSAGE as usize;
+/// The sender of the hypervisor's own messages (the health check), in [`Inbox::sender`].
+const HYPERVISOR: usize = usize::MAX;
+/// The name in the stamp of the hypervisor's own messages.
+const HYPERVISOR_NAME: &[u8] = b"hypervisor";
 
 /// Where a partition may touch memory: `base .. base + size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,11 +100,13 @@ impl core::fmt::Display for HvError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Runnable,
-    /// Waiting in `RECV` (or `ATTEST`) on `channel` for a message into `buf`, `cap` bytes.
+    /// Waiting in `RECV` (or `ATTEST`) on `channel` for a message into `buf`, `cap` bytes;
+    /// `RECV` gets the sender's stamp before the message (`stamp`), `ATTEST` the reply only.
     Blocked {
         channel: usize,
         buf: u64,
         cap: u64,
+        stamp: bool,
     },
     Stopped,
 }
@@ -112,18 +122,29 @@ struct Part<V> {
     tokens: u32,
     refilled_ns: u64,
     exit_status: Option<u64>,
+    /// Scratch of [`Hypervisor::fail_waits`]: the wait to fail and how.
+    wake: Option<(usize, Error)>,
+    /// The policy's CPU budget in ns (0: none) and the time it has run.
+    budget_ns: u64,
+    used_ns: u64,
 }
 
 struct Chan {
     name: String,
     client: usize,
     server: usize,
+    /// A request went to the server and it has not answered yet: the server may `SEND` (one
+    /// reply), the client may not ask again.
+    asked: bool,
 }
 
 /// A one-message inbox.
 struct Inbox {
     len: Option<usize>,
     data: Box<[u8]>,
+    /// Who put the message there (a partition index, or [`HYPERVISOR`]) and how.
+    sender: usize,
+    origin: Origin,
 }
 
 /// What happened to the running partition after one exit.
@@ -154,6 +175,9 @@ pub struct Hypervisor<V, M, H> {
     ram: Vec<(u64, u64)>,
     exits: u64,
     hypercalls: u64,
+    preemptions: u64,
+    /// The time slice ([`Hypervisor::set_time_slice`]), 0 for none.
+    slice_ns: u64,
     guest_ns: u64,
     /// [`Host::now_ns`] just before the guest partition's first `VMRUN`.
     guest_started_ns: Option<u64>,
@@ -202,6 +226,9 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 tokens: FLOOD_BURST,
                 refilled_ns: now,
                 exit_status: None,
+                wake: None,
+                budget_ns: p.cpu_budget_ms.saturating_mul(1_000_000),
+                used_ns: 0,
             })
             .collect();
         let index = |name: &str| parts.iter().position(|p| p.name == name);
@@ -213,6 +240,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                     name: c.name.clone(),
                     client: index(&c.client)?,
                     server: index(&c.server)?,
+                    asked: false,
                 })
             })
             .collect();
@@ -220,6 +248,8 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             .map(|_| Inbox {
                 len: None,
                 data: vec![0u8; MESSAGE].into_boxed_slice(),
+                sender: HYPERVISOR,
+                origin: Origin::HYPERVISOR,
             })
             .collect();
         Ok(Self {
@@ -233,6 +263,8 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             ram,
             exits: 0,
             hypercalls: 0,
+            preemptions: 0,
+            slice_ns: 0,
             guest_ns: 0,
             guest_started_ns: None,
             next: 0,
@@ -262,18 +294,12 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             .is_some_and(|g| g.state != State::Stopped)
         {
             let Some(i) = self.pick() else {
-                // Nothing can run and the guest is alive: nobody will ever wake anybody. Stop
-                // every waiting partition at once (no PEER_GONE wake-ups among them).
-                for p in &mut self.parts {
-                    if matches!(p.state, State::Blocked { .. }) {
-                        p.state = State::Stopped;
-                        line(record, "stopped")
-                            .kv("partition", &p.name)
-                            .kv("reason", "deadlock")
-                            .kv("hypercalls", p.hypercalls)
-                            .end();
-                    }
+                // Nothing can run and the guest is alive: nobody will ever wake anybody.
+                if self.fail_waits(record) {
+                    continue;
                 }
+                // Unreachable while the guest lives (it can only wait as a client, and every
+                // client wait fails above); kept so that a bug cannot spin here forever.
                 break;
             };
             self.run_partition(i, record, console);
@@ -291,6 +317,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
         line(record, "hv-stats")
             .kv("hypercalls", self.hypercalls)
             .kv("exits", self.exits)
+            .kv("preemptions", self.preemptions)
             .kv("guest_ns", self.guest_ns)
             .kv("mean_run_ns", mean)
             .end();
@@ -322,22 +349,117 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
         Some(i)
     }
 
+    /// Nothing can run: fail the wait of every client waiting for a reply and leave the
+    /// servers waiting for requests alone (idle). Follows who waits for whom from each
+    /// waiting client: a chain that ends at a partition not waiting as a client (an idle or
+    /// stopped server) fails the wait with `NO_REPLY`, one that loops with `DEADLOCK`. The
+    /// client's unanswered request (if still queued) is withdrawn. Returns whether any
+    /// partition became runnable.
+    fn fail_waits(&mut self, record: &mut impl Write) -> bool {
+        let n = self.parts.len();
+        // Decide for everybody first (waking one changes the chains of the others).
+        for p in 0..n {
+            self.parts[p].wake = None;
+            let Some(c) = self.waiting_client(p) else {
+                continue;
+            };
+            let mut at = self.chans[c].server;
+            let mut error = Error::DEADLOCK;
+            for _ in 0..n {
+                match self.waiting_client(at) {
+                    Some(next) if at != p => at = self.chans[next].server,
+                    Some(_) => break,
+                    None => {
+                        error = Error::NO_REPLY;
+                        break;
+                    }
+                }
+            }
+            self.parts[p].wake = Some((c, error));
+        }
+        let mut woke = false;
+        for p in 0..n {
+            let Some((c, error)) = self.parts[p].wake.take() else {
+                continue;
+            };
+            self.fail_wait(p, c, error, record);
+            woke = true;
+        }
+        woke
+    }
+
+    /// Fail client `p`'s wait for a reply on `c` with `error` (withdrawing its request) and
+    /// record it.
+    fn fail_wait(&mut self, p: usize, c: usize, error: Error, record: &mut impl Write) {
+        let server = self.chans[c].server;
+        let k = self.inbox_index(c, server);
+        self.inboxes[k].len = None;
+        self.chans[c].asked = false;
+        self.complete(p, error.0);
+        line(record, "wait-failed")
+            .kv("partition", &self.part(p).name)
+            .kv("channel", &self.chans[c].name)
+            .kv("error", error.name())
+            .end();
+    }
+
+    /// The channel `p` waits on for a reply, if it is blocked as that channel's client.
+    fn waiting_client(&self, p: usize) -> Option<usize> {
+        match self.part(p).state {
+            State::Blocked { channel, .. } if self.chans[channel].client == p => Some(channel),
+            _ => None,
+        }
+    }
+
+    /// Run partition `i` for one time slice: until it blocks, stops or is preempted.
     fn run_partition(&mut self, i: usize, record: &mut impl Write, console: &mut impl Console) {
+        self.run_slice(i, record, console);
+        self.host.end_slice();
+    }
+
+    fn run_slice(&mut self, i: usize, record: &mut impl Write, console: &mut impl Console) {
+        let slice_started = self.host.now_ns();
         loop {
             let t0 = self.host.now_ns();
             if i == self.guest && self.guest_started_ns.is_none() {
                 self.guest_started_ns = Some(t0);
             }
             let exit = self.part_mut(i).vcpu.run();
-            self.guest_ns = self
-                .guest_ns
-                .saturating_add(self.host.now_ns().saturating_sub(t0));
+            let ran = self.host.now_ns().saturating_sub(t0);
+            self.guest_ns = self.guest_ns.saturating_add(ran);
             self.exits += 1;
+            let p = self.part_mut(i);
+            p.used_ns = p.used_ns.saturating_add(ran);
+            if p.budget_ns != 0 && p.used_ns > p.budget_ns {
+                // Whatever it exited for: its time is up (the timer bounds the overrun to a
+                // slice).
+                let (budget, used) = (p.budget_ns / 1_000_000, p.used_ns / 1_000_000);
+                let keys = [("budget_ms", budget), ("used_ms", used)];
+                self.violate(i, record, Violation::CPU_BUDGET, &keys);
+                return;
+            }
             match self.handle(i, exit, record, console) {
+                // The slice is over in the hypervisor's own clock too (the timer keeps running
+                // across exits, but this needs no interrupt and is tested on the host).
+                Next::Resume
+                    if self.slice_ns != 0
+                        && self.host.now_ns().saturating_sub(slice_started) >= self.slice_ns =>
+                {
+                    self.preemptions += 1;
+                    return;
+                }
                 Next::Resume => {}
                 Next::Yield => return,
             }
         }
+    }
+
+    /// Preempt every partition after `ns` of running (its time slice, across exits; 0: never).
+    /// The backend's timer ends the slice with [`Exit::Interrupt`]; this check on the
+    /// hypervisor's clock at every exit gives the same bound without relying on the
+    /// interrupt (and is what the host tests see).
+    pub fn set_time_slice(&mut self, ns: u64) {
+        self.slice_ns = ns;
     }
 
     fn rip(&self, i: usize) -> u64 {
@@ -431,23 +553,49 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
     }
 
     /// Deliver the message waiting in `i`'s inbox on `c` into its `buf` (it is blocked in
-    /// `RECV` on `c`): resume it with the length or `TOO_SMALL`.
-    fn deliver(&mut self, i: usize, c: usize, buf: u64, cap: u64) {
+    /// `RECV` on `c`, or in `ATTEST` for the reply): resume it with the length or `TOO_SMALL`.
+    /// `RECV` (`stamp`) gets the sender's [`Stamp`] first.
+    fn deliver(&mut self, i: usize, c: usize, buf: u64, cap: u64, stamp: bool) {
         let k = self.inbox_index(c, i);
         let Some(len) = self.inboxes[k].len else {
             return;
         };
-        if (len as u64) > cap {
+        let head = if stamp { STAMP_LEN } else { 0 };
+        if (len as u64) + head > cap {
             self.complete(i, Error::TOO_SMALL.0);
             return;
         }
-        self.mem.write(buf, &self.inboxes[k].data[..len]);
+        if stamp {
+            let sender = self.inboxes[k].sender;
+            let name = if sender == HYPERVISOR {
+                HYPERVISOR_NAME
+            } else {
+                self.part(sender).name.as_bytes()
+            };
+            let bytes = Stamp {
+                origin: self.inboxes[k].origin,
+                name,
+            }
+            .encode()
+            // Names are at most MAX_PARTITION_NAME bytes (the policy was validated).
+            .unwrap_or([0; STAMP_LEN as usize]);
+            self.mem.write(buf, &bytes);
+        }
+        self.mem.write(buf + head, &self.inboxes[k].data[..len]);
         self.inboxes[k].len = None;
-        self.complete(i, len as u64);
+        self.complete(i, len as u64 + head);
     }
 
-    /// Put `len` bytes of the scratch buffer into `to`'s inbox on `c`, waking `to` if it waits.
-    fn post(&mut self, c: usize, to: usize, len: usize) -> Result<(), Error> {
+    /// Put `len` bytes of the scratch buffer into `to`'s inbox on `c`, stamped as from
+    /// `sender` (`origin`), waking `to` if it waits. A message to the server is a request.
+    fn post(
+        &mut self,
+        c: usize,
+        to: usize,
+        len: usize,
+        sender: usize,
+        origin: Origin,
+    ) -> Result<(), Error> {
         // During the health check the hypervisor stands in for the stopped guest as client.
         if self.part(to).state == State::Stopped && self.health_channel != Some(c) {
             return Err(Error::PEER_GONE);
@@ -458,18 +606,35 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
         }
         self.inboxes[k].data[..len].copy_from_slice(&self.scratch[..len]);
         self.inboxes[k].len = Some(len);
-        if let State::Blocked { channel, buf, cap } = self.part(to).state
+        self.inboxes[k].sender = sender;
+        self.inboxes[k].origin = origin;
+        self.chans[c].asked = to == self.chans[c].server;
+        if let State::Blocked {
+            channel,
+            buf,
+            cap,
+            stamp,
+        } = self.part(to).state
             && channel == c
         {
-            self.deliver(to, c, buf, cap);
+            self.deliver(to, c, buf, cap, stamp);
         }
         Ok(())
     }
 
-    /// Block `i` in `RECV` on `c` (or complete it at once if a message or a gone peer waits).
-    fn receive(&mut self, i: usize, c: usize, buf: u64, cap: u64) -> Next {
+    /// Block `i` in `RECV` (`stamp`) or `ATTEST` on `c` (or complete it at once if a message
+    /// or a gone peer waits, or it is the client and asked nothing).
+    fn receive(
+        &mut self,
+        i: usize,
+        c: usize,
+        buf: u64,
+        cap: u64,
+        stamp: bool,
+        record: &mut impl Write,
+    ) -> Next {
         if self.inbox_of(c, i).len.is_some() {
-            self.deliver(i, c, buf, cap);
+            self.deliver(i, c, buf, cap, stamp);
             return Next::Resume;
         }
         // A client whose server is gone gets PEER_GONE; a server keeps waiting (see `stop`).
@@ -478,10 +643,16 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
             self.complete(i, Error::PEER_GONE.0);
             return Next::Resume;
         }
+        // A client that asked nothing would wait for nothing.
+        if server != i && !self.chans[c].asked {
+            self.fail_wait(i, c, Error::NO_REPLY, record);
+            return Next::Resume;
+        }
         self.part_mut(i).state = State::Blocked {
             channel: c,
             buf,
             cap,
+            stamp,
         };
         Next::Yield
     }
@@ -495,7 +666,12 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
     ) -> Next {
         match exit {
             Exit::Hypercall => return self.hypercall(i, record, console),
-            Exit::Interrupt => return Next::Resume,
+            Exit::Interrupt => {
+                // The hypervisor's timer ended the slice (or another interrupt came): the
+                // partition stays runnable, the next one in turn runs.
+                self.preemptions += 1;
+                return Next::Yield;
+            }
             Exit::Cpuid => {
                 let regs = *self.part(i).vcpu.regs();
                 let (leaf, sub) = (regs.rax as u32, regs.rcx as u32);
@@ -619,6 +795,21 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 }
             };
         }
+        // A buffer given by its capacity: the hypervisor uses at most `$max` bytes of it (that
+        // much must be in the grant), but `ptr + cap` must not wrap either — a wrapping range
+        // is malformed whatever part of it is used (docs/hypercalls.md).
+        macro_rules! check_cap {
+            ($addr:expr, $cap:expr, $max:expr) => {{
+                // The whole range if it wraps (so it fails, and is reported as given).
+                let checked = if $addr.checked_add($cap).is_none() {
+                    $cap
+                } else {
+                    $cap.min($max)
+                };
+                check!($addr, checked);
+                checked
+            }};
+        }
         let result: Result<u64, Error> = match nr {
             Call::VERSION => Ok(ABI_VERSION),
             Call::CONSOLE_WRITE => {
@@ -664,12 +855,18 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                         check!(ptr, len);
                         let n = len as usize;
                         self.mem.read(ptr, &mut self.scratch[..n]);
-                        let to = if self.chans[c].client == i {
-                            self.chans[c].server
+                        let (client, server) = (self.chans[c].client, self.chans[c].server);
+                        let asked = self.chans[c].asked;
+                        if i == client && asked {
+                            // One request at a time: the last one is not answered yet.
+                            Err(Error::BUSY)
+                        } else if i == server && !asked {
+                            // A server only answers; it never speaks first.
+                            Err(Error::INVALID)
                         } else {
-                            self.chans[c].client
-                        };
-                        self.post(c, to, n).map(|()| 0)
+                            let to = if i == client { server } else { client };
+                            self.post(c, to, n, i, Origin::SEND).map(|()| 0)
+                        }
                     }
                 }
             }
@@ -678,8 +875,8 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 match self.channel_of(i, id) {
                     None => Err(Error::NO_CHANNEL),
                     Some(c) => {
-                        check!(ptr, cap.min(MAX_MESSAGE));
-                        return self.receive(i, c, ptr, cap.min(MAX_MESSAGE));
+                        let cap = check_cap!(ptr, cap, MAX_MESSAGE + STAMP_LEN);
+                        return self.receive(i, c, ptr, cap, true, record);
                     }
                 }
             }
@@ -692,7 +889,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                     Some(_) if nonce_len == 0 || nonce_len > MAX_NONCE => Err(Error::INVALID),
                     Some(c) => {
                         check!(nonce, nonce_len);
-                        check!(out, cap.min(MAX_MESSAGE));
+                        let cap = check_cap!(out, cap, MAX_MESSAGE);
                         let mut n = [0u8; MAX_NONCE as usize];
                         let nonce_bytes = &mut n[..nonce_len as usize];
                         self.mem.read(nonce, nonce_bytes);
@@ -702,11 +899,14 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                         };
                         match req.encode(&mut self.scratch) {
                             Err(_) => Err(Error::INVALID),
+                            Ok(_) if self.chans[c].asked => Err(Error::BUSY),
                             Ok(len) => {
                                 let server = self.chans[c].server;
-                                match self.post(c, server, len) {
+                                match self.post(c, server, len, i, Origin::ATTEST) {
                                     Err(e) => Err(e),
-                                    Ok(()) => return self.receive(i, c, out, cap.min(MAX_MESSAGE)),
+                                    Ok(()) => {
+                                        return self.receive(i, c, out, cap, false, record);
+                                    }
                                 }
                             }
                         }
@@ -740,7 +940,7 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                 "gone"
             } else {
                 let req = Request {
-                    caller: b"hypervisor",
+                    caller: HYPERVISOR_NAME,
                     nonce: &HEALTH_NONCE,
                 };
                 let k_server = self.inbox_index(c, server);
@@ -750,10 +950,18 @@ impl<V: Vcpu, M: GuestMemory, H: Host> Hypervisor<V, M, H> {
                     Ok(len) if self.inboxes[k_server].len.is_none() => {
                         self.inboxes[k_server].data[..len].copy_from_slice(&self.scratch[..len]);
                         self.inboxes[k_server].len = Some(len);
-                        if let State::Blocked { channel, buf, cap } = self.part(server).state
+                        self.inboxes[k_server].sender = HYPERVISOR;
+                        self.inboxes[k_server].origin = Origin::HYPERVISOR;
+                        self.chans[c].asked = true;
+                        if let State::Blocked {
+                            channel,
+                            buf,
+                            cap,
+                            stamp,
+                        } = self.part(server).state
                             && channel == c
                         {
-                            self.deliver(server, c, buf, cap);
+                            self.deliver(server, c, buf, cap, stamp);
                         }
                         // Run the server until it waits again or stops; its reply lands in
                         // the (stopped) guest's inbox.
@@ -905,6 +1113,7 @@ mod tests {
             memory: MIB4,
             base,
             devices,
+            cpu_budget_ms: 0,
         };
         LaunchPolicy {
             name: "g".into(),
@@ -1050,6 +1259,50 @@ mod tests {
             assert!(has(&rec, &want), "{want}\n{rec}");
             assert!(has(&rec, "stopped partition=g reason=violation"), "{rec}");
         }
+        // A capacity is clamped to what the call uses, but a wrapping range is still malformed
+        // (RECV and ATTEST's out), and a huge capacity that does not wrap is fine.
+        for (nr, args, addr, len) in [
+            (Call::RECV, [0, GUEST, u64::MAX, 0], GUEST, u64::MAX),
+            (Call::RECV, [0, u64::MAX - 8, 16, 0], u64::MAX - 8, 16),
+            (
+                Call::ATTEST,
+                [GUEST, 8, GUEST + 0x100, u64::MAX - GUEST],
+                GUEST + 0x100,
+                u64::MAX - GUEST,
+            ),
+        ] {
+            let (status, rec, _) = run(
+                Con::On,
+                Some(service(&Mem::default(), 0)),
+                vec![call(nr, args)],
+                &Mem::default(),
+            );
+            assert_eq!(status, STOPPED_STATUS, "{rec}");
+            let want = alloc::format!(
+                "kind=hypercall-bad-pointer nr={:#x} addr={addr:#x} len={len:#x} rip={GUEST:#x}",
+                nr.0
+            );
+            assert!(has(&rec, &want), "{want}\n{rec}");
+        }
+        let (status, rec, _) = run(
+            Con::On,
+            Some(service(&Mem::default(), 0)),
+            vec![
+                call(Call::RECV, [0, GUEST, 1 << 40, 0]),
+                Box::new(|r: &mut Regs| {
+                    assert_eq!(
+                        r.rax,
+                        Error::NO_REPLY.0,
+                        "nothing asked; the capacity is fine"
+                    );
+                    r.rax = Call::EXIT.0;
+                    r.rdi = 0;
+                    Exit::Hypercall
+                }),
+            ],
+            &Mem::default(),
+        );
+        assert_eq!(status, 0, "{rec}");
         // Over-long is well formed but out of range: an error code, the guest goes on.
         let (status, rec, _) = run(
             Con::On,
@@ -1153,11 +1406,19 @@ mod tests {
         for _ in 0..answers {
             let m = mem.clone();
             steps.push(Box::new(move |r: &mut Regs| {
-                let req_bytes = m.get(BUF, r.rax as usize);
-                let req = Request::decode(&req_bytes).expect("a request from the hypervisor");
+                let received = m.get(BUF, r.rax as usize);
+                let (stamp, req_bytes) = Stamp::split(&received).expect("a stamped message");
+                let req = Request::decode(req_bytes).expect("a request");
+                // As images/attest: the caller is who the hypervisor says sent it.
+                let ok = stamp.name == req.caller;
+                match stamp.origin {
+                    Origin::HYPERVISOR => assert_eq!(stamp.name, b"hypervisor"),
+                    Origin::ATTEST => assert!(ok, "the hypervisor's requests name the caller"),
+                    o => assert_eq!(o, Origin::SEND),
+                }
                 let rep = Report {
-                    status: 0,
-                    caller: req.caller,
+                    status: if ok { 0 } else { 1 },
+                    caller: stamp.name,
                     nonce: req.nonce,
                     bank: 0x000B,
                     pcr_mask: 1,
@@ -1231,19 +1492,314 @@ mod tests {
         let (status, rec, _) = run(Con::On, Some(svc), guest(), &mem);
         assert_eq!(status, 0, "{rec}");
         assert!(has(&rec, "status=gone"), "{rec}");
-        // A service that never answers: the guest's ATTEST blocks forever -> deadlock...
-        let silent: Vec<Step> = vec![
-            call(Call::RECV, [0, SVC + 0x1000, 4096, 0]),
-            call(Call::RECV, [0, SVC + 0x1000, 4096, 0]),
+        // A service that takes the request and waits again without answering: the guest's
+        // ATTEST fails with NO_REPLY (the service is idle, not stopped), the guest goes on;
+        // at the health check it takes the request and waits again: silent.
+        let silent: Vec<Step> = (0..3)
+            .map(|_| call(Call::RECV, [0, SVC + 0x1000, 4096, 0]))
+            .collect();
+        let guest: Vec<Step> = vec![
+            call(Call::ATTEST, [GUEST, 8, GUEST + 0x1000, 4096]),
+            Box::new(|r: &mut Regs| {
+                assert_eq!(r.rax, Error::NO_REPLY.0, "ATTEST to an idle server");
+                r.rax = Call::EXIT.0;
+                r.rdi = 0;
+                Exit::Hypercall
+            }),
         ];
-        let (status, rec, _) = run(Con::On, Some(silent), guest(), &mem);
-        assert_eq!(status, STOPPED_STATUS, "{rec}");
-        assert!(has(&rec, "stopped partition=g reason=deadlock"), "{rec}");
+        let (status, rec, _) = run(Con::On, Some(silent), guest, &mem);
+        assert_eq!(status, 0, "{rec}");
         assert!(
-            has(&rec, "stopped partition=attest reason=deadlock"),
+            has(
+                &rec,
+                "VMSEAL1 wait-failed partition=g channel=attest error=no-reply"
+            ),
             "{rec}"
         );
-        assert!(has(&rec, "status=gone"), "{rec}");
+        assert!(!has(&rec, "stopped partition=attest"), "{rec}");
+        assert!(!has(&rec, "deadlock"), "{rec}");
+        assert!(has(&rec, "status=silent"), "{rec}");
+    }
+
+    /// The issue's first attack: a client `RECV`s on its `attest` channel with nothing
+    /// pending. The idle service must not be stopped: the wait fails with `NO_REPLY`, and the
+    /// same client's `ATTEST` afterwards is answered, as is the health check.
+    #[test]
+    fn an_idle_server_is_never_stopped_for_a_clients_wait() {
+        let mem = Mem::default();
+        mem.put(GUEST, &[3u8; 8]);
+        let m = mem.clone();
+        let guest: Vec<Step> = vec![
+            call(Call::RECV, [0, GUEST + 0x1000, 4096, 0]),
+            Box::new(|r: &mut Regs| {
+                assert_eq!(r.rax, Error::NO_REPLY.0, "RECV with nothing asked");
+                assert_eq!(r.rip, GUEST + 3, "resumed after the VMMCALL");
+                r.rax = Call::ATTEST.0;
+                (r.rdi, r.rsi, r.rdx, r.r10) = (GUEST, 8, GUEST + 0x1000, 4096);
+                Exit::Hypercall
+            }),
+            Box::new(move |r: &mut Regs| {
+                let rep_bytes = m.get(GUEST + 0x1000, r.rax as usize);
+                let rep = Report::decode(&rep_bytes).expect("the service still answers");
+                assert_eq!(rep.nonce, [3u8; 8]);
+                r.rax = Call::EXIT.0;
+                r.rdi = 0;
+                Exit::Hypercall
+            }),
+        ];
+        let (status, rec, _) = run(Con::On, Some(service(&mem, 2)), guest, &mem);
+        assert_eq!(status, 0, "{rec}");
+        let waits: Vec<&str> = rec.lines().filter(|l| l.contains("wait-failed")).collect();
+        assert_eq!(
+            waits,
+            ["VMSEAL1 wait-failed partition=g channel=attest error=no-reply"],
+            "{rec}"
+        );
+        assert!(!has(&rec, "stopped partition=attest"), "{rec}");
+        assert!(
+            has(
+                &rec,
+                "VMSEAL1 health channel=attest server=attest status=answered"
+            ),
+            "{rec}"
+        );
+    }
+
+    /// The issue's second attack: the guest `SEND`s its own request claiming another caller.
+    /// The service sees the real sender in the stamp (origin `SEND`, name `g`) and the report
+    /// names `g`; the guest's `RECV` gets the service's stamp before the report. Direction:
+    /// a second request before the answer is `BUSY`; a server speaking first is `INVALID`.
+    #[test]
+    fn the_sender_is_stamped_by_the_hypervisor_not_the_message() {
+        let mem = Mem::default();
+        let mut forged = [0u8; 128];
+        let n = Request {
+            caller: b"hello",
+            nonce: &[9u8; 4],
+        }
+        .encode(&mut forged)
+        .unwrap();
+        mem.put(GUEST, &forged[..n]);
+        let m = mem.clone();
+        let guest: Vec<Step> = vec![
+            call(Call::SEND, [0, GUEST, n as u64, 0]),
+            Box::new(move |r: &mut Regs| {
+                assert_eq!(r.rax, 0);
+                r.rax = Call::SEND.0; // again, before the answer
+                (r.rdi, r.rsi, r.rdx) = (0, GUEST, n as u64);
+                Exit::Hypercall
+            }),
+            Box::new(move |r: &mut Regs| {
+                assert_eq!(r.rax, Error::BUSY.0, "one request at a time");
+                r.rax = Call::RECV.0;
+                (r.rdi, r.rsi, r.rdx) = (0, GUEST + 0x1000, 8192);
+                Exit::Hypercall
+            }),
+            Box::new(move |r: &mut Regs| {
+                let received = m.get(GUEST + 0x1000, r.rax as usize);
+                let (stamp, body) = Stamp::split(&received).expect("stamped");
+                assert_eq!((stamp.origin, stamp.name), (Origin::SEND, &b"attest"[..]));
+                let rep = Report::decode(body).expect("a report");
+                assert_eq!(rep.caller, b"g", "the real sender, not the claimed one");
+                assert_ne!(rep.status, 0, "a claim that is not the sender is refused");
+                r.rax = Call::EXIT.0;
+                r.rdi = 0;
+                Exit::Hypercall
+            }),
+        ];
+        // The service first tries to speak without being asked.
+        let mut svc: Vec<Step> = vec![
+            call(Call::SEND, [0, SVC, 8, 0]),
+            Box::new(|r: &mut Regs| {
+                assert_eq!(r.rax, Error::INVALID.0, "a server only answers");
+                r.rax = Call::RECV.0;
+                (r.rdi, r.rsi, r.rdx) = (0, SVC + 0x1000, MAX_MESSAGE);
+                Exit::Hypercall
+            }),
+        ];
+        let mut answering = service(&mem, 2);
+        drop(answering.remove(0)); // the RECV above instead
+        svc.extend(answering);
+        let (status, rec, _) = run(Con::On, Some(svc), guest, &mem);
+        assert_eq!(status, 0, "{rec}");
+        assert!(
+            has(&rec, "health channel=attest server=attest status=answered"),
+            "{rec}"
+        );
+        assert!(!has(&rec, "violation"), "{rec}");
+        assert!(!has(&rec, "wait-failed"), "{rec}");
+    }
+
+    /// Preemption: a partition whose slice ended (`Exit::Interrupt`, the hypervisor's timer)
+    /// stays runnable but the next partition in turn runs — a spinning guest cannot keep the
+    /// service from running; every preemption is counted in `hv-stats`.
+    #[test]
+    fn a_preempted_partition_lets_the_others_run() {
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let tick = |who: &'static str, order: &Rc<RefCell<Vec<&'static str>>>| -> Step {
+            let order = order.clone();
+            Box::new(move |_: &mut Regs| {
+                order.borrow_mut().push(who);
+                Exit::Interrupt
+            })
+        };
+        let mut svc = vec![tick("svc", &order), tick("svc", &order)];
+        svc.extend((0..2).map(|_| call(Call::RECV, [0, SVC + 0x1000, 8192, 0])));
+        let guest = vec![
+            tick("g", &order),
+            tick("g", &order),
+            tick("g", &order),
+            call(Call::EXIT, [0; 4]),
+        ];
+        let (status, rec, _) = run(Con::On, Some(svc), guest, &Mem::default());
+        assert_eq!(status, 0, "{rec}");
+        assert_eq!(*order.borrow(), ["svc", "g", "svc", "g", "g"]);
+        assert!(has(&rec, " preemptions=5 "), "{rec}");
+    }
+
+    /// The slice is counted across exits: a guest that makes a hypercall every 3 ms (so the
+    /// timer, re-armed at every VMRUN, never fires) still yields after 10 ms.
+    #[test]
+    fn a_partition_that_keeps_exiting_is_preempted_too() {
+        let p = policy(true, Con::On);
+        let host = FakeHost::default();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let step = |who: &'static str, exit: Exit| -> Step {
+            let (clock, order) = (host.0.clone(), order.clone());
+            Box::new(move |r: &mut Regs| {
+                clock.set(clock.get() + 3_000_000);
+                order.borrow_mut().push(who);
+                r.rax = Call::VERSION.0;
+                exit
+            })
+        };
+        let mut guest: Vec<Step> = (0..5).map(|_| step("g", Exit::Hypercall)).collect();
+        guest.push(call(Call::EXIT, [0; 4]));
+        let mut svc: Vec<Step> = (0..2).map(|_| step("svc", Exit::Hypercall)).collect();
+        svc.extend((0..2).map(|_| call(Call::RECV, [0, SVC + 0x1000, 8192, 0])));
+        let mem = Mem::default();
+        let vcpus = vec![script(SVC, svc), script(GUEST, guest)];
+        let mut hv = Hypervisor::new(&p, vcpus, mem, host, vec![(0, 1 << 31)]).unwrap();
+        hv.set_time_slice(10_000_000);
+        let (mut rec, mut out) = (String::new(), Out::default());
+        assert_eq!(hv.run(&mut rec, &mut out), 0, "{rec}");
+        // 3 ms per step: the 4th step of a slice passes 10 ms and ends it.
+        assert_eq!(
+            *order.borrow(),
+            ["svc", "svc", "g", "g", "g", "g", "g"],
+            "{rec}"
+        );
+        assert!(has(&rec, " preemptions=1 "), "{rec}");
+    }
+
+    /// A CPU budget: the partition is stopped with a `cpu-budget` violation the first time
+    /// its accumulated run time exceeds it (here 5 ms: three 2 ms slices), whatever it exited
+    /// for; the service keeps answering the health check.
+    #[test]
+    fn a_spent_cpu_budget_is_a_violation() {
+        let mut p = policy(true, Con::On);
+        p.guest.cpu_budget_ms = 5;
+        let host = FakeHost::default();
+        let slice = |clock: Rc<Cell<u64>>| -> Step {
+            Box::new(move |_: &mut Regs| {
+                clock.set(clock.get() + 2_000_000);
+                Exit::Interrupt
+            })
+        };
+        let guest = (0..10).map(|_| slice(host.0.clone())).collect();
+        let mem = Mem::default();
+        let vcpus = vec![script(SVC, service(&mem, 1)), script(GUEST, guest)];
+        let mut hv = Hypervisor::new(&p, vcpus, mem, host, vec![(0, 1 << 31)]).unwrap();
+        let (mut rec, mut out) = (String::new(), Out::default());
+        assert_eq!(hv.run(&mut rec, &mut out), STOPPED_STATUS, "{rec}");
+        let violations: Vec<&str> = rec.lines().filter(|l| l.contains(" violation ")).collect();
+        assert_eq!(
+            violations,
+            [alloc::format!(
+                "VMSEAL1 violation partition=g kind=cpu-budget budget_ms=0x5 used_ms=0x6 \
+                 rip={GUEST:#x}"
+            )],
+            "{rec}"
+        );
+        assert!(
+            has(&rec, "health channel=attest server=attest status=answered"),
+            "{rec}"
+        );
+        assert!(has(&rec, " preemptions=2 "), "{rec}");
+    }
+
+    /// Two services waiting on each other (a true deadlock among clients) and the guest waiting
+    /// on one of them: every wait fails with `DEADLOCK`, nobody is stopped, everybody goes on.
+    #[test]
+    fn a_deadlock_among_clients_fails_the_waits_and_stops_nobody() {
+        const SVC_B: u64 = 0x700_0000;
+        let part = |name: &str, section: &str, base| Partition {
+            name: name.into(),
+            kind: PayloadKind::Elf,
+            section: section.into(),
+            memory: MIB4,
+            base,
+            devices: Devices::NONE,
+            cpu_budget_ms: 0,
+        };
+        let chan = |name: &str, client: &str, server: &str| Channel {
+            name: name.into(),
+            client: client.into(),
+            server: server.into(),
+        };
+        let p = LaunchPolicy {
+            name: "g".into(),
+            version: "1".into(),
+            guest: part("g", ".guest", GUEST),
+            services: vec![part("a", ".svc0", SVC), part("b", ".svc1", SVC_B)],
+            console: Con::On,
+            // channel ids: x = 0 (g -> a), y = 1 (a -> b), z = 2 (b -> a)
+            channels: vec![
+                chan("x", "g", "a"),
+                chan("y", "a", "b"),
+                chan("z", "b", "a"),
+            ],
+        };
+        p.validate().unwrap();
+        let waits_then_exits = |base: u64, channel: u64, status: u64| -> Vec<Step> {
+            vec![
+                call(Call::SEND, [channel, base, 16, 0]),
+                Box::new(move |r: &mut Regs| {
+                    assert_eq!(r.rax, 0, "the request is queued");
+                    r.rax = Call::RECV.0;
+                    (r.rdi, r.rsi, r.rdx) = (channel, base + 0x1000, 4096);
+                    Exit::Hypercall
+                }),
+                Box::new(move |r: &mut Regs| {
+                    assert_eq!(r.rax, Error::DEADLOCK.0);
+                    r.rax = Call::EXIT.0;
+                    r.rdi = status;
+                    Exit::Hypercall
+                }),
+            ]
+        };
+        let vcpus = vec![
+            script(SVC, waits_then_exits(SVC, 1, 1)),
+            script(SVC_B, waits_then_exits(SVC_B, 2, 2)),
+            script(GUEST, waits_then_exits(GUEST, 0, 0)),
+        ];
+        let mut hv = Hypervisor::new(
+            &p,
+            vcpus,
+            Mem::default(),
+            FakeHost::default(),
+            vec![(0, 0x8000_0000)],
+        )
+        .unwrap();
+        let (mut rec, mut out) = (String::new(), Out::default());
+        assert_eq!(hv.run(&mut rec, &mut out), 0, "{rec}");
+        for (who, chan) in [("a", "y"), ("b", "z"), ("g", "x")] {
+            let want =
+                alloc::format!("VMSEAL1 wait-failed partition={who} channel={chan} error=deadlock");
+            assert!(has(&rec, &want), "{want}\n{rec}");
+        }
+        assert!(!has(&rec, "reason=deadlock"), "{rec}");
+        assert!(!has(&rec, "violation"), "{rec}");
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub fn support() -> Support {
     Support::from_cpuid(cpuid)
 }
 
+/// The TSC.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the time-stamp counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
 fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: only called for EFER, which every x86_64 processor has; reading has no effect.
@@ -169,7 +175,7 @@ struct Gprs {
 /// map) address of a valid VMCB whose intercepts include VMRUN, whose nested page tables map
 /// only the guest's memory, and which nothing else uses concurrently; `host_pa` a 4 KiB page
 /// reserved for the host's VMSAVE state.
-unsafe fn vmrun(vmcb_pa: u64, host_pa: u64, g: &mut Gprs) {
+unsafe fn vmrun(vmcb_pa: u64, host_pa: u64, g: &mut Gprs, interruptible: bool) {
     let gp: *mut Gprs = g;
     // SAFETY: per the function contract. The sequence is the reference's (pushfq; cli;
     // vmrun; stgi; popfq) with CLGI and the VMSAVE/VMLOAD pairs added. RBX and RBP cannot be
@@ -188,6 +194,13 @@ unsafe fn vmrun(vmcb_pa: u64, host_pa: u64, g: &mut Gprs) {
             "pushfq",
             "cli",
             "clgi",
+            // With the hypervisor's timer armed: IF = 1 while GIF = 0, so the timer's
+            // interrupt is held until VMRUN, makes the partition exit (INTR intercept,
+            // V_INTR_MASKING), and is taken by the hypervisor's gate at STGI below.
+            "test rcx, rcx",
+            "jz 2f",
+            "sti",
+            "2:",
             "mov rax, rsi",
             "vmsave rax",
             "mov rax, [rsp + 24]",
@@ -235,7 +248,7 @@ unsafe fn vmrun(vmcb_pa: u64, host_pa: u64, g: &mut Gprs) {
             inout("rax") vmcb_pa => _,
             inout("rsi") host_pa => _,
             inout("rdi") gp => _,
-            out("rcx") _, out("rdx") _,
+            inout("rcx") u64::from(interruptible) => _, out("rdx") _,
             out("r8") _, out("r9") _, out("r10") _, out("r11") _,
             out("r12") _, out("r13") _, out("r14") _, out("r15") _,
         );
@@ -321,8 +334,9 @@ impl Vcpu for SvmVcpu {
         unsafe {
             core::arch::asm!("fxsave64 [{h}]", "fxrstor64 [{g}]", h = in(reg) host_fx, g = in(reg) guest_fx, options(nostack));
         }
+        let interruptible = super::timer::before_run();
         // SAFETY: the VMCB was set up by the caller of `new` (its contract); SVM is on.
-        unsafe { vmrun(self.vmcb as u64, self.host_state, &mut g) };
+        unsafe { vmrun(self.vmcb as u64, self.host_state, &mut g, interruptible) };
         // SAFETY: as above, in reverse.
         unsafe {
             core::arch::asm!("fxsave64 [{g}]", "fxrstor64 [{h}]", h = in(reg) host_fx, g = in(reg) guest_fx, options(nostack));

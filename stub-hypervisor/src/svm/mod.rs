@@ -7,13 +7,15 @@
 //! - [`decode_exit`]: exit code + EXITINFO → [`Exit`];
 //! - [`map_identity`] / [`translate`]: nested page tables over a [`Tables`] arena;
 //! - [`fill_iopm`] / [`fill_msrpm`]: the permission maps;
-//! - [`Support::from_cpuid`]: SVM and nested-paging detection.
+//! - [`Support::from_cpuid`]: SVM and nested-paging detection;
+//! - [`timer`]: the local APIC timer that ends every time slice (preemption).
 //!
 //! Reference: AMD64 Architecture Programmer's Manual vol. 2, chapter 15 ("Secure Virtual
 //! Machine") and appendix B ("Layout of VMCB"), appendix C ("SVM Intercept Exit Codes");
 //! what QEMU TCG does with it: `shared/reference/svm-on-qemu-tcg.md`.
 
 pub mod hw;
+pub mod timer;
 pub mod vmcb;
 
 use crate::hv::{Access, Exit};
