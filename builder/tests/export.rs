@@ -5,7 +5,7 @@
 //! files). A missing tool fails the test (scripts/setup.sh installs them).
 
 mod common;
-use common::tool;
+use common::{ok, text, tool};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,18 +25,6 @@ fn vmseal(args: &[&str], cwd: &Path) -> Output {
         .expect("run vmseal")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "status {:?}\n{}", o.status, text(o));
-}
-
 /// A signed 16 MiB appliance built once: `keys/` from `keys new`, `out/app.{img,vars.fd}`.
 struct Built {
     _dir: tempfile::TempDir,
@@ -48,19 +36,15 @@ fn built() -> &'static Built {
     B.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
-        ok(&vmseal(&["keys", "new", "--out", "keys", "--org", "Export Org"], &root));
-        std::fs::write(
-            root.join("guest.elf"),
-            vmseal::init::sample_guest_elf("hello\r\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            root.join("vmseal.toml"),
-            "[image]\nname = \"app\"\nversion = \"1\"\nsize = \"16MiB\"\n[guest]\nelf = \"guest.elf\"\n\
-             cmdline = \"x\"\nmemory = \"16MiB\"\nconsole = \"on\"\n[signing]\nkeys = \"keys\"\n",
-        )
-        .unwrap();
-        ok(&vmseal(&["-q", "build", "vmseal.toml", "--out", "out"], &root));
+        ok(&vmseal(
+            &["keys", "new", "--out", "keys", "--org", "Export Org"],
+            &root,
+        ));
+        common::sample_appliance(&root, "hello", "[signing]\nkeys = \"keys\"\n");
+        ok(&vmseal(
+            &["-q", "build", "vmseal.toml", "--out", "out"],
+            &root,
+        ));
         Built { _dir: dir, root }
     })
 }

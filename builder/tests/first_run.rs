@@ -4,6 +4,9 @@
 //! another firmware than the prediction's is named as such by `pcr diff`, not explained as a
 //! profile to learn.
 
+mod common;
+use common::{ok, text};
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -17,18 +20,6 @@ fn vmseal(args: &[&str], cwd: &Path) -> Output {
         .expect("run vmseal")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "status {:?}\n{}", o.status, text(o));
-}
-
 #[test]
 fn boot_with_the_build_store_uses_the_predicted_firmware_and_diff_names_another() {
     let t = tempfile::tempdir().unwrap();
@@ -37,18 +28,11 @@ fn boot_with_the_build_store_uses_the_predicted_firmware_and_diff_names_another(
         &["keys", "new", "--out", "keys", "--org", "First Run"],
         d,
     ));
-    std::fs::create_dir_all(d.join("app")).unwrap();
-    std::fs::write(
-        d.join("app/guest.elf"),
-        vmseal::init::sample_guest_elf("first run\r\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("app/vmseal.toml"),
-        "[image]\nname = \"app\"\nversion = \"1\"\nsize = \"16MiB\"\n[guest]\nelf = \"guest.elf\"\n\
-         cmdline = \"x\"\nmemory = \"16MiB\"\nconsole = \"on\"\n[signing]\nkeys = \"../keys\"\n",
-    )
-    .unwrap();
+    common::sample_appliance(
+        &d.join("app"),
+        "first run",
+        "[signing]\nkeys = \"../keys\"\n",
+    );
     let app = d.join("app");
     ok(&vmseal(
         &["-q", "build", "vmseal.toml", "--out", "out"],

@@ -6,6 +6,9 @@
 //! PCR 11 equals `systemd-measure calculate --pcrpkey`; the appliance boots (QEMU + OVMF +
 //! swtpm, Secure Boot on) exactly as predicted, `.pcrpkey` measured by the stub.
 
+mod common;
+use common::{ok, text};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -27,18 +30,6 @@ fn vmseal(args: &[&str], cwd: &Path) -> Output {
         .env_remove("VMSEAL_STUB_EFI")
         .output()
         .expect("run vmseal")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "status {:?}\n{}", o.status, text(o));
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -9,7 +9,7 @@
 //! (`scripts/setup.sh` installs them).
 
 mod common;
-use common::tool;
+use common::{ok, text, tool};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -83,34 +83,9 @@ fn vmseal(args: &[&str], cwd: &Path) -> Output {
     vmseal_with(args, cwd, "pin")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "status {:?}\n{}", o.status, text(o));
-}
-
 /// A hello appliance in `dir` whose `[signing]` table is `signing`.
 fn appliance(dir: &Path, signing: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("guest.elf"),
-        vmseal::init::sample_guest_elf("hello from a token-signed appliance\r\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("vmseal.toml"),
-        format!(
-            "[image]\nname = \"app\"\nversion = \"1\"\nsize = \"16MiB\"\n[guest]\nelf = \"guest.elf\"\n\
-             cmdline = \"x\"\nmemory = \"16MiB\"\nconsole = \"on\"\n{signing}"
-        ),
-    )
-    .unwrap();
+    common::sample_appliance(dir, "hello from a token-signed appliance", signing);
 }
 
 fn pkcs11_tool(args: &[&str]) -> Output {
@@ -228,6 +203,22 @@ fn a_build_signed_through_the_token_equals_the_file_key_build() {
     );
     // The PIN never appears in the output.
     assert!(!text(&o).contains(PIN));
+
+    // PCR 11 policies signed through the token equal those signed with the key file, in every
+    // bank (CKM_SHA{1,256,384,512}_RSA_PKCS against the rsa crate).
+    let sign = |key: &str| {
+        let mut args = vec!["pcr", "sign", "out/app.efi", "--key", key];
+        for b in ["sha1", "sha256", "sha384", "sha512"] {
+            args.extend(["--bank", b]);
+        }
+        let o = vmseal(&args, &d.join("token"));
+        ok(&o);
+        o.stdout
+    };
+    assert_eq!(
+        sign("pkcs11:token=imported;object=db"),
+        sign("../keys/db.key")
+    );
 }
 
 /// The `EFI_VARIABLE_AUTHENTICATION_2` of `auth` as openssl reads it: its PKCS#7 SignedData

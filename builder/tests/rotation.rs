@@ -10,7 +10,7 @@
 //! update (`--add-db`, `--add-dbx` of vmseal's own `.auth`) to the same entries.
 
 mod common;
-use common::tool;
+use common::{ok, text, tool};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -34,33 +34,8 @@ fn vmseal(args: &[&str], cwd: &Path) -> Output {
         .expect("run vmseal")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "status {:?}\n{}", o.status, text(o));
-}
-
 fn appliance(dir: &Path, keys: &str, greeting: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("guest.elf"),
-        vmseal::init::sample_guest_elf(&format!("{greeting}\r\n")),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("vmseal.toml"),
-        format!(
-            "[image]\nname = \"app\"\nversion = \"1\"\nsize = \"16MiB\"\n[guest]\nelf = \"guest.elf\"\n\
-             cmdline = \"x\"\nmemory = \"16MiB\"\nconsole = \"on\"\n[signing]\nkeys = \"{keys}\"\n"
-        ),
-    )
-    .unwrap();
+    common::sample_appliance(dir, greeting, &format!("[signing]\nkeys = \"{keys}\"\n"));
 }
 
 /// Boot `app/out/app.img` with `store` and Secure Boot on; returns the verdict. When it

@@ -6,7 +6,7 @@
 //! PCR 7 exactly as predicted.
 
 mod common;
-use common::tool;
+use common::{ok, text, tool};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -25,33 +25,12 @@ fn vmseal(args: &[&str], cwd: &Path) -> Output {
         .expect("run vmseal")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "status {:?}\n{}", o.status, text(o));
-}
-
 fn appliance(dir: &Path, signing: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("guest.elf"),
-        vmseal::init::sample_guest_elf("hello under a template\r\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("vmseal.toml"),
-        format!(
-            "[image]\nname = \"app\"\nversion = \"1\"\nsize = \"16MiB\"\n[guest]\nelf = \"guest.elf\"\n\
-             cmdline = \"x\"\nmemory = \"16MiB\"\nconsole = \"on\"\n[signing]\nkeys = \"../keys\"\n{signing}"
-        ),
-    )
-    .unwrap();
+    common::sample_appliance(
+        dir,
+        "hello under a template",
+        &format!("[signing]\nkeys = \"../keys\"\n{signing}"),
+    );
 }
 
 fn print_store(store: &Path) -> String {

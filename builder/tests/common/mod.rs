@@ -4,6 +4,39 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Standard output then standard error of `o`, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Assert that `o` succeeded, showing what it printed when it did not.
+pub fn ok(o: &Output) {
+    assert!(o.status.success(), "status {:?}\n{}", o.status, text(o));
+}
+
+/// A sample appliance in `dir`: `vmseal init`'s sample guest printing `greeting`, a 16 MiB
+/// image named `app`, and `extra` appended to the manifest (e.g. a `[signing]` table).
+pub fn sample_appliance(dir: &Path, greeting: &str, extra: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("guest.elf"),
+        vmseal::init::sample_guest_elf(&format!("{greeting}\r\n")),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("vmseal.toml"),
+        format!(
+            "[image]\nname = \"app\"\nversion = \"1\"\nsize = \"16MiB\"\n[guest]\nelf = \"guest.elf\"\n\
+             cmdline = \"x\"\nmemory = \"16MiB\"\nconsole = \"on\"\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
 /// Run an external tool (an oracle vmseal did not write); a missing tool is a setup error.
 pub fn tool(cmd: &mut Command) -> Output {
     cmd.output()
