@@ -141,17 +141,12 @@ pub fn fingerprint(spki: &[u8]) -> Result<[u8; 32], PcrSignError> {
     Ok(sha2::Sha256::digest(bits).into())
 }
 
-/// The PEM public key of `key`, as `.pcrpkey` carries it (`-----BEGIN PUBLIC KEY-----`, LF).
+/// The PEM public key of `key`, as `.pcrpkey` carries it (`-----BEGIN PUBLIC KEY-----`, LF
+/// line ends, 64-column base64: byte for byte what `openssl pkey -pubout` writes).
 pub fn public_key_pem(key: &dyn RawKey) -> Result<String, PcrSignError> {
     let der = key.public_key_der()?;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PUBLIC KEY-----\n");
-    Ok(pem)
+    der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &der)
+        .map_err(|e| PcrSignError::Compute(format!("encoding the public key: {e}")))
 }
 
 /// The PKCS#1 v1.5 hash systemd signs a policy of `bank` with.
