@@ -90,6 +90,20 @@ pub struct BootOptions {
     /// the classic cause of a PCR 4 mismatch, for testing that `pcr diff` explains it. The
     /// prediction assumes `false`.
     pub failed_boot_option_first: bool,
+    /// What the run prints on stderr.
+    pub echo: Echo,
+}
+
+/// What `vmseal boot` prints on stderr while it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Echo {
+    /// Nothing (`-q`).
+    Quiet,
+    /// The guest's console as plain text (terminal escape sequences removed) and the verdict.
+    #[default]
+    Console,
+    /// Also every command run (swtpm, QEMU) (`-v`).
+    Verbose,
 }
 
 impl BootOptions {
@@ -105,6 +119,7 @@ impl BootOptions {
             cpu: None,
             pcr_banks: None,
             failed_boot_option_first: false,
+            echo: Echo::Console,
         }
     }
 }
@@ -493,7 +508,9 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
             "--pcr-banks".into(),
             names.join(",").into(),
         ];
-        echo(&setup, &args);
+        if opts.echo == Echo::Verbose {
+            echo(&setup, &args);
+        }
         let out = Command::new(&setup)
             .args(&args)
             .stdin(Stdio::null())
@@ -527,7 +544,9 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
         "--log".into(),
         path_os("file=", &swtpm_log),
     ];
-    echo(&swtpm, &swtpm_cmd);
+    if opts.echo == Echo::Verbose {
+        echo(&swtpm, &swtpm_cmd);
+    }
     let mut tpm = Guard::spawn(
         "swtpm",
         Command::new(&swtpm)
@@ -557,7 +576,9 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
         cpu,
         opts.failed_boot_option_first,
     );
-    echo(&qemu, &args);
+    if opts.echo == Echo::Verbose {
+        echo(&qemu, &args);
+    }
     let qemu_command: Vec<String> = std::iter::once(qemu.as_os_str())
         .chain(args.iter().map(OsString::as_os_str))
         .map(|s| s.to_string_lossy().into_owned())
@@ -584,7 +605,7 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
     let ended = loop {
         let qemu_gone = vm.exited();
         let console = read_lossy(&console_path);
-        streamed = stream_console(&console, streamed);
+        streamed = stream_console(&console, streamed, opts.echo);
         if qemu_gone {
             break Ended::QemuExited;
         }
@@ -617,7 +638,7 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
     drop(vm);
     drop(tpm);
     let console = read_lossy(&console_path);
-    stream_console(&console, streamed);
+    stream_console(&console, streamed, opts.echo);
     let record_text = read_lossy(&record_path);
     let (mut decision, record) = decide(&console, &record_text, ended);
     let evidence = Evidence::collect(&console, &record);
@@ -628,13 +649,15 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
         decision.reason = format!("{}; {problem}", decision.reason);
     }
     let pcrs = evidence.pcrs.clone();
-    eprintln!(
-        "vmseal boot: {} ({}) after {:.1} s; record in {}",
-        decision.verdict,
-        decision.reason,
-        elapsed.as_secs_f64(),
-        dir.display()
-    );
+    if opts.echo != Echo::Quiet {
+        eprintln!(
+            "vmseal boot: {} ({}) after {:.1} s; record in {}",
+            decision.verdict,
+            decision.reason,
+            elapsed.as_secs_f64(),
+            dir.display()
+        );
+    }
 
     if let Some(log) = &evidence.log {
         let p = dir.join("eventlog.bin");
@@ -698,7 +721,7 @@ fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), BootE
 /// Print the console's new complete lines (after byte `from`) to stderr; returns the new
 /// offset. The initrd's PCR and base64 event-log lines are not echoed (they go to
 /// `pcrs.json` and `eventlog.bin`).
-fn stream_console(console: &str, from: usize) -> usize {
+fn stream_console(console: &str, from: usize, echo: Echo) -> usize {
     let Some(new) = console.get(from..) else {
         return from;
     };
@@ -707,11 +730,38 @@ fn stream_console(console: &str, from: usize) -> usize {
     };
     for line in new[..last_nl].lines() {
         let line = line.trim_end_matches('\r');
-        if !line.starts_with(LINUX_EVENTLOG_PREFIX) && !line.starts_with(LINUX_PCR_PREFIX) {
-            eprintln!("console| {line}");
+        if echo != Echo::Quiet
+            && !line.starts_with(LINUX_EVENTLOG_PREFIX)
+            && !line.starts_with(LINUX_PCR_PREFIX)
+        {
+            eprintln!("console| {}", plain_text(line));
         }
     }
     from + last_nl + 1
+}
+
+/// `line` without terminal control: ANSI escape sequences (CSI `ESC [ … final`, and other
+/// two-byte `ESC x` sequences the firmware's console driver sends) and control characters
+/// other than tab are dropped.
+pub fn plain_text(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // `ESC [`: parameters and intermediates, then one final byte in 0x40..=0x7e;
+            // any other `ESC x` is two bytes.
+            if chars.next() == Some('[') {
+                for f in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&f) {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn record_has_end(record: &str) -> bool {
@@ -1226,6 +1276,18 @@ BdsDxe: Press any key to enter the Boot Manager Menu.\r
         let (d, _) = decide("", &record, Ended::RecordEnd);
         assert_eq!(d.verdict, Verdict::GuestFault);
         assert_eq!(d.guest_exit_status, Some(3));
+    }
+
+    #[test]
+    fn console_echo_is_plain_text() {
+        assert_eq!(
+            plain_text(
+                "\u{1b}[0m\u{1b}[37m\u{1b}[40mBdsDxe: loading\u{1b}[2J\u{1b}[01;01H ok\u{7}"
+            ),
+            "BdsDxe: loading ok"
+        );
+        assert_eq!(plain_text("a\tb\u{1b}cdef"), "a\tbdef");
+        assert_eq!(plain_text("\u{1b}["), "");
     }
 
     #[test]

@@ -442,6 +442,10 @@ struct BuildArgs {
     /// Do not sign, even if the manifest's [signing] table names keys (no NAME.vars.fd).
     #[arg(long)]
     unsigned: bool,
+    /// Print a JSON summary on stdout (each output's path, size and SHA-256) instead of the
+    /// output paths.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     pkcs11: Pkcs11Args,
 }
@@ -505,6 +509,13 @@ struct BootArgs {
     /// --from-log`); the shipped profiles assume the disk first.
     #[arg(long)]
     empty_cdrom_first: bool,
+    /// Also show every command run (swtpm, QEMU). `-q` shows nothing but the verdict.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Print a JSON summary on stdout (verdict, reason, seconds, record directory, firmware)
+    /// instead of the verdict word.
+    #[arg(long)]
+    json: bool,
 }
 
 /// An error with the exit status it maps to.
@@ -522,6 +533,7 @@ fn input(e: impl Into<anyhow::Error>) -> Failure {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let progress = Progress::new(cli.quiet);
+    let quiet = cli.quiet;
     match cli.verb {
         Verb::Init(a) => {
             let files = vmseal::init::init(&a.dir, a.force).map_err(input)?;
@@ -552,12 +564,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 code: if e.is_input_error() { 2 } else { 1 },
                 error: e.into(),
             })?;
-            for p in [&built.img, &built.efi, &built.lock]
+            let outputs: Vec<&PathBuf> = [&built.img, &built.efi, &built.lock]
                 .into_iter()
                 .chain(built.pcrs.as_ref())
                 .chain(built.vars.as_ref())
-            {
-                println!("{}", p.display());
+                .collect();
+            if a.json {
+                let mut files = Vec::new();
+                for p in outputs {
+                    let (size, sha256) = file_digest(p).map_err(|e| Failure {
+                        code: 1,
+                        error: anyhow::anyhow!("{}: {e}", p.display()),
+                    })?;
+                    files.push(serde_json::json!({ "path": p, "size": size, "sha256": sha256 }));
+                }
+                let v = serde_json::json!({ "image": built.img, "outputs": files });
+                print(&(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"));
+            } else {
+                for p in outputs {
+                    println!("{}", p.display());
+                }
             }
             Ok(())
         }
@@ -604,6 +630,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             opts.vars = a.vars;
             opts.secure_boot = a.secure_boot || auto_sb;
             opts.timeout_secs = a.timeout;
+            opts.echo = if quiet {
+                vmseal::boot::Echo::Quiet
+            } else if a.verbose {
+                vmseal::boot::Echo::Verbose
+            } else {
+                vmseal::boot::Echo::Console
+            };
+            let record_dir = opts.record_dir.clone();
             opts.failed_boot_option_first = a.empty_cdrom_first;
             if !a.pcr_banks.is_empty() {
                 let mut banks: Vec<_> = a.pcr_banks.iter().map(|b| b.alg()).collect();
@@ -612,7 +646,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 opts.pcr_banks = Some(banks);
             }
             let outcome = vmseal::boot::run(&opts).map_err(input)?;
-            println!("{}", outcome.verdict().as_str());
+            if a.json {
+                let v = serde_json::json!({
+                    "verdict": outcome.verdict().as_str(),
+                    "reason": outcome.decision.reason,
+                    "elapsed_secs": outcome.elapsed.as_secs_f64(),
+                    "record": record_dir,
+                    "secure_boot_firmware": opts.secure_boot,
+                });
+                print(&(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"));
+            } else {
+                println!("{}", outcome.verdict().as_str());
+            }
             if outcome.verdict() == vmseal::boot::Verdict::Booted {
                 Ok(())
             } else {
@@ -629,6 +674,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
     }
+}
+
+/// Size and SHA-256 (hex) of a file.
+fn file_digest(p: &std::path::Path) -> std::io::Result<(u64, String)> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(p)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok((size, hex::encode(h.finalize())))
 }
 
 fn print(text: &str) {

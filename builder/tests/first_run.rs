@@ -2,7 +2,8 @@
 //! IMG --vars NAME.vars.fd` without `--secure-boot` boots the firmware the build predicted for
 //! (the store enrolls keys, so the Secure Boot build) and `pcr diff` exits 0; a boot with
 //! another firmware than the prediction's is named as such by `pcr diff`, not explained as a
-//! profile to learn.
+//! profile to learn; the console echo is plain text, `-v` shows the commands run, `-q` is
+//! quiet, and `build`/`boot --json` summarise on stdout.
 
 mod common;
 use common::{ok, text};
@@ -60,10 +61,17 @@ fn boot_with_the_build_store_uses_the_predicted_firmware_and_diff_names_another(
         text(&o)
     );
     assert!(text(&o).contains("Secure Boot firmware"), "{}", text(&o));
+    // The console echo is plain text (OVMF sends terminal escape sequences), without the
+    // commands run (that is -v).
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("console| "), "{err}");
+    assert!(!err.contains('\u{1b}'), "escape codes in the echo: {err:?}");
+    assert!(!err.contains("qemu-system-x86_64 "), "{err}");
     let o = vmseal(&["pcr", "diff", "out/app.pcrs.json", "run"], &app);
     assert!(o.status.success(), "pcr diff: {}", text(&o));
 
-    // Booted without the store (Debian's plain firmware): diff says the firmware differs.
+    // Booted without the store (Debian's plain firmware), -v and --json: the commands run are
+    // shown, the summary is JSON; diff says the firmware differs.
     let o = vmseal(
         &[
             "boot",
@@ -72,12 +80,17 @@ fn boot_with_the_build_store_uses_the_predicted_firmware_and_diff_names_another(
             "plain",
             "--timeout",
             "240",
+            "-v",
+            "--json",
         ],
         &app,
     );
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "booted",
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("--json: {e}: {}", text(&o)));
+    assert_eq!(v["verdict"], "booted", "{v}");
+    assert_eq!(v["secure_boot_firmware"], false, "{v}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("qemu-system-x86_64 "),
         "{}",
         text(&o)
     );
@@ -89,4 +102,52 @@ fn boot_with_the_build_store_uses_the_predicted_firmware_and_diff_names_another(
             && out.contains("the prediction is for /usr/share/OVMF/OVMF_CODE_4M.secboot.fd"),
         "{out}"
     );
+
+    // -q: nothing on stderr, the verdict on stdout.
+    let o = vmseal(
+        &[
+            "-q",
+            "boot",
+            "out/app.img",
+            "--record",
+            "quiet",
+            "--timeout",
+            "240",
+        ],
+        &app,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "booted",
+        "{}",
+        text(&o)
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "-q printed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // build --json: every output with its size and SHA-256 (sha256sum agrees).
+    let o = vmseal(
+        &["-q", "build", "vmseal.toml", "--out", "out", "--json"],
+        &app,
+    );
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let outputs = v["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 5, "{v}");
+    for f in outputs {
+        let path = f["path"].as_str().unwrap();
+        let sum = Command::new("sha256sum")
+            .arg(path)
+            .current_dir(&app)
+            .output()
+            .expect("sha256sum");
+        assert_eq!(
+            f["sha256"].as_str().unwrap(),
+            &String::from_utf8_lossy(&sum.stdout)[..64],
+            "{path}"
+        );
+    }
 }
