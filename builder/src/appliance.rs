@@ -397,7 +397,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
 
 /// [`build`], with signing skipped when `sign` is false (`vmseal build --unsigned`).
 pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> {
-    let m = Manifest::load(&opts.manifest)?;
+    let mut m = Manifest::load(&opts.manifest)?;
     // `[snp]`: check the firmware now, before anything is written.
     let snp = m.snp.as_ref().map(|s| crate::confidential::SnpOptions {
         firmware: m.dir.join(&s.firmware),
@@ -431,6 +431,11 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     };
     if let Some(p) = pcr_plan {
         add_pcrsig(&mut plan, p)?;
+    }
+    // No `image.size`: the smallest whole-MiB image that holds the PE (in the lock file's
+    // manifest, with `size_auto`).
+    if m.image.size_auto {
+        m.image.size = inputs::smallest_image(inputs::pe_size(stub.len() as u64, &plan));
     }
     let vars_bytes = match sign_plan.as_ref().and_then(|sp| sp.vars.as_ref()) {
         Some(v) => Some(crate::sign_cmd::vars_bytes(v)?),

@@ -294,15 +294,10 @@ pub fn plan(
             source: file(m, &field, p, Expect::Data)?,
         });
     }
-    // Fit: the PE (stub + 4 KiB-aligned sections + room for headers) must fit in the ESP.
-    let pe = stub_len
-        + 4096
-        + out
-            .iter()
-            .map(|p| p.len().div_ceil(4096) * 4096)
-            .sum::<u64>();
-    let cap = Layout::new(m.image.size).file_capacity();
-    if pe > cap {
+    // Fit: the PE (stub + 4 KiB-aligned sections + room for headers) must fit in the ESP
+    // (without `image.size`, the build chooses a size that fits: `smallest_image`).
+    let pe = pe_size(stub_len, &out);
+    if !m.image.size_auto && pe > Layout::new(m.image.size).file_capacity() {
         // Smallest whole-MiB image whose ESP holds it.
         let mut need = m.image.size.max(crate::disk::MIN_IMAGE_SIZE);
         while Layout::new(need).file_capacity() < pe {
@@ -330,9 +325,61 @@ pub fn plan(
     Ok(out)
 }
 
+/// An upper bound of the appliance PE's size: the stub, a page for headers, and every
+/// planned section rounded up to 4 KiB.
+pub fn pe_size(stub_len: u64, plan: &[Planned]) -> u64 {
+    stub_len
+        + 4096
+        + plan
+            .iter()
+            .map(|p| p.len().div_ceil(4096) * 4096)
+            .sum::<u64>()
+}
+
+/// The smallest whole-MiB image (at least `disk::MIN_IMAGE_SIZE`) whose ESP holds a file of
+/// `pe` bytes: what a manifest without `image.size` gets.
+pub fn smallest_image(pe: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    let fits = |size: u64| Layout::new(size).file_capacity() >= pe;
+    let mut lo = crate::disk::MIN_IMAGE_SIZE.div_ceil(MIB);
+    if fits(lo * MIB) {
+        return lo * MIB;
+    }
+    // Grow until it fits, then the smallest MiB count between (capacity grows with size).
+    let mut hi = lo * 2;
+    while !fits(hi * MIB) {
+        lo = hi;
+        hi *= 2;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid * MIB) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi * MIB
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smallest_image_is_the_first_mib_that_fits() {
+        for pe in [1u64, 5 << 20, 33 << 20, 300 << 20] {
+            let s = smallest_image(pe);
+            assert_eq!(s % (1 << 20), 0);
+            assert!(Layout::new(s).file_capacity() >= pe, "{pe}");
+            if s > crate::disk::MIN_IMAGE_SIZE {
+                assert!(
+                    Layout::new(s - (1 << 20)).file_capacity() < pe,
+                    "{pe}: not the smallest"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_write_changes_the_stamp() {

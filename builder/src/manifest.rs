@@ -82,7 +82,8 @@ pub const MAX_CPU_BUDGET_MS: i64 = 24 * 60 * 60 * 1000;
 pub struct RawImage {
     name: String,
     version: String,
-    size: RawSize,
+    #[serde(default)]
+    size: Option<RawSize>,
 }
 
 /// `[guest]` as written.
@@ -321,8 +322,12 @@ pub struct Image {
     pub name: String,
     /// Free text without whitespace.
     pub version: String,
-    /// Total raw disk size in bytes.
+    /// Total raw disk size in bytes. With `size_auto`, 0 until the build knows the
+    /// appliance PE's size, then the smallest whole-MiB image whose ESP holds it.
     pub size: u64,
+    /// `image.size` was not given: the build chooses it (recorded in the lock file).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub size_auto: bool,
 }
 
 /// `[guest]`, validated.
@@ -648,37 +653,44 @@ impl Manifest {
                 "write a version without spaces, e.g. \"0.1.0\"".into(),
             ));
         }
-        let image_size = size("image.size", &raw.image.size)?;
-        if image_size > MAX_IMAGE_SIZE {
-            return Err(err(
-                ErrorKind::OutOfRange,
-                "image.size",
-                format!("{} is absurdly large", human_size(image_size)),
-                "give a size up to 1TiB".into(),
-            ));
-        }
-        if image_size % (1 << 20) != 0 {
-            return Err(err(
-                ErrorKind::Invalid,
-                "image.size",
-                format!("{image_size} is not a whole number of MiB"),
-                "round it to MiB, e.g. \"64MiB\"".into(),
-            ));
-        }
-        if image_size < crate::disk::MIN_IMAGE_SIZE {
-            return Err(err(
-                ErrorKind::TooSmall,
-                "image.size",
-                format!(
-                    "{} leaves no room for the GPT and an EFI System Partition",
-                    human_size(image_size)
-                ),
-                format!(
-                    "make it at least \"{}\"",
-                    human_size(crate::disk::MIN_IMAGE_SIZE)
-                ),
-            ));
-        }
+        let size_auto = raw.image.size.is_none();
+        let image_size = match &raw.image.size {
+            None => 0,
+            Some(raw_size) => {
+                let image_size = size("image.size", raw_size)?;
+                if image_size > MAX_IMAGE_SIZE {
+                    return Err(err(
+                        ErrorKind::OutOfRange,
+                        "image.size",
+                        format!("{} is absurdly large", human_size(image_size)),
+                        "give a size up to 1TiB".into(),
+                    ));
+                }
+                if image_size % (1 << 20) != 0 {
+                    return Err(err(
+                        ErrorKind::Invalid,
+                        "image.size",
+                        format!("{image_size} is not a whole number of MiB"),
+                        "round it to MiB, e.g. \"64MiB\"".into(),
+                    ));
+                }
+                if image_size < crate::disk::MIN_IMAGE_SIZE {
+                    return Err(err(
+                        ErrorKind::TooSmall,
+                        "image.size",
+                        format!(
+                            "{} leaves no room for the GPT and an EFI System Partition",
+                            human_size(image_size)
+                        ),
+                        format!(
+                            "make it at least \"{}\"",
+                            human_size(crate::disk::MIN_IMAGE_SIZE)
+                        ),
+                    ));
+                }
+                image_size
+            }
+        };
 
         let g = raw.guest;
         let payload = match (g.elf, g.kernel) {
@@ -1006,6 +1018,7 @@ impl Manifest {
                 name,
                 version,
                 size: image_size,
+                size_auto,
             },
             guest,
             service: services,

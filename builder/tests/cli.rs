@@ -87,7 +87,12 @@ fn appliance(dir: &Path, size: &str) -> PathBuf {
     )
     .unwrap();
     let m = dir.join("vmseal.toml");
-    std::fs::write(&m, BASE.replace("SIZE", size)).unwrap();
+    let manifest = if size.is_empty() {
+        BASE.replace("size = \"SIZE\"\n", "")
+    } else {
+        BASE.replace("SIZE", size)
+    };
+    std::fs::write(&m, manifest).unwrap();
     m
 }
 
@@ -548,6 +553,44 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
             "{page}: {rendered}"
         );
     }
+}
+
+#[test]
+fn without_image_size_the_image_is_the_smallest_whole_mib_that_fits() {
+    let t = tempfile::tempdir().unwrap();
+    appliance(t.path(), "");
+    // A 5 MiB extra section: more than the smallest image (3 MiB) holds.
+    let big = vec![b'x'; 5 << 20];
+    std::fs::write(t.path().join("sbat.csv"), &big).unwrap();
+    let (img, _, lock) = build(t.path());
+    let size = std::fs::metadata(&img).unwrap().len();
+    assert!(size > 5 << 20, "{size}");
+    assert_eq!(size % (1 << 20), 0);
+    assert_eq!(
+        lock["manifest"]["image"]["size"], size,
+        "recorded in the lock"
+    );
+    assert_eq!(lock["manifest"]["image"]["size_auto"], true);
+    let sg = tool(Command::new("sgdisk").arg("-v").arg(&img));
+    assert!(
+        String::from_utf8_lossy(&sg.stdout).contains("No problems found"),
+        "sgdisk -v: {}",
+        String::from_utf8_lossy(&sg.stdout)
+    );
+    // One MiB less does not hold the appliance: an explicit size that small is refused.
+    let smaller = format!("{}MiB", size / (1 << 20) - 1);
+    let dir = t.path().join("smaller");
+    appliance(&dir, &smaller);
+    std::fs::write(dir.join("sbat.csv"), &big).unwrap();
+    let o = vmseal(&["build", "vmseal.toml", "--out", "out"], &dir);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{smaller}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("image.size") && err.contains("does not fit"), "{err}");
 }
 
 #[test]
