@@ -92,6 +92,8 @@ pub struct BootOptions {
     pub failed_boot_option_first: bool,
     /// What the run prints on stderr.
     pub echo: Echo,
+    /// `--ovmf-code` / `--ovmf-vars` (see [`crate::ovmf::locate`]).
+    pub firmware: crate::ovmf::FirmwareFlags,
 }
 
 /// What `vmseal boot` prints on stderr while it runs.
@@ -120,6 +122,7 @@ impl BootOptions {
             pcr_banks: None,
             failed_boot_option_first: false,
             echo: Echo::Console,
+            firmware: crate::ovmf::FirmwareFlags::default(),
         }
     }
 }
@@ -452,16 +455,10 @@ pub fn store_enables_secure_boot(vars: &Path) -> bool {
 pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
     let qemu = find_program("qemu-system-x86_64", "qemu-system-x86")?;
     let swtpm = find_program("swtpm", "swtpm")?;
-    let code = Path::new(if opts.secure_boot {
-        OVMF_CODE_SECBOOT
-    } else {
-        OVMF_CODE
-    });
+    let firmware = crate::ovmf::locate(opts.secure_boot, &opts.firmware);
+    let code = firmware.code.as_path();
     require_file(code, "OVMF firmware code", "ovmf")?;
-    let vars_src = opts
-        .vars
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(OVMF_VARS));
+    let vars_src = opts.vars.clone().unwrap_or(firmware.vars.clone());
     require_file(&vars_src, "OVMF variable store", "ovmf")?;
     require_file(&opts.image, "disk image", "vmseal build")?;
 

@@ -42,6 +42,7 @@ pub mod inspect;
 pub mod key_update;
 pub mod keys_cmd;
 pub mod manifest;
+pub mod ovmf;
 pub mod pcr_sign;
 pub mod pcrs_json;
 pub mod pe;

@@ -263,6 +263,8 @@ struct PcrPredictArgs {
     json: bool,
     #[command(flatten)]
     snp: SnpArgs,
+    #[command(flatten)]
+    firmware: FirmwareArgs,
 }
 
 /// Where the appliance goes in an SEV-SNP launch.
@@ -450,6 +452,27 @@ struct BuildArgs {
     pkcs11: Pkcs11Args,
 }
 
+/// Which OVMF files (default: VMSEAL_OVMF_CODE / VMSEAL_OVMF_VARS, else QEMU's firmware
+/// descriptors, else Debian's paths).
+#[derive(Args, Debug, Clone, Default)]
+struct FirmwareArgs {
+    /// The OVMF code file (also: VMSEAL_OVMF_CODE).
+    #[arg(long, value_name = "FILE")]
+    ovmf_code: Option<PathBuf>,
+    /// The pristine OVMF variable store used without --vars (also: VMSEAL_OVMF_VARS).
+    #[arg(long, value_name = "FILE")]
+    ovmf_vars: Option<PathBuf>,
+}
+
+impl FirmwareArgs {
+    fn flags(&self) -> vmseal::ovmf::FirmwareFlags {
+        vmseal::ovmf::FirmwareFlags {
+            code: self.ovmf_code.clone(),
+            vars: self.ovmf_vars.clone(),
+        }
+    }
+}
+
 /// Where a `pkcs11:` key's module and PIN come from (docs/signing.md).
 #[derive(Args, Debug, Clone, Default)]
 struct Pkcs11Args {
@@ -516,6 +539,8 @@ struct BootArgs {
     /// instead of the verdict word.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    firmware: FirmwareArgs,
 }
 
 /// An error with the exit status it maps to.
@@ -638,6 +663,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 vmseal::boot::Echo::Console
             };
             let record_dir = opts.record_dir.clone();
+            opts.firmware = a.firmware.flags();
             opts.failed_boot_option_first = a.empty_cdrom_first;
             if !a.pcr_banks.is_empty() {
                 let mut banks: Vec<_> = a.pcr_banks.iter().map(|b| b.alg()).collect();
@@ -728,6 +754,7 @@ fn run_pcr(v: PcrVerb) -> Result<(), Failure> {
                 opts.banks = Some(banks);
             }
             opts.profile = a.firmware_profile;
+            opts.firmware = a.firmware.flags();
             opts.snp = a.snp.options();
             let p = vmseal::predict::predict(&opts).map_err(input)?;
             let file = p.to_file();

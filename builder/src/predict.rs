@@ -86,6 +86,9 @@ pub struct PredictOptions {
     pub profile: Option<PathBuf>,
     /// Also compute the SEV-SNP launch digest (the `snp` object).
     pub snp: Option<crate::confidential::SnpOptions>,
+    /// `--ovmf-code` / `--ovmf-vars`: the firmware the image will boot with (its code file
+    /// picks the profile; see [`crate::ovmf::locate`]).
+    pub firmware: crate::ovmf::FirmwareFlags,
 }
 
 impl PredictOptions {
@@ -98,6 +101,7 @@ impl PredictOptions {
             banks: None,
             profile: None,
             snp: None,
+            firmware: crate::ovmf::FirmwareFlags::default(),
         }
     }
 }
@@ -887,11 +891,8 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
     };
     let sb_value = vars::secure_boot_value(&store);
     let secure_boot = opts.secure_boot.unwrap_or(sb_value == 1);
-    let code = Path::new(if secure_boot {
-        crate::boot::OVMF_CODE_SECBOOT
-    } else {
-        crate::boot::OVMF_CODE
-    });
+    let located = crate::ovmf::locate(secure_boot, &opts.firmware);
+    let code = located.code.as_path();
     let selected = firmware::select(opts.profile.as_deref(), code)?;
     let mut omitted = Vec::new();
     let banks: &Vec<HashAlg> = &match &opts.banks {

@@ -590,7 +590,10 @@ fn without_image_size_the_image_is_the_smallest_whole_mib_that_fits() {
         String::from_utf8_lossy(&o.stderr)
     );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("image.size") && err.contains("does not fit"), "{err}");
+    assert!(
+        err.contains("image.size") && err.contains("does not fit"),
+        "{err}"
+    );
 }
 
 #[test]

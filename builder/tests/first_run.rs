@@ -151,3 +151,59 @@ fn boot_with_the_build_store_uses_the_predicted_firmware_and_diff_names_another(
         );
     }
 }
+
+#[test]
+fn firmware_from_a_flag_or_the_environment_is_what_boots_and_what_is_predicted() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    common::sample_appliance(&d.join("app"), "own firmware", "");
+    let app = d.join("app");
+    ok(&vmseal(
+        &["-q", "build", "vmseal.toml", "--out", "out"],
+        &app,
+    ));
+    // A firmware file of one's own (here: a copy of Debian's, so the shipped profile still
+    // matches it by hash).
+    std::fs::copy("/usr/share/OVMF/OVMF_CODE_4M.fd", d.join("my-code.fd")).unwrap();
+    let code = d.join("my-code.fd");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmseal"))
+        .args(["pcr", "predict", "out/app.img", "--json"])
+        .current_dir(&app)
+        .env("VMSEAL_OVMF_CODE", &code)
+        .env_remove("VMSEAL_STUB_EFI")
+        .output()
+        .expect("run vmseal");
+    ok(&o);
+    std::fs::write(app.join("mine.pcrs.json"), &o.stdout).unwrap();
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        p["sources"]["firmware_code"],
+        code.display().to_string(),
+        "{}",
+        p["sources"]
+    );
+    let o = vmseal(
+        &[
+            "boot",
+            "out/app.img",
+            "--record",
+            "mine",
+            "--timeout",
+            "240",
+            "--ovmf-code",
+            code.to_str().unwrap(),
+        ],
+        &app,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "booted",
+        "{}",
+        text(&o)
+    );
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(app.join("mine/verdict.json")).unwrap()).unwrap();
+    assert_eq!(verdict["firmware_code"], code.display().to_string());
+    let o = vmseal(&["pcr", "diff", "mine.pcrs.json", "mine"], &app);
+    assert!(o.status.success(), "pcr diff: {}", text(&o));
+}
