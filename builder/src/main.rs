@@ -991,6 +991,10 @@ struct SignArgs {
     /// Write here instead of replacing the input.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The org's keys directory (PK.crt, KEK.crt, owner.guid): signing NAME.img in place
+    /// then also writes NAME.vars.fd and the prediction NAME.pcrs.json for it.
+    #[arg(long)]
+    keys: Option<PathBuf>,
     #[command(flatten)]
     pkcs11: Pkcs11Args,
 }
@@ -1141,6 +1145,7 @@ fn run_sign(a: SignArgs) -> Result<(), Failure> {
         cert: a.cert,
         out: a.out,
         pkcs11: a.pkcs11.flags(),
+        keys: a.keys,
     })
     .map_err(|e| Failure {
         code: if e.is_input_error() { 2 } else { 1 },
@@ -1149,6 +1154,9 @@ fn run_sign(a: SignArgs) -> Result<(), Failure> {
     println!("{}", out.out.display());
     if let Some(l) = out.lock {
         println!("{}", l.display());
+    }
+    for p in out.also {
+        println!("{}", p.display());
     }
     Ok(())
 }

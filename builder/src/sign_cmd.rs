@@ -697,6 +697,10 @@ pub struct SignOptions {
     pub pkcs11: TokenFlags,
     /// Where to write; default: replace the input.
     pub out: Option<PathBuf>,
+    /// The org's keys directory (`PK.crt`, `KEK.crt`, `owner.guid`): signing an image in
+    /// place then also writes `NAME.vars.fd` (the db certificate is `cert`) and predicts
+    /// `NAME.pcrs.json` for it.
+    pub keys: Option<PathBuf>,
 }
 
 /// What `vmseal sign` wrote.
@@ -706,6 +710,9 @@ pub struct SignOutcome {
     pub out: PathBuf,
     /// The lock file updated, if there was one.
     pub lock: Option<PathBuf>,
+    /// Also written when an image is signed in place: `NAME.efi` (the same signed PE),
+    /// `NAME.vars.fd` and `NAME.pcrs.json` (with `keys`).
+    pub also: Vec<PathBuf>,
 }
 
 fn temp_next_to(dest: &Path) -> Result<tempfile::NamedTempFile, SignCmdError> {
@@ -835,6 +842,7 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
         return Ok(SignOutcome {
             out: dest,
             lock: lock_out,
+            also: Vec::new(),
         });
     }
     let esp = esp_range(&mut f, &name)?;
@@ -871,12 +879,86 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
     } else {
         None
     };
+    // Signing in place: NAME.efi next to the image, when it is the same unsigned PE, gets the
+    // same signed bytes; with `keys`, the store the signed image boots with.
+    let in_place = dest == opts.input;
+    let mut also: Vec<(tempfile::NamedTempFile, PathBuf)> = Vec::new();
+    let efi = opts.input.with_extension("efi");
+    if in_place && std::fs::read(&efi).is_ok_and(|b| b == pe) {
+        let mut et = temp_next_to(&efi)?;
+        et.write_all(&signed).map_err(ioe(efi.display()))?;
+        if let Some((lt, _)) = &lock_tmp {
+            // The lock about to be written also records the .efi's new digest.
+            let mut l: Value = serde_json::from_slice(
+                &std::fs::read(lt.path()).map_err(ioe(lt.path().display()))?,
+            )
+            .map_err(|e| SignCmdError::BadLock(lt.path().display().to_string(), e.to_string()))?;
+            let sha = hex::encode(sha2::Sha256::digest(&signed));
+            update_lock(&mut l, &efi, &efi, signed.len() as u64, sha);
+            let mut text = serde_json::to_string_pretty(&l).map_err(|e| {
+                SignCmdError::BadLock(lt.path().display().to_string(), e.to_string())
+            })?;
+            text.push('\n');
+            std::fs::write(lt.path(), text).map_err(ioe(lt.path().display()))?;
+        }
+        also.push((et, efi));
+    }
+    let vars_path = opts.input.with_extension("vars.fd");
+    let store = match (&opts.keys, in_place) {
+        (Some(dir), true) => {
+            let cert = |n: &str| {
+                keys::load_cert(&dir.join(n)).map_err(|e| SignCmdError::Vars {
+                    file: dir.join(n).display().to_string(),
+                    why: format!("{e} — give the keys directory of `vmseal keys new` (--keys)"),
+                })
+            };
+            let owner = read_owner(&dir.join("owner.guid")).map_err(|why| SignCmdError::Vars {
+                file: dir.join("owner.guid").display().to_string(),
+                why,
+            })?;
+            let (bytes, _) = vars_bytes(&VarsPlan {
+                pk: cert("PK.crt")?,
+                kek: cert("KEK.crt")?,
+                db: signer.certificate().clone(),
+                owner,
+                template: PathBuf::from(DEFAULT_VARS_TEMPLATE),
+                sb_template: Template::OrgOnly,
+                microsoft_from: None,
+            })?;
+            let mut vt = temp_next_to(&vars_path)?;
+            vt.write_all(&bytes).map_err(ioe(vars_path.display()))?;
+            also.push((vt, vars_path.clone()));
+            true
+        }
+        _ => false,
+    };
     persist(t, &dest)?;
     if let Some((lt, p)) = lock_tmp {
         persist(lt, &p)?;
     }
+    let mut written = Vec::new();
+    for (t, p) in also {
+        persist(t, &p)?;
+        written.push(p);
+    }
+    // The prediction of the signed image with its store (Secure Boot changes PCR 7).
+    if store {
+        let mut popts = crate::predict::PredictOptions::new(&dest);
+        popts.vars = Some(vars_path);
+        let p = crate::predict::predict(&popts).map_err(|e| SignCmdError::Vars {
+            file: dest.display().to_string(),
+            why: format!("predicting the signed image: {e}"),
+        })?;
+        let pcrs = opts.input.with_extension("pcrs.json");
+        let mut pt = temp_next_to(&pcrs)?;
+        pt.write_all(p.to_file().to_text().as_bytes())
+            .map_err(ioe(pcrs.display()))?;
+        persist(pt, &pcrs)?;
+        written.push(pcrs);
+    }
     Ok(SignOutcome {
         out: dest,
         lock: lock_out,
+        also: written,
     })
 }

@@ -282,28 +282,50 @@ fn signed_build_passes_sbverify_osslsigncode_virt_fw_vars_and_is_reproducible() 
         std::fs::read(o1.join("app.img")).unwrap(),
         "vmseal sign of an unsigned build = the signed build"
     );
-    let o = vmseal(
-        &[
-            "sign",
-            "u/app.efi",
-            "--key",
-            "../keys/db.key",
-            "--cert",
-            "../keys/db.crt",
-            "--out",
-            "u/signed.efi",
-        ],
-        &app,
-    );
-    ok(&o);
+    // Signed in place, NAME.efi next to the image is signed too: the signed build's bytes.
     assert_eq!(
-        std::fs::read(u.join("signed.efi")).unwrap(),
-        std::fs::read(&efi).unwrap()
+        std::fs::read(u.join("app.efi")).unwrap(),
+        std::fs::read(&efi).unwrap(),
+        "vmseal sign NAME.img also signs NAME.efi"
     );
+    // Without --keys there is no store to write.
+    assert!(!u.join("app.vars.fd").exists());
     let ul: Value =
         serde_json::from_slice(&std::fs::read(u.join("app.lock.json")).unwrap()).unwrap();
     assert_eq!(ul["signing"]["signed_sha256"], s["signed_sha256"]);
     assert_eq!(ul["outputs"][1], lock["outputs"][1], "the image digest");
+    assert_eq!(ul["outputs"][0], lock["outputs"][0], "the .efi digest");
+
+    // With --keys: the store and the prediction too — those of the signed build.
+    ok(&build(&app, "u2", &["--unsigned"]));
+    let o = vmseal(
+        &[
+            "sign",
+            "u2/app.img",
+            "--key",
+            "../keys/db.key",
+            "--cert",
+            "../keys/db.crt",
+            "--keys",
+            "../keys",
+        ],
+        &app,
+    );
+    ok(&o);
+    for f in ["app.img", "app.efi", "app.vars.fd"] {
+        assert!(
+            std::fs::read(app.join("u2").join(f)).unwrap() == std::fs::read(o1.join(f)).unwrap(),
+            "{f}: sign --keys of an unsigned build != the signed build"
+        );
+    }
+    // The prediction: the same events and PCRs (its `sources` name other paths).
+    let pcrs = |dir: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(app.join(dir).join("app.pcrs.json")).unwrap())
+            .unwrap()
+    };
+    let (a, b) = (pcrs("u2"), pcrs("o1"));
+    assert_eq!(a["pcrs"], b["pcrs"]);
+    assert_eq!(a["events"], b["events"]);
     let o = vmseal(&["verify", "u/app.img", "--cert", "../keys/db.crt"], &app);
     ok(&o);
 
