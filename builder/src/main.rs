@@ -473,7 +473,7 @@ impl FirmwareArgs {
     }
 }
 
-/// Where a `pkcs11:` key's module and PIN come from (docs/signing.md).
+/// Where a `pkcs11:` key's module and PIN come from (docs/pkcs11.md).
 #[derive(Args, Debug, Clone, Default)]
 struct Pkcs11Args {
     /// The PKCS#11 module for a `pkcs11:` key (also: VMSEAL_PKCS11_MODULE, or the URI's
