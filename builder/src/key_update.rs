@@ -250,34 +250,20 @@ fn efi_time_later(new: &[u8; 16], old: &[u8; 16]) -> bool {
     key(new) > key(old)
 }
 
+/// `bytes` in a temporary file next to `path` (renamed into place by [`persist_all`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, KeysError> {
     use std::io::Write as _;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut t = tempfile::Builder::new()
-        .prefix(".vmseal-keys.")
-        .tempfile_in(dir)
-        .map_err(|e| KeysError::Io(dir.display().to_string(), e))?;
+    let mut t = crate::sign_cmd::temp_next_to(path)?;
     t.write_all(bytes)
         .map_err(|e| KeysError::Io(path.display().to_string(), e))?;
-    // Public files: certificates, signature lists, signed updates, stores.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        t.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| KeysError::Io(path.display().to_string(), e))?;
-    }
     Ok(t)
 }
 
+/// Rename every staged file into place (public files: mode 0644).
 fn persist_all(files: Vec<(tempfile::NamedTempFile, PathBuf)>) -> Result<Vec<PathBuf>, KeysError> {
     let mut out = Vec::new();
     for (t, p) in files {
-        t.persist(&p)
-            .map_err(|e| KeysError::Io(p.display().to_string(), e.error))?;
+        crate::sign_cmd::persist(t, &p)?;
         out.push(p);
     }
     Ok(out)

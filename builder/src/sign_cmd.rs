@@ -715,7 +715,8 @@ pub struct SignOutcome {
     pub also: Vec<PathBuf>,
 }
 
-fn temp_next_to(dest: &Path) -> Result<tempfile::NamedTempFile, SignCmdError> {
+/// A temporary file in `dest`'s directory, to be renamed onto `dest` by [`persist`].
+pub(crate) fn temp_next_to(dest: &Path) -> Result<tempfile::NamedTempFile, SignCmdError> {
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -729,7 +730,8 @@ fn temp_next_to(dest: &Path) -> Result<tempfile::NamedTempFile, SignCmdError> {
         )))
 }
 
-fn persist(t: tempfile::NamedTempFile, dest: &Path) -> Result<(), SignCmdError> {
+/// Make `t` mode 0644 (public outputs) and rename it onto `dest`.
+pub(crate) fn persist(t: tempfile::NamedTempFile, dest: &Path) -> Result<(), SignCmdError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

@@ -140,16 +140,7 @@ fn a_build_signed_through_the_token_equals_the_file_key_build() {
     }
     let efi = d.join("token/out/app.efi");
     // osslsigncode builds a full chain: its CA file is PK + KEK.
-    let chain = d.join("chain.pem");
-    std::fs::write(
-        &chain,
-        [
-            std::fs::read(d.join("keys/PK.crt")).unwrap(),
-            std::fs::read(d.join("keys/KEK.crt")).unwrap(),
-        ]
-        .concat(),
-    )
-    .unwrap();
+    let chain = common::ca_chain(&d.join("keys"), d);
     let o = tool(
         Command::new("sbverify")
             .arg("--cert")

@@ -171,16 +171,7 @@ fn signed_build_passes_sbverify_osslsigncode_virt_fw_vars_and_is_reproducible() 
     );
     assert!(!o.status.success(), "sbverify trusted PK: {}", text(&o));
     // osslsigncode builds a full chain: its CA file is PK + KEK.
-    let chain = d.join("chain.pem");
-    std::fs::write(
-        &chain,
-        [
-            std::fs::read(k.join("PK.crt")).unwrap(),
-            std::fs::read(k.join("KEK.crt")).unwrap(),
-        ]
-        .concat(),
-    )
-    .unwrap();
+    let chain = common::ca_chain(&k, d);
     let o = tool(
         Command::new("osslsigncode")
             .args(["verify", "-CAfile"])

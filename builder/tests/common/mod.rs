@@ -18,6 +18,22 @@ pub fn ok(o: &Output) {
     assert!(o.status.success(), "status {:?}\n{}", o.status, text(o));
 }
 
+/// `DIR/chain.pem`: the PK and KEK certificates of the keys directory `keys`, the CA file
+/// osslsigncode needs to build a full chain to a db certificate.
+pub fn ca_chain(keys: &Path, dir: &Path) -> std::path::PathBuf {
+    let chain = dir.join("chain.pem");
+    std::fs::write(
+        &chain,
+        [
+            std::fs::read(keys.join("PK.crt")).unwrap(),
+            std::fs::read(keys.join("KEK.crt")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    chain
+}
+
 /// A sample appliance in `dir`: `vmseal init`'s sample guest printing `greeting`, a 16 MiB
 /// image named `app`, and `extra` appended to the manifest (e.g. a `[signing]` table).
 pub fn sample_appliance(dir: &Path, greeting: &str, extra: &str) {
