@@ -249,13 +249,13 @@ fn a_failed_boot_option_first_is_explained() {
     let record = t.path().join("run");
     {
         let _vm = VM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut opts = vmseal::boot::BootOptions::new(out.join("hello.img"), &record);
+        let mut opts = vmseal::run::boot::BootOptions::new(out.join("hello.img"), &record);
         opts.failed_boot_option_first = true;
         opts.timeout_secs = 240;
-        let outcome = vmseal::boot::run(&opts).expect("the boot runner ran");
+        let outcome = vmseal::run::boot::run(&opts).expect("the boot runner ran");
         assert_eq!(
             outcome.verdict(),
-            vmseal::boot::Verdict::Booted,
+            vmseal::run::boot::Verdict::Booted,
             "{}",
             outcome.decision.reason
         );
@@ -295,8 +295,8 @@ fn firmware_learn_reproduces_the_shipped_profile() {
         work.as_os_str(),
     ]);
     assert!(o.status.success());
-    let learned = vmseal::firmware::Profile::load(&out).unwrap();
-    let shipped = vmseal::firmware::Profile::embedded()
+    let learned = vmseal::measure::firmware::Profile::load(&out).unwrap();
+    let shipped = vmseal::measure::firmware::Profile::embedded()
         .into_iter()
         .find(|(n, _)| *n == "debian-ovmf-2022.11")
         .unwrap()

@@ -68,17 +68,17 @@ fn appliance(dir: &Path, size: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("guest.elf"),
-        vmseal::init::sample_guest_elf("guest\r\n"),
+        vmseal::compose::init::sample_guest_elf("guest\r\n"),
     )
     .unwrap();
     std::fs::write(
         dir.join("attest.elf"),
-        vmseal::init::sample_elf_at(0x600_0000, "attest\r\n"),
+        vmseal::compose::init::sample_elf_at(0x600_0000, "attest\r\n"),
     )
     .unwrap();
     std::fs::write(
         dir.join("log.elf"),
-        vmseal::init::sample_elf_at(0x700_0000, "log\r\n"),
+        vmseal::compose::init::sample_elf_at(0x700_0000, "log\r\n"),
     )
     .unwrap();
     std::fs::write(
@@ -689,7 +689,7 @@ fn ten_malformed_manifests_exit_2_with_one_line() {
     malformed(
         "payload too big",
         |d| {
-            let mut big = vmseal::init::sample_guest_elf("x");
+            let mut big = vmseal::compose::init::sample_guest_elf("x");
             big.resize(20 << 20, 0);
             std::fs::write(d.join("guest.elf"), big).unwrap();
         },
@@ -741,7 +741,7 @@ fn ten_malformed_manifests_exit_2_with_one_line() {
     malformed(
         "ELF but not x86_64 ET_EXEC",
         |d| {
-            let mut e = vmseal::init::sample_guest_elf("x");
+            let mut e = vmseal::compose::init::sample_guest_elf("x");
             e[16] = 3; // ET_DYN
             std::fs::write(d.join("guest.elf"), e).unwrap();
         },
@@ -796,7 +796,7 @@ fn malformed_partitions_and_channels_exit_2_with_one_line() {
         |d| {
             std::fs::write(
                 d.join("log.elf"),
-                vmseal::init::sample_elf_at(0x640_0000, "log"),
+                vmseal::compose::init::sample_elf_at(0x640_0000, "log"),
             )
             .unwrap()
         },
@@ -807,7 +807,7 @@ fn malformed_partitions_and_channels_exit_2_with_one_line() {
         "ELF too big for its memory",
         |d| {
             // A PT_LOAD of 5 MiB in a 4 MiB service: segments plus the 64 KiB area do not fit.
-            let mut e = vmseal::init::sample_elf_at(0x700_0000, "log");
+            let mut e = vmseal::compose::init::sample_elf_at(0x700_0000, "log");
             e[64 + 40..64 + 48].copy_from_slice(&(5u64 << 20).to_le_bytes());
             std::fs::write(d.join("log.elf"), e).unwrap();
         },

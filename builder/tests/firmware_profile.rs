@@ -13,10 +13,10 @@ use std::process::{Command, Output};
 
 use policies::eventlog::{Event, Payload};
 use policies::tcg::{EventType, HashAlg};
-use vmseal::firmware::Profile;
-use vmseal::firmware::template::{self, Step};
-use vmseal::pcrs_json::{LoggedEvent, PcrsFile};
-use vmseal::vars::Variable;
+use vmseal::measure::firmware::Profile;
+use vmseal::measure::firmware::template::{self, Step};
+use vmseal::measure::pcrs_json::{LoggedEvent, PcrsFile};
+use vmseal::measure::vars::Variable;
 
 fn fixture(name: &str) -> PathBuf {
     let dir = PathBuf::from(concat!(
@@ -116,7 +116,7 @@ fn refill(p: &Profile, banks: &[HashAlg], events: &[Event]) -> Vec<LoggedEvent> 
     template::fill(&steps, |slot| match slot {
         Step::SecureBootPolicy(names) => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            vmseal::predict::secure_boot_policy_of(banks, &store, &names)
+            vmseal::measure::predict::secure_boot_policy_of(banks, &store, &names)
         }
         Step::Appliance { .. } => Ok(appliance
             .iter()
@@ -345,7 +345,7 @@ fn learning_from_cut_logs_never_panics() {
         for events in variants {
             let mut l = full.clone();
             l.events = events;
-            let id = vmseal::firmware::FirmwareId {
+            let id = vmseal::measure::firmware::FirmwareId {
                 file: String::new(),
                 sha256: String::new(),
                 package: String::new(),

@@ -19,7 +19,7 @@ use policies::eventlog::Event;
 use policies::replay::Pcrs;
 use policies::tcg::{EventType, HashAlg};
 use serde_json::Value;
-use vmseal::pcrs_json::PcrsFile;
+use vmseal::measure::pcrs_json::PcrsFile;
 
 fn fixture_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(
@@ -302,15 +302,16 @@ fn pristine_vars_give_the_real_firmwares_pcr7() {
     // measured-boot.md §B.2: absent PK/KEK/db/dbx are still measured with no data;
     // the fixture is a real Debian OVMF boot with pristine OVMF_VARS_4M.fd.
     let want = fixture_events("eventlog-sb-off.bin", 7);
-    let mut got = vmseal::predict::secure_boot_policy(&HashAlg::COMPUTED, &[]).unwrap();
-    got.push(vmseal::predict::separator(&HashAlg::COMPUTED, 7).unwrap());
+    let mut got = vmseal::measure::predict::secure_boot_policy(&HashAlg::COMPUTED, &[]).unwrap();
+    got.push(vmseal::measure::predict::separator(&HashAlg::COMPUTED, 7).unwrap());
     let got: Vec<Event> = got.into_iter().map(|e| e.event).collect();
     assert_eq!(got, want);
     // The installed pristine store, read by the interim walker, gives the same.
     if let Ok(b) = std::fs::read("/usr/share/OVMF/OVMF_VARS_4M.fd") {
-        let store = vmseal::vars::parse(&b).unwrap();
-        let mut got = vmseal::predict::secure_boot_policy(&HashAlg::COMPUTED, &store).unwrap();
-        got.push(vmseal::predict::separator(&HashAlg::COMPUTED, 7).unwrap());
+        let store = vmseal::measure::vars::parse(&b).unwrap();
+        let mut got =
+            vmseal::measure::predict::secure_boot_policy(&HashAlg::COMPUTED, &store).unwrap();
+        got.push(vmseal::measure::predict::separator(&HashAlg::COMPUTED, 7).unwrap());
         assert_eq!(got.into_iter().map(|e| e.event).collect::<Vec<_>>(), want);
     }
 }
@@ -348,11 +349,11 @@ fn enrolled_vars_give_the_real_firmwares_pcr7_policy_and_authority_format() {
         eprintln!("skipped: virt-fw-vars not installed");
         return;
     };
-    let store = vmseal::vars::parse(&std::fs::read(store).unwrap()).unwrap();
-    assert_eq!(vmseal::vars::secure_boot_value(&store), 1);
+    let store = vmseal::measure::vars::parse(&std::fs::read(store).unwrap()).unwrap();
+    assert_eq!(vmseal::measure::vars::secure_boot_value(&store), 1);
     let want = fixture_events("eventlog-sb-on.bin", 7);
-    let mut got = vmseal::predict::secure_boot_policy(&HashAlg::COMPUTED, &store).unwrap();
-    got.push(vmseal::predict::separator(&HashAlg::COMPUTED, 7).unwrap());
+    let mut got = vmseal::measure::predict::secure_boot_policy(&HashAlg::COMPUTED, &store).unwrap();
+    got.push(vmseal::measure::predict::separator(&HashAlg::COMPUTED, 7).unwrap());
     let got: Vec<Event> = got.into_iter().map(|e| e.event).collect();
     assert_eq!(
         got[..],
@@ -367,11 +368,16 @@ fn enrolled_vars_give_the_real_firmwares_pcr7_policy_and_authority_format() {
             .arg(fixture("test-db.crt")),
     )
     .stdout;
-    let db = vmseal::vars::get(&store, &vmseal::vars::IMAGE_SECURITY_DATABASE, "db").unwrap();
-    let list = vmseal::describe::parse_list(&db.data).unwrap();
+    let db = vmseal::measure::vars::get(
+        &store,
+        &vmseal::measure::vars::IMAGE_SECURITY_DATABASE,
+        "db",
+    )
+    .unwrap();
+    let list = vmseal::measure::describe::parse_list(&db.data).unwrap();
     assert_eq!(&list.entries[0][16..], &der[..]);
-    let data = vmseal::predict::variable_data(
-        &vmseal::vars::IMAGE_SECURITY_DATABASE,
+    let data = vmseal::measure::predict::variable_data(
+        &vmseal::measure::vars::IMAGE_SECURITY_DATABASE,
         "db",
         list.entries[0],
     );
@@ -425,7 +431,7 @@ fn secure_boot_authority_is_predicted_for_an_image_signed_by_db() {
     };
     assert!(o.status.success());
     // Any PE works for the selection: sign the embedded stub.
-    let stub = vmseal::stub::load(None).unwrap();
+    let stub = vmseal::compose::stub::load(None).unwrap();
     let unsigned = dir.join("u.efi");
     std::fs::write(&unsigned, &*stub).unwrap();
     let signed = dir.join("s.efi");
@@ -440,8 +446,13 @@ fn secure_boot_authority_is_predicted_for_an_image_signed_by_db() {
             .arg(&unsigned),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let store = vmseal::vars::parse(&std::fs::read(&fd).unwrap()).unwrap();
-    let db = vmseal::vars::get(&store, &vmseal::vars::IMAGE_SECURITY_DATABASE, "db").unwrap();
+    let store = vmseal::measure::vars::parse(&std::fs::read(&fd).unwrap()).unwrap();
+    let db = vmseal::measure::vars::get(
+        &store,
+        &vmseal::measure::vars::IMAGE_SECURITY_DATABASE,
+        "db",
+    )
+    .unwrap();
     let der = tool(
         Command::new("openssl")
             .args(["x509", "-outform", "der", "-in"])
@@ -449,10 +460,11 @@ fn secure_boot_authority_is_predicted_for_an_image_signed_by_db() {
     )
     .stdout;
     let entry =
-        vmseal::predict::verifying_db_entry(&db.data, &std::fs::read(&signed).unwrap()).unwrap();
+        vmseal::measure::predict::verifying_db_entry(&db.data, &std::fs::read(&signed).unwrap())
+            .unwrap();
     assert_eq!(&entry[16..], &der[..]);
     assert_eq!(
-        vmseal::predict::verifying_db_entry(&db.data, &stub),
+        vmseal::measure::predict::verifying_db_entry(&db.data, &stub),
         None,
         "unsigned image"
     );
@@ -466,9 +478,9 @@ fn pcr9_load_options_match_the_uki_fixture() {
     assert_eq!(want.len(), 2);
     let banks = [HashAlg::SHA1, HashAlg::SHA256, HashAlg::SHA384];
     let cmdline = std::fs::read(fixture("uki-cmdline")).unwrap();
-    let got = vmseal::predict::load_options_event(&banks, &cmdline).unwrap();
+    let got = vmseal::measure::predict::load_options_event(&banks, &cmdline).unwrap();
     assert_eq!(got.event, want[0]);
-    let initrd = vmseal::predict::initrd_event(&banks, b"x").unwrap();
+    let initrd = vmseal::measure::predict::initrd_event(&banks, b"x").unwrap();
     assert_eq!(initrd.event.data, want[1].data, "initrd tag data");
     assert_eq!(initrd.event.event_type, want[1].event_type);
 }
@@ -724,7 +736,7 @@ fn firmware_learn_from_a_log_keeps_the_firmware_pcrs_in_log_order() {
         t.path(),
     );
     ok(&o);
-    let p = vmseal::firmware::Profile::load(&out).unwrap();
+    let p = vmseal::measure::firmware::Profile::load(&out).unwrap();
     // sha256("not really firmware"), by the independent sha256sum.
     let sum = tool(Command::new("sha256sum").arg(&code)).stdout;
     assert_eq!(

@@ -54,7 +54,7 @@ fn appliance(dir: &Path, signing: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("guest.elf"),
-        vmseal::init::sample_guest_elf("hello\r\n"),
+        vmseal::compose::init::sample_guest_elf("hello\r\n"),
     )
     .unwrap();
     std::fs::write(

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use policies::tcg::HashAlg;
-use vmseal::firmware::{FirmwareId, Profile};
+use vmseal::measure::firmware::{FirmwareId, Profile};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(log) = policies::eventlog::parse(data) {

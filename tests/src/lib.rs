@@ -1,7 +1,7 @@
 //! Shared helpers for vmseal's end-to-end tests (QEMU + OVMF + swtpm).
 //!
 //! The tests build the example appliances of `images/` with the real `vmseal` binary, boot
-//! them through [`vmseal::boot::run`], and check what the stub reported on its record channel
+//! them through [`vmseal::run::boot::run`], and check what the stub reported on its record channel
 //! against digests computed here, independently of vmseal: the section bytes are cut out of
 //! the built `.efi` by `objcopy -O binary --only-section` (GNU binutils), their `VirtualSize`
 //! is read from the PE section table by the small reader in this file, and the digests are
@@ -420,15 +420,15 @@ pub fn parse_tpm2_eventlog(yaml: &str) -> Tpm2Eventlog {
     out
 }
 
-/// Boot with `opts` through `vmseal::boot::run` (timeout raised to 240 s), one VM at a time
+/// Boot with `opts` through `vmseal::run::boot::run` (timeout raised to 240 s), one VM at a time
 /// ([`vm_lock`]); prints the verdict.
-pub fn boot_image(opts: vmseal::boot::BootOptions) -> vmseal::boot::BootOutcome {
+pub fn boot_image(opts: vmseal::run::boot::BootOptions) -> vmseal::run::boot::BootOutcome {
     let _vm = vm_lock();
-    let opts = vmseal::boot::BootOptions {
+    let opts = vmseal::run::boot::BootOptions {
         timeout_secs: 240,
         ..opts
     };
-    let outcome = vmseal::boot::run(&opts).expect("the boot runner ran");
+    let outcome = vmseal::run::boot::run(&opts).expect("the boot runner ran");
     eprintln!(
         "{}: {} ({}) in {:.1} s",
         opts.image.display(),

@@ -1,5 +1,5 @@
 //! End-to-end: build each example appliance with the real `vmseal` CLI, boot it in QEMU + OVMF
-//! (Secure Boot off, pristine variables) + swtpm through `vmseal::boot::run`, and check what
+//! (Secure Boot off, pristine variables) + swtpm through `vmseal::run::boot::run`, and check what
 //! the stub measured against digests computed here without vmseal (see `vmseal_tests`).
 //!
 //! The two boots are serialised by `vm_lock` (one VM at a time: two cores, TCG).
@@ -10,7 +10,7 @@ use std::process::Command;
 use policies::record::Line;
 use policies::sections;
 use sha2::{Digest, Sha256};
-use vmseal::boot::{self, BootOptions, Verdict};
+use vmseal::run::boot::{self, BootOptions, Verdict};
 use vmseal_tests::{
     BANKS, Built, boot_image, check_measurements, expected_measurements, hello_elf, hex,
     linux_inputs, record_text, replay, repo_root, run, section, tpm2_eventlog, vmseal_build,

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use vmseal::boot::{BootOptions, Verdict};
+use vmseal::run::boot::{BootOptions, Verdict};
 use vmseal_tests::{boot_image, hello_elf, run, vmseal_bin};
 
 fn vmseal(dir: &Path, args: &[&str]) -> Output {
@@ -144,7 +144,7 @@ fn a_profile_learned_from_one_boot_predicts_another_image_and_names_another_firm
     assert!(learned.status.success());
     let text = std::fs::read_to_string(root.join("sb-cd.json")).expect("profile");
     assert!(
-        text.contains(vmseal::predict::RETURNING_BOOT_OPTION),
+        text.contains(vmseal::measure::predict::RETURNING_BOOT_OPTION),
         "the failed boot option is in the profile"
     );
     // The profile predicts the boot it was learned from …

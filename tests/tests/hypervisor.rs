@@ -22,7 +22,7 @@ use std::process::Command;
 
 use policies::record::Line;
 use sha2::{Digest, Sha256};
-use vmseal::boot::{BootOptions, Verdict};
+use vmseal::run::boot::{BootOptions, Verdict};
 use vmseal_tests::{
     boot_image, hello_elf, hex, record_text, redteam_elf, repo_root, run, vmseal_build,
 };

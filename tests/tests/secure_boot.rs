@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use vmseal::boot::{self, BootOptions, Verdict};
+use vmseal::run::boot::{self, BootOptions, Verdict};
 use vmseal_tests::{hello_elf, run, vm_lock, vmseal_bin};
 
 struct Setup {

@@ -120,7 +120,7 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> ExportError + '_ {
 
 /// `SOURCE_DATE_EPOCH`, else 0.
 fn epoch() -> Result<u64, ExportError> {
-    crate::appliance::source_date_epoch().map_err(|e| ExportError::Input(e.to_string()))
+    crate::compose::inputs::source_date_epoch().map_err(|e| ExportError::Input(e.to_string()))
 }
 
 /// The secure boot databases of the store `vars` (or `NAME.vars.fd` next to `image`).
@@ -163,9 +163,9 @@ fn load_keys(
 pub fn export(opts: &ExportOptions) -> Result<Exported, ExportError> {
     let image = &opts.image;
     // A vmseal disk: a valid GPT with an ESP holding \EFI\BOOT\BOOTX64.EFI.
-    let facts = crate::predict::read_image(image).map_err(|e| {
+    let facts = crate::measure::predict::read_image(image).map_err(|e| {
         ExportError::Input(match e {
-            crate::predict::PredictError::Io { file, source } => {
+            crate::measure::predict::PredictError::Io { file, source } => {
                 format!("{file}: {source} — give the NAME.img written by `vmseal build`")
             }
             other => other.to_string(),

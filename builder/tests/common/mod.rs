@@ -40,7 +40,7 @@ pub fn sample_appliance(dir: &Path, greeting: &str, extra: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("guest.elf"),
-        vmseal::init::sample_guest_elf(&format!("{greeting}\r\n")),
+        vmseal::compose::init::sample_guest_elf(&format!("{greeting}\r\n")),
     )
     .unwrap();
     std::fs::write(

@@ -1,0 +1,370 @@
+//! Many hashes over parts of one file, computed while the file is read once, on every core.
+//!
+//! A prediction hashes the appliance PE in every bank twice (Authenticode for PCR 4, each
+//! section's contents for PCR 11–13): with a 512 MiB payload and four banks, eight chains over
+//! the same bytes. Loading the file into memory first costs more than hashing it (fresh pages
+//! for 512 MiB), and hashing it once per bank reads it four times. Here the caller describes each
+//! hash as a [`Chain`] — ascending file ranges, then zero bytes — and [`hash_chains`] reads the
+//! file front to back in [`CHUNK`]-sized pieces, handing each piece to worker threads that own
+//! the chains. SHA-384/SHA-512 chains go four at a time through [`Sha512x4`]; SHA-1 and
+//! SHA-256 (SHA-NI on current CPUs) run one per chain. Units are spread over the workers by
+//! their estimated cost, largest first.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use policies::digest::Hasher;
+use policies::tcg::HashAlg;
+
+use crate::measure::sha512x4::{Sha512x4, is_sha512_family};
+
+/// Bytes read per piece.
+pub const CHUNK: usize = 4 << 20;
+/// Pieces in flight (read ahead of the slowest worker).
+const IN_FLIGHT: usize = 4;
+
+/// One hash: `alg` over the bytes of `ranges` (`[start, end)` file offsets, ascending and
+/// not overlapping) in order, then `zeros` zero bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    /// The algorithm.
+    pub alg: HashAlg,
+    /// File ranges, in file order.
+    pub ranges: Vec<(u64, u64)>,
+    /// Zero bytes hashed after the ranges (a section's `VirtualSize` past its raw data).
+    pub zeros: u64,
+}
+
+impl Chain {
+    /// Whether the ranges are well-formed, in file order and inside `len` bytes.
+    pub fn is_sequential(&self, len: u64) -> bool {
+        let mut at = 0;
+        self.ranges.iter().all(|&(s, e)| {
+            let ok = s >= at && s <= e && e <= len;
+            at = e;
+            ok
+        })
+    }
+
+    fn bytes(&self) -> u64 {
+        self.ranges.iter().map(|(s, e)| e - s).sum::<u64>() + self.zeros
+    }
+
+    /// The parts of `[at, at + piece.len())` this chain hashes, as slices of `piece`.
+    fn parts<'p>(&self, at: u64, piece: &'p [u8]) -> impl Iterator<Item = (u64, &'p [u8])> {
+        let end = at + piece.len() as u64;
+        self.ranges
+            .iter()
+            .filter(move |&&(s, e)| s < end && e > at)
+            .filter_map(move |&(s, e)| {
+                let (from, to) = (s.max(at), e.min(end));
+                let slice = piece.get((from - at) as usize..(to - at) as usize)?;
+                Some((from, slice))
+            })
+    }
+
+    fn covers(&self, from: u64, to: u64) -> bool {
+        self.ranges.iter().any(|&(s, e)| s <= from && to <= e)
+    }
+}
+
+/// Why [`hash_chains`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Reading the file failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A chain's ranges are out of order or outside the file (hash it another way).
+    #[error("chain {0} does not read the file front to back")]
+    NotSequential(usize),
+    /// The algorithm cannot be computed.
+    #[error("{0}")]
+    Unsupported(#[from] policies::digest::UnsupportedAlgorithm),
+}
+
+/// What one worker owns.
+enum Unit {
+    One(usize, Hasher),
+    Four([usize; 4], Box<Sha512x4>),
+}
+
+impl Unit {
+    fn feed(&mut self, chains: &[Chain], at: u64, piece: &[u8]) {
+        match self {
+            Self::One(i, h) => chains[*i].parts(at, piece).for_each(|(_, p)| h.update(p)),
+            Self::Four(ids, h) => {
+                // Cut the piece wherever a lane's coverage starts or ends, then hand every
+                // lane the cut if it covers it: where all four read the same bytes (the
+                // payload), they advance together.
+                let end = at + piece.len() as u64;
+                let mut cuts = vec![at, end];
+                for &i in ids.iter() {
+                    for &(s, e) in &chains[i].ranges {
+                        cuts.extend([s, e].into_iter().filter(|c| (at..end).contains(c)));
+                    }
+                }
+                cuts.sort_unstable();
+                cuts.dedup();
+                for w in cuts.windows(2) {
+                    let (from, to) = (w[0], w[1]);
+                    let Some(bytes) = piece.get((from - at) as usize..(to - at) as usize) else {
+                        continue;
+                    };
+                    let lane = |k: usize| {
+                        if chains[ids[k]].covers(from, to) {
+                            bytes
+                        } else {
+                            &[][..]
+                        }
+                    };
+                    if (0..4).any(|k| !lane(k).is_empty()) {
+                        h.update([lane(0), lane(1), lane(2), lane(3)]);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self, chains: &[Chain], out: &mut [Option<Vec<u8>>]) {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        match self {
+            Self::One(i, mut h) => {
+                let mut left = chains[i].zeros;
+                while left > 0 {
+                    let n = left.min(ZEROS.len() as u64) as usize;
+                    h.update(&ZEROS[..n]);
+                    left -= n as u64;
+                }
+                out[i] = Some(h.finalize());
+            }
+            Self::Four(ids, mut h) => {
+                let mut left = ids.map(|i| chains[i].zeros);
+                while left.iter().any(|&z| z > 0) {
+                    let n = left.map(|z| z.min(ZEROS.len() as u64) as usize);
+                    h.update(n.map(|n| &ZEROS[..n]));
+                    for (l, n) in left.iter_mut().zip(n) {
+                        *l -= n as u64;
+                    }
+                }
+                for (i, d) in ids.into_iter().zip(h.finalize()) {
+                    out[i] = Some(d);
+                }
+            }
+        }
+    }
+
+    /// Relative cost per byte (SHA-1 = 1), measured on the development machine.
+    fn cost(&self, chains: &[Chain]) -> u64 {
+        match self {
+            Self::One(i, h) => {
+                let per_byte = if is_sha512_family(h.alg()) { 4 } else { 1 };
+                chains[*i].bytes() * per_byte
+            }
+            Self::Four(ids, h) => {
+                let most = ids.iter().map(|&i| chains[i].bytes()).max().unwrap_or(0);
+                most * if h.vectorized() { 5 } else { 16 }
+            }
+        }
+    }
+}
+
+/// Hash every chain over the `len` bytes that `reader` yields, reading them once, front to back;
+/// `on_piece` is told how many bytes were read (a progress bar). Digests in the order of
+/// `chains`.
+pub fn hash_chains(
+    mut reader: impl Read,
+    len: u64,
+    chains: &[Chain],
+    mut on_piece: impl FnMut(u64),
+) -> Result<Vec<Vec<u8>>, StreamError> {
+    if let Some(i) = chains.iter().position(|c| !c.is_sequential(len)) {
+        return Err(StreamError::NotSequential(i));
+    }
+    let mut units = Vec::new();
+    let mut wide: Vec<usize> = (0..chains.len())
+        .filter(|&i| is_sha512_family(chains[i].alg))
+        .collect();
+    wide.sort_by_key(|&i| std::cmp::Reverse(chains[i].bytes()));
+    for four in wide.chunks(4) {
+        let lanes = match four {
+            &[a, b, c, d] => Sha512x4::new([a, b, c, d].map(|i| chains[i].alg))
+                .map(|h| Unit::Four([a, b, c, d], Box::new(h))),
+            _ => None,
+        };
+        match lanes {
+            Some(u) => units.push(u),
+            None => {
+                for &i in four {
+                    units.push(Unit::One(i, Hasher::new(chains[i].alg)?));
+                }
+            }
+        }
+    }
+    for (i, c) in chains.iter().enumerate() {
+        if !is_sha512_family(c.alg) {
+            units.push(Unit::One(i, Hasher::new(c.alg)?));
+        }
+    }
+
+    // Longest processing time first, onto as many workers as there are cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut workers: Vec<(u64, Vec<Unit>)> = Vec::new();
+    workers.resize_with(cores.min(units.len()).max(1), || (0, Vec::new()));
+    units.sort_by_key(|u| std::cmp::Reverse(u.cost(chains)));
+    for u in units {
+        let cost = u.cost(chains);
+        if let Some(w) = workers.iter_mut().min_by_key(|w| w.0) {
+            w.0 += cost;
+            w.1.push(u);
+        }
+    }
+
+    let mut out: Vec<Option<Vec<u8>>> = vec![None; chains.len()];
+    std::thread::scope(|s| -> Result<(), StreamError> {
+        let (done_tx, done_rx) = mpsc::channel::<usize>();
+        let mut feeds = Vec::new();
+        let mut handles = Vec::new();
+        for (_, mut owned) in workers {
+            let (tx, rx) = mpsc::sync_channel::<(usize, u64, Arc<Vec<u8>>)>(IN_FLIGHT);
+            let done = done_tx.clone();
+            feeds.push(tx);
+            handles.push(s.spawn(move || {
+                while let Ok((slot, at, piece)) = rx.recv() {
+                    owned.iter_mut().for_each(|u| u.feed(chains, at, &piece));
+                    drop(piece);
+                    if done.send(slot).is_err() {
+                        break;
+                    }
+                }
+                owned
+            }));
+        }
+        drop(done_tx);
+        // A ring of buffers: a slot is refilled once every worker has said it is done with it.
+        let mut ring: Vec<Option<Arc<Vec<u8>>>> = (0..IN_FLIGHT).map(|_| None).collect();
+        let mut pending = [0usize; IN_FLIGHT];
+        let mut at = 0u64;
+        let mut slot = 0;
+        let mut result = Ok(());
+        while at < len {
+            while pending[slot] > 0 {
+                match done_rx.recv() {
+                    Ok(k) => pending[k] -= 1,
+                    Err(_) => break,
+                }
+            }
+            let mut buf = ring[slot]
+                .take()
+                .and_then(|a| Arc::try_unwrap(a).ok())
+                .unwrap_or_default();
+            let n = (len - at).min(CHUNK as u64) as usize;
+            buf.resize(n, 0);
+            if let Err(e) = reader.read_exact(&mut buf) {
+                result = Err(StreamError::Io(e));
+                break;
+            }
+            let piece = Arc::new(buf);
+            for f in &feeds {
+                if f.send((slot, at, Arc::clone(&piece))).is_ok() {
+                    pending[slot] += 1;
+                }
+            }
+            ring[slot] = Some(piece);
+            on_piece(n as u64);
+            at += n as u64;
+            slot = (slot + 1) % IN_FLIGHT;
+        }
+        drop(feeds);
+        for h in handles {
+            let owned = h
+                .join()
+                .map_err(|_| StreamError::Io(io::Error::other("a hashing thread panicked")))?;
+            owned.into_iter().for_each(|u| u.finish(chains, &mut out));
+        }
+        result
+    })?;
+    out.into_iter()
+        .map(|d| d.ok_or_else(|| StreamError::Io(io::Error::other("a chain was not hashed"))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 131 + i / 977) as u8).collect()
+    }
+
+    fn direct(c: &Chain, file: &[u8]) -> Vec<u8> {
+        let mut h = Hasher::new(c.alg).unwrap();
+        for &(s, e) in &c.ranges {
+            h.update(&file[s as usize..e as usize]);
+        }
+        h.update(&vec![0; c.zeros as usize]);
+        h.finalize()
+    }
+
+    #[test]
+    fn every_chain_equals_hashing_its_bytes_directly() {
+        // Ranges across piece boundaries, an Authenticode-like chain with holes, contents
+        // chains with zero tails, and two groups of SHA-384/512 (one full, one of three).
+        let len = 2 * CHUNK + 12345;
+        let file = bytes(len);
+        let l = len as u64;
+        let auth = vec![(0, 0xd8), (0xdc, 0x128), (0x130, 0x400), (0x400, l - 100)];
+        let payload = vec![(0x600, l - 100)];
+        let mut chains = Vec::new();
+        for alg in HashAlg::COMPUTED {
+            chains.push(Chain {
+                alg,
+                ranges: auth.clone(),
+                zeros: 0,
+            });
+            chains.push(Chain {
+                alg,
+                ranges: payload.clone(),
+                zeros: 77,
+            });
+            chains.push(Chain {
+                alg,
+                ranges: vec![(0x400, 0x600)],
+                zeros: 0,
+            });
+        }
+        chains.push(Chain {
+            alg: HashAlg::SHA512,
+            ranges: vec![],
+            zeros: 200_000,
+        });
+        let mut seen = 0;
+        let got = hash_chains(&file[..], l, &chains, |n| seen += n).unwrap();
+        assert_eq!(seen, l);
+        for (c, d) in chains.iter().zip(&got) {
+            assert_eq!(*d, direct(c, &file), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn out_of_order_or_short_input_is_an_error() {
+        let c = Chain {
+            alg: HashAlg::SHA256,
+            ranges: vec![(10, 20), (5, 8)],
+            zeros: 0,
+        };
+        assert!(matches!(
+            hash_chains(&[0u8; 32][..], 32, &[c], |_| ()),
+            Err(StreamError::NotSequential(0))
+        ));
+        let c = Chain {
+            alg: HashAlg::SHA256,
+            ranges: vec![(0, 64)],
+            zeros: 0,
+        };
+        assert!(matches!(
+            hash_chains(&[0u8; 32][..], 64, &[c], |_| ()),
+            Err(StreamError::Io(_))
+        ));
+    }
+}
