@@ -5,6 +5,21 @@
 //!
 //! Only single-byte tags and definite lengths up to 4 length bytes are supported; anything
 //! else read is an error, never a panic.
+//!
+//! Why a TLV layer of its own rather than the `der` crate's typed model (`der` 0.8 is used
+//! where it fits: certificates and keys go through `x509-cert`, `spki` and `pkcs8`):
+//! - **Certificate order.** The PKCS#7 `certificates [0] IMPLICIT SET OF Certificate` of an
+//!   Authenticode signature holds the signer first, then its chain, in the order the signer
+//!   put them — OpenSSL (sbsign, osslsigncode, sign-efi-sig-list) declares the field as an
+//!   implicitly tagged SEQUENCE OF and never sorts it. `der::asn1::SetOfVec` sorts its
+//!   elements by their DER encoding (on decode and on encode) and `SetOfRef` refuses an
+//!   unsorted set (`ErrorKind::SetOrdering`): a typed model would reorder a CA chain and so
+//!   change the bytes that EDK2 and `osslsigncode verify` read.
+//! - **Offsets.** The parser reports the byte offset of every element in the outermost blob
+//!   ([`Tlv::content_offset`]), which the Authenticode checks need (EDK2 compares the
+//!   image hash with the *last* bytes of SpcIndirectDataContent, and the signed attributes
+//!   are re-tagged from `[0]` to `SET` before hashing) — positions a decoded `der` value does
+//!   not keep.
 
 /// Universal and context tags used by this crate.
 pub(crate) mod tag {

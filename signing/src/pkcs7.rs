@@ -7,6 +7,26 @@
 //!
 //! The parser ([`parse_signed_data`]) reads what these writers, sbsign, osslsigncode and
 //! Microsoft's signer produce; bad input is an error, never a panic.
+//!
+//! Why not the `cms` crate (RustCrypto, 0.2.3; its `builder` feature): it writes RFC 5652 CMS,
+//! and both consumers here want RFC 2315 PKCS#7 bytes that CMS forbids.
+//! - **SignedData version.** RFC 5652 §5.1 makes the version 3 whenever eContentType is not
+//!   id-data, and `cms::builder::SignedDataBuilder::calculate_version` does so: an
+//!   Authenticode signature (eContentType SPC_INDIRECT_DATA, 1.3.6.1.4.1.311.2.1.4) would get
+//!   `02 01 03` at bytes 23–25 of the blob. The Authenticode PE format requires version 1
+//!   (`02 01 01`), which is what sbsign, osslsigncode and signtool write.
+//! - **Authenticated attributes always.** `SignerInfoBuilder` always signs a `signedAttrs` set
+//!   (it stores the message digest there). The `.auth` payload of a time-based authenticated
+//!   variable (UEFI 2.10 §8.2.2) as efitools' `sign-efi-sig-list` writes it — and as vmseal
+//!   reproduces byte for byte — has a SignerInfo with no attributes: the RSA signature is over
+//!   the serialized variable itself, and the SignerInfo goes straight from
+//!   `digestAlgorithm` to `digestEncryptionAlgorithm`.
+//! - **A second crypto stack.** `cms` 0.2 is built on `der` 0.7 / `x509-cert` 0.2, while this
+//!   workspace is on `der` 0.8 / `x509-cert` 0.3 (its 0.3 is a release candidate only).
+//!
+//! What EDK2 then checks byte by byte (`shared/reference/measured-boot.md` §C.3): the
+//! digest-algorithm OID at byte 32, which holds because ContentInfo, `[0]` and SignedData all
+//! get two-byte lengths (`82 LL LL`) for a blob of 256 B to 64 KiB.
 
 use crate::asn1::{self, DerError, Reader, Tlv, oids, tag};
 use crate::keys::{Certificate, KeyError, Signer};
