@@ -15,11 +15,10 @@
 //!   elements by their DER encoding (on decode and on encode) and `SetOfRef` refuses an
 //!   unsorted set (`ErrorKind::SetOrdering`): a typed model would reorder a CA chain and so
 //!   change the bytes that EDK2 and `osslsigncode verify` read.
-//! - **Offsets.** The parser reports the byte offset of every element in the outermost blob
-//!   ([`Tlv::content_offset`]), which the Authenticode checks need (EDK2 compares the
-//!   image hash with the *last* bytes of SpcIndirectDataContent, and the signed attributes
-//!   are re-tagged from `[0]` to `SET` before hashing) — positions a decoded `der` value does
-//!   not keep.
+//! - **Signed bytes, not values.** Verification hashes what was signed, as it was encoded:
+//!   the signed attributes re-tagged from `[0]` to `SET`, the SpcIndirectDataContent content
+//!   octets, the issuer `Name` compared as raw DER. The reader hands out borrowed raw slices
+//!   with their offset in the blob (for errors that point at a byte), never a re-encoding.
 
 /// Universal and context tags used by this crate.
 pub(crate) mod tag {
