@@ -631,18 +631,35 @@ fn malformed(case: &str, edit: impl FnOnce(&Path), field: &str, words: &[&str]) 
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{case}: {stderr}");
     assert!(!stderr.contains("panicked"), "{case}: {stderr}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "{case}: not one line:\n{stderr}"
-    );
-    let line = stderr.trim_end();
-    assert!(line.starts_with("error: vmseal.toml: "), "{case}: {line}");
-    assert!(
-        line.contains(&format!(": {field}:")),
-        "{case}: field {field} not named: {line}"
-    );
-    assert!(line.contains(" — "), "{case}: no fix: {line}");
+    // One line per problem (`vmseal.toml:LINE: FIELD: PROBLEM — FIX`, LINE where the text names
+    // the field or its table), then a count when there are several.
+    let mut lines: Vec<&str> = stderr.trim_end().lines().collect();
+    if lines.len() > 1 {
+        let count = lines.pop().unwrap_or_default();
+        assert_eq!(
+            count,
+            format!("error: {} problems in vmseal.toml", lines.len()),
+            "{case}:\n{stderr}"
+        );
+    }
+    for line in &lines {
+        let rest = line
+            .strip_prefix("error: vmseal.toml:")
+            .unwrap_or_else(|| panic!("{case}: {line}"));
+        let (n, _) = rest
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("{case}: {line}"));
+        assert!(
+            n.parse::<usize>().is_ok_and(|n| n >= 1),
+            "{case}: no line: {line}"
+        );
+        assert!(line.contains(" — "), "{case}: no fix: {line}");
+    }
+    // The problem the case is about is one of them (the others, if any, follow from it).
+    let line = lines
+        .iter()
+        .find(|l| l.contains(&format!(": {field}:")))
+        .unwrap_or_else(|| panic!("{case}: field {field} not named:\n{stderr}"));
     for w in words {
         assert!(line.contains(w), "{case}: '{w}' missing: {line}");
     }
@@ -658,12 +675,12 @@ fn rewrite(dir: &Path, from: &str, to: &str) {
 }
 
 #[test]
-fn ten_malformed_manifests_exit_2_with_one_line() {
+fn ten_malformed_manifests_exit_2_with_one_line_per_problem() {
     malformed(
         "syntax error",
         |d| rewrite(d, "[guest]", "[guest"),
-        "line 7",
-        &["TOML"],
+        "syntax",
+        &["TOML", "vmseal.toml:7:"],
     );
     malformed(
         "unknown key",
@@ -751,7 +768,7 @@ fn ten_malformed_manifests_exit_2_with_one_line() {
 }
 
 #[test]
-fn malformed_partitions_and_channels_exit_2_with_one_line() {
+fn malformed_partitions_and_channels_exit_2_with_one_line_per_problem() {
     malformed(
         "channel to an unknown partition",
         |d| rewrite(d, "client = \"app\"", "client = \"nobody\""),

@@ -207,3 +207,63 @@ fn firmware_from_a_flag_or_the_environment_is_what_boots_and_what_is_predicted()
     let o = vmseal(&["pcr", "diff", "mine.pcrs.json", "mine"], &app);
     assert!(o.status.success(), "pcr diff: {}", text(&o));
 }
+
+/// Issue 17: a manifest with several problems gets all of them at once, each on its own line
+/// with the file's line and the field path, in the order of the file, then a count; exit 2
+/// and nothing written. Before, the build stopped at the first (and named a missing
+/// `guest.console` under `image`).
+#[test]
+fn every_manifest_problem_at_once_with_field_and_line() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("app");
+    ok(&vmseal(&["init", dir.to_str().unwrap()], t.path()));
+    let m = dir.join("vmseal.toml");
+    let good = std::fs::read_to_string(&m).unwrap();
+    let bad = good
+        .replace(
+            "version = \"0.1.0\"",
+            "version = \"0.1 .0\"\ncolour = \"blue\"",
+        )
+        .replace("memory = \"16MiB\"", "memory = \"3MiB\"\nflavour = 1")
+        + "\n[[service]]\nname = \"Bad_Name\"\nelf = \"\"\nmemory = \"8MiB\"\n";
+    std::fs::write(&m, &bad).unwrap();
+    let o = vmseal(&["build", "vmseal.toml", "--out", "out"], &dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!dir.join("out").exists(), "nothing written");
+    let lines: Vec<&str> = err.lines().collect();
+    let line_of = |needle: &str| bad.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let want = [
+        (line_of("version"), "image.version"),
+        (line_of("colour"), "image.colour"),
+        (line_of("memory = \"3MiB\""), "guest.memory"),
+        (line_of("flavour"), "guest.flavour"),
+        (line_of("name = \"Bad_Name\""), "service[0].name"),
+        (line_of("elf = \"\""), "service[0].elf"),
+    ];
+    assert_eq!(lines.len(), want.len() + 1, "{err}");
+    for (l, (n, field)) in lines.iter().zip(want) {
+        let prefix = format!("error: vmseal.toml:{n}: {field}: ");
+        assert!(l.starts_with(&prefix), "want {prefix:?}, got {l:?}");
+        assert!(l.contains(" — "), "no fix: {l}");
+    }
+    assert_eq!(lines[6], "error: 6 problems in vmseal.toml");
+
+    // A missing required key is named under its own table, at that table's line.
+    let no_console: String = good
+        .lines()
+        .filter(|l| !l.starts_with("console"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&m, &no_console).unwrap();
+    let o = vmseal(&["build", "vmseal.toml", "--out", "out"], &dir);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let guest = no_console.lines().position(|l| l == "[guest]").unwrap() + 1;
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: vmseal.toml:{guest}: guest.console: missing — add `console"
+        )),
+        "{err}"
+    );
+}

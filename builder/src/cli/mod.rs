@@ -235,8 +235,28 @@ pub(crate) fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let msg = one_line(&f.error);
-            eprintln!("error: {msg}");
+            // A manifest with several problems: each on its own line, as a compiler does.
+            let manifest = f
+                .error
+                .chain()
+                .find_map(|c| {
+                    use vmseal::compose::manifest::ManifestError;
+                    use vmseal::pipeline::BuildError;
+                    match c.downcast_ref::<BuildError>() {
+                        Some(BuildError::Manifest(m)) => Some(m),
+                        _ => c.downcast_ref::<ManifestError>(),
+                    }
+                })
+                .filter(|m| !m.more.is_empty());
+            match manifest {
+                Some(m) => {
+                    for p in m.all() {
+                        eprintln!("error: {p}");
+                    }
+                    eprintln!("error: {} problems in {}", m.more.len() + 1, m.file);
+                }
+                None => eprintln!("error: {}", one_line(&f.error)),
+            }
             ExitCode::from(f.code)
         }
     }

@@ -47,9 +47,9 @@ pub enum ErrorKind {
     Duplicate,
 }
 
-/// A manifest problem: `FILE: FIELD: PROBLEM — FIX`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {field}: {problem} — {fix}")]
+/// A manifest problem: `FILE:LINE: FIELD: PROBLEM — FIX`, then every further problem found in
+/// the same pass ([`ManifestError::more`]), one per line, in the order of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestError {
     /// What kind of problem.
     pub kind: ErrorKind,
@@ -61,6 +61,47 @@ pub struct ManifestError {
     pub problem: String,
     /// How to fix it.
     pub fix: String,
+    /// The line of the field in the manifest (1-based), where the manifest was read from text
+    /// and the field (or its table) is in it.
+    pub line: Option<std::num::NonZeroU32>,
+    /// The other problems of the same manifest, found in the same pass (as a compiler reports
+    /// every error of a file): each prints on a line of its own.
+    pub more: Box<[ManifestError]>,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {}: {} — {}", self.field, self.problem, self.fix)?;
+        for m in &self.more {
+            write!(f, "\n{m}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl ManifestError {
+    /// This problem and the further ones, each alone (without `more`).
+    pub fn all(&self) -> Vec<ManifestError> {
+        let mut first = self.clone();
+        let more = std::mem::take(&mut first.more);
+        std::iter::once(first).chain(more.into_vec()).collect()
+    }
+
+    /// The first of `problems`, carrying the rest; `None` when there are none.
+    pub fn collect(mut problems: Vec<ManifestError>) -> Option<ManifestError> {
+        if problems.is_empty() {
+            return None;
+        }
+        let mut first = problems.remove(0);
+        first.more = problems.into_boxed_slice();
+        Some(first)
+    }
 }
 
 /// A size: an integer number of bytes or a string with a binary suffix (`"64MiB"`).
@@ -410,6 +451,10 @@ pub struct Manifest {
     /// The manifest path as given. Not part of the canonical form.
     #[serde(skip)]
     pub file: String,
+    /// The line of every field path of the text (`guest.elf`, `service[1].name`), for errors
+    /// found after parsing. Not part of the canonical form.
+    #[serde(skip)]
+    pub lines: BTreeMap<String, u32>,
 }
 
 /// Parse a size value: bytes, or a string `N`, `NKiB`, `NMiB`, `NGiB`, `NTiB`.
@@ -451,8 +496,9 @@ pub fn human_size(n: u64) -> String {
     format!("{n}B")
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
-    src.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
+fn line_of(src: &str, offset: usize) -> u32 {
+    let n = src.get(..offset).map_or(1, |s| s.matches('\n').count() + 1);
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The dotted table name in effect at `offset` (`guest`, `service[1]`), for errors about keys.
@@ -474,6 +520,99 @@ fn table_at(src: &str, offset: usize) -> String {
     table
 }
 
+/// Most problems reported at once (the rest would scroll the first ones away).
+pub const MAX_PROBLEMS: usize = 32;
+
+/// Stands in for "no problem" where one was just reported (never reached: `collect` of a
+/// non-empty list is `Some`).
+fn unreachable_err(file: &str) -> ManifestError {
+    ManifestError {
+        kind: ErrorKind::Invalid,
+        file: file.to_string(),
+        field: "(manifest)".into(),
+        problem: "invalid".into(),
+        fix: "see docs/manifest.md".into(),
+        line: None,
+        more: Box::default(),
+    }
+}
+
+/// A key as it appears in a field path: bare, or quoted when it holds a dot
+/// (`sections.".sbat"`).
+fn path_key(k: &str) -> String {
+    if k.contains('.') {
+        format!("\"{k}\"")
+    } else {
+        k.to_string()
+    }
+}
+
+/// The line of every key, table and array-of-tables element of `table`, by field path
+/// (`image`, `guest.elf`, `service[1]`, `service[1].name`).
+fn field_lines(
+    text: &str,
+    prefix: &str,
+    table: &toml::de::DeTable<'_>,
+    out: &mut BTreeMap<String, u32>,
+) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            path_key(k.get_ref())
+        } else {
+            format!("{prefix}.{}", path_key(k.get_ref()))
+        };
+        out.insert(path.clone(), line_of(text, k.span().start));
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => field_lines(text, &path, t, out),
+            toml::de::DeValue::Array(a) => {
+                for (i, e) in a.iter().enumerate() {
+                    if let toml::de::DeValue::Table(t) = e.get_ref() {
+                        let p = format!("{path}[{i}]");
+                        out.insert(p.clone(), line_of(text, e.span().start));
+                        field_lines(text, &p, t, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The line of `field`, else of the nearest enclosing table that has one (a missing key is
+/// reported at its table).
+fn line_of_field(lines: &BTreeMap<String, u32>, field: &str) -> Option<std::num::NonZeroU32> {
+    let mut f = field;
+    loop {
+        if let Some(l) = lines.get(f) {
+            return std::num::NonZeroU32::new(*l);
+        }
+        let cut = f.rfind(['.', '['])?;
+        f = f.get(..cut)?;
+    }
+}
+
+/// Remove the innermost key whose key or value holds byte `at`; whether there was one.
+fn remove_key_at(table: &mut toml::de::DeTable<'_>, at: usize) -> bool {
+    for (_, v) in table.iter_mut() {
+        let inner = match v.get_mut() {
+            toml::de::DeValue::Table(t) => remove_key_at(t, at),
+            toml::de::DeValue::Array(a) => a.iter_mut().any(|e| match e.get_mut() {
+                toml::de::DeValue::Table(t) => remove_key_at(t, at),
+                _ => false,
+            }),
+            _ => false,
+        };
+        if inner {
+            return true;
+        }
+    }
+    let hit = table
+        .iter()
+        .find(|(k, v)| k.span().contains(&at) || v.span().contains(&at))
+        .map(|(k, _)| k.clone());
+    hit.is_some_and(|k| table.remove(&k).is_some())
+}
+
 impl Manifest {
     /// Read and validate `path` (file access is limited to reading the manifest itself).
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
@@ -484,6 +623,8 @@ impl Manifest {
             field: "(file)".into(),
             problem: format!("cannot read the manifest: {e}"),
             fix: "check the path (`vmseal init DIR` writes a starter manifest)".into(),
+            line: None,
+            more: Box::default(),
         })?;
         let dir = path
             .parent()
@@ -496,27 +637,48 @@ impl Manifest {
         Self::parse(&text, &file, dir)
     }
 
-    /// Parse and validate manifest text.
+    /// Parse and validate manifest text. Every syntax error, every unknown key and every bad
+    /// value is reported at once ([`ManifestError::more`]), each with its line; a key of the
+    /// wrong type or a missing required key stops the schema step (what follows would only
+    /// repeat it).
     pub fn parse(text: &str, file: &str, dir: PathBuf) -> Result<Self, ManifestError> {
-        let err = |kind, field: String, problem: String, fix: &str| ManifestError {
+        let err = |kind, field: String, problem: String, fix: &str, line: u32| ManifestError {
             kind,
             file: file.to_string(),
             field,
             problem,
             fix: fix.to_string(),
+            line: std::num::NonZeroU32::new(line),
+            more: Box::default(),
         };
         // Step 1: syntax only, so that syntax errors are told apart from schema errors.
-        if let Err(e) = text.parse::<toml::Table>() {
-            let line = e.span().map_or(1, |s| line_of(text, s.start));
-            return Err(err(
-                ErrorKind::Syntax,
-                format!("line {line}"),
-                e.message().trim().replace('\n', " "),
-                "fix the TOML syntax (see docs/manifest.md)",
-            ));
+        let (mut doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+        let syntax: Vec<ManifestError> = syntax
+            .iter()
+            .map(|e| {
+                let line = e.span().map_or(1, |s| line_of(text, s.start));
+                err(
+                    ErrorKind::Syntax,
+                    "syntax".into(),
+                    e.message().trim().replace('\n', " "),
+                    "fix the TOML syntax (see docs/manifest.md)",
+                    line,
+                )
+            })
+            .collect();
+        if let Some(first) = ManifestError::collect(syntax) {
+            return Err(first);
         }
-        // Step 2: the schema.
-        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+        let mut lines = BTreeMap::new();
+        field_lines(text, "", doc.get_ref(), &mut lines);
+        // Step 2: the schema. An unknown key is reported, taken out, and the rest read again.
+        let mut problems = Vec::new();
+        let raw = loop {
+            let de = toml::de::Deserializer::from(doc.clone());
+            let e = match RawManifest::deserialize(de) {
+                Ok(raw) => break Some(raw),
+                Err(e) => e,
+            };
             let msg = e.message().trim().replace('\n', " ");
             let at = e.span().map_or(0, |s| s.start);
             let table = table_at(text, at);
@@ -528,38 +690,93 @@ impl Manifest {
                 } else {
                     format!("{table}.{key}")
                 };
-                ManifestError {
-                    kind: ErrorKind::UnknownKey,
-                    file: file.to_string(),
+                problems.push(err(
+                    ErrorKind::UnknownKey,
                     field,
-                    problem: "unknown key".into(),
-                    fix: format!("remove it or correct the spelling (allowed here: {expected})"),
+                    "unknown key".into(),
+                    &format!("remove it or correct the spelling (allowed here: {expected})"),
+                    line_of(text, at),
+                ));
+                if remove_key_at(doc.get_mut(), at) && problems.len() < MAX_PROBLEMS {
+                    continue;
                 }
-            } else {
-                // Name the key on the offending line when there is one.
-                let key = text
-                    .get(at..)
-                    .and_then(|_| text.get(..at))
-                    .and_then(|b| b.rsplit('\n').next())
-                    .and_then(|l| l.split('=').next())
-                    .map(|k| k.trim().trim_matches('"').to_string())
-                    .filter(|k| !k.is_empty() && !k.starts_with('['));
-                let field = match (table.is_empty(), key) {
-                    (_, Some(k)) if !table.is_empty() => format!("{table}.{k}"),
-                    (_, Some(k)) => k,
-                    (false, None) => table,
-                    (true, None) => format!("line {}", line_of(text, at)),
-                };
-                ManifestError {
-                    kind: ErrorKind::Invalid,
-                    file: file.to_string(),
-                    field,
-                    problem: msg,
-                    fix: "see docs/manifest.md for the schema".into(),
-                }
+                break None;
             }
-        })?;
-        Self::from_raw(raw, file, dir)
+            // A missing key: named under the table whose header is at the span (which the
+            // text before the span does not reach).
+            if let Some(rest) = msg.strip_prefix("missing field `") {
+                let key = rest.split('`').next().unwrap_or("?");
+                let eol = text
+                    .get(at..)
+                    .and_then(|t| t.find('\n'))
+                    .map_or(text.len(), |n| at + n);
+                let table = table_at(text, eol);
+                let (field, fix) = if table.is_empty() {
+                    (
+                        key.to_string(),
+                        format!("add an [{key}] table (see docs/manifest.md)"),
+                    )
+                } else {
+                    (
+                        format!("{table}.{key}"),
+                        format!("add `{key} = …` to [{table}] (see docs/manifest.md)"),
+                    )
+                };
+                problems.push(err(
+                    ErrorKind::Invalid,
+                    field,
+                    "missing".into(),
+                    &fix,
+                    line_of(text, at),
+                ));
+                break None;
+            }
+            let msg = if msg.contains("untagged enum RawSize") {
+                "not a size".to_string()
+            } else {
+                msg
+            };
+            // Name the key on the offending line when there is one.
+            let key = text
+                .get(..at)
+                .and_then(|b| b.rsplit('\n').next())
+                .and_then(|l| l.split('=').next())
+                .map(|k| k.trim().trim_matches('"').to_string())
+                .filter(|k| !k.is_empty() && !k.starts_with('['));
+            let field = match (table.is_empty(), key) {
+                (_, Some(k)) if !table.is_empty() => format!("{table}.{k}"),
+                (_, Some(k)) => k,
+                (false, None) => table,
+                (true, None) => format!("line {}", line_of(text, at)),
+            };
+            let fix = if msg == "not a size" {
+                "write bytes as an integer or a string with a suffix, e.g. \"64MiB\""
+            } else {
+                "see docs/manifest.md for the schema"
+            };
+            problems.push(err(ErrorKind::Invalid, field, msg, fix, line_of(text, at)));
+            break None;
+        };
+        let Some(raw) = raw else {
+            problems.sort_by_key(|p| p.line.map_or(u32::MAX, std::num::NonZeroU32::get));
+            return Err(ManifestError::collect(problems).unwrap_or_else(|| unreachable_err(file)));
+        };
+        // Step 3: the values, with the unknown keys already reported.
+        let checked = Self::from_raw(raw, file, dir);
+        if let Err(e) = &checked {
+            for mut p in e.all() {
+                p.line = line_of_field(&lines, &p.field);
+                problems.push(p);
+            }
+        }
+        // In the order of the file; problems without a line (none in practice) last.
+        problems.sort_by_key(|p| p.line.map_or(u32::MAX, std::num::NonZeroU32::get));
+        if let Some(first) = ManifestError::collect(problems) {
+            return Err(first);
+        }
+        let mut m = checked.map_err(|e| e.all().remove(0))?;
+        m.lines = lines;
+        Ok(m)
     }
 
     /// Validate the raw structs.
@@ -570,7 +787,19 @@ impl Manifest {
             field: field.to_string(),
             problem,
             fix,
+            line: None,
+            more: Box::default(),
         };
+        // Every problem is collected (a placeholder value stands in for a bad one, so that the
+        // checks after it still run); the first carries the rest.
+        let problems = std::cell::RefCell::new(Vec::<ManifestError>::new());
+        let report = |e: ManifestError| problems.borrow_mut().push(e);
+        fn or<T>(report: &impl Fn(ManifestError), r: Result<T, ManifestError>, d: T) -> T {
+            r.unwrap_or_else(|e| {
+                report(e);
+                d
+            })
+        }
         let size = |field: &str, v: &RawSize| {
             parse_size(v).map_err(|p| {
                 err(
@@ -637,7 +866,7 @@ impl Manifest {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !name_ok {
-            return Err(err(
+            report(err(
                 ErrorKind::Invalid,
                 "image.name",
                 format!("\"{name}\" is not a valid name"),
@@ -646,7 +875,7 @@ impl Manifest {
         }
         let version = raw.image.version;
         if version.is_empty() || version.chars().any(char::is_whitespace) {
-            return Err(err(
+            report(err(
                 ErrorKind::Invalid,
                 "image.version",
                 format!("\"{version}\" is empty or has whitespace"),
@@ -657,25 +886,25 @@ impl Manifest {
         let image_size = match &raw.image.size {
             None => 0,
             Some(raw_size) => {
-                let image_size = size("image.size", raw_size)?;
-                if image_size > MAX_IMAGE_SIZE {
-                    return Err(err(
+                let image_size = or(&report, size("image.size", raw_size), 0);
+                if image_size == 0 {
+                    // Reported by `size`.
+                } else if image_size > MAX_IMAGE_SIZE {
+                    report(err(
                         ErrorKind::OutOfRange,
                         "image.size",
                         format!("{} is absurdly large", human_size(image_size)),
                         "give a size up to 1TiB".into(),
                     ));
-                }
-                if image_size % (1 << 20) != 0 {
-                    return Err(err(
+                } else if image_size % (1 << 20) != 0 {
+                    report(err(
                         ErrorKind::Invalid,
                         "image.size",
                         format!("{image_size} is not a whole number of MiB"),
                         "round it to MiB, e.g. \"64MiB\"".into(),
                     ));
-                }
-                if image_size < crate::disk::MIN_IMAGE_SIZE {
-                    return Err(err(
+                } else if image_size < crate::disk::MIN_IMAGE_SIZE {
+                    report(err(
                         ErrorKind::TooSmall,
                         "image.size",
                         format!(
@@ -694,28 +923,30 @@ impl Manifest {
 
         let g = raw.guest;
         let payload = match (g.elf, g.kernel) {
-            (Some(e), None) => Payload::Elf(path("guest.elf", &e)?),
-            (None, Some(k)) => Payload::Kernel(path("guest.kernel", &k)?),
-            (Some(_), Some(_)) => {
-                return Err(err(
+            (Some(e), None) => Payload::Elf(or(&report, path("guest.elf", &e), e)),
+            (None, Some(k)) => Payload::Kernel(or(&report, path("guest.kernel", &k), k)),
+            (Some(e), Some(_)) => {
+                report(err(
                     ErrorKind::Invalid,
                     "guest",
                     "both `elf` and `kernel` are set".into(),
                     "keep exactly one: `elf` for a unikernel, `kernel` for Linux".into(),
                 ));
+                Payload::Elf(e)
             }
             (None, None) => {
-                return Err(err(
+                report(err(
                     ErrorKind::Invalid,
                     "guest",
                     "neither `elf` nor `kernel` is set".into(),
                     "add `elf = \"guest.elf\"` (unikernel) or `kernel = \"vmlinuz\"` (Linux)"
                         .into(),
                 ));
+                Payload::Elf(String::new())
             }
         };
         if g.initrd.is_some() && matches!(payload, Payload::Elf(_)) {
-            return Err(err(
+            report(err(
                 ErrorKind::Invalid,
                 "guest.initrd",
                 "an initrd needs a Linux `kernel`".into(),
@@ -723,7 +954,7 @@ impl Manifest {
             ));
         }
         if g.cmdline.as_deref() == Some("") {
-            return Err(err(
+            report(err(
                 ErrorKind::Invalid,
                 "guest.cmdline",
                 "the command line is empty".into(),
@@ -732,18 +963,29 @@ impl Manifest {
         }
         let guest = Guest {
             payload,
-            initrd: g.initrd.map(|p| path("guest.initrd", &p)).transpose()?,
-            os_release: g
-                .os_release
-                .map(|p| path("guest.os-release", &p))
-                .transpose()?,
+            initrd: or(
+                &report,
+                g.initrd.map(|p| path("guest.initrd", &p)).transpose(),
+                None,
+            ),
+            os_release: or(
+                &report,
+                g.os_release
+                    .map(|p| path("guest.os-release", &p))
+                    .transpose(),
+                None,
+            ),
             cmdline: g.cmdline,
-            memory: memory("guest.memory", &g.memory)?,
+            memory: or(&report, memory("guest.memory", &g.memory), 0),
             console: g.console,
-            cpu_budget_ms: cpu_budget("guest.cpu-budget-ms", g.cpu_budget_ms)?,
+            cpu_budget_ms: or(
+                &report,
+                cpu_budget("guest.cpu-budget-ms", g.cpu_budget_ms),
+                None,
+            ),
         };
         if guest.cpu_budget_ms.is_some() && matches!(guest.payload, Payload::Kernel(_)) {
-            return Err(err(
+            report(err(
                 ErrorKind::Invalid,
                 "guest.cpu-budget-ms",
                 "a CPU budget for a Linux guest".into(),
@@ -771,16 +1013,20 @@ impl Manifest {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         };
-        at_most(
-            "service",
-            raw.service.len(),
-            policies::sections::MAX_SERVICES,
-        )?;
+        or(
+            &report,
+            at_most(
+                "service",
+                raw.service.len(),
+                policies::sections::MAX_SERVICES,
+            ),
+            (),
+        );
         let mut services: Vec<Service> = Vec::with_capacity(raw.service.len());
         for (i, s) in raw.service.into_iter().enumerate() {
             let field = |f: &str| format!("service[{i}].{f}");
             if !name_ok(&s.name, 32) {
-                return Err(err(
+                report(err(
                     ErrorKind::Invalid,
                     &field("name"),
                     format!("\"{}\" is not a valid service name", s.name),
@@ -788,7 +1034,7 @@ impl Manifest {
                 ));
             }
             if let Some(j) = services.iter().position(|o| o.name == s.name) {
-                return Err(err(
+                report(err(
                     ErrorKind::Duplicate,
                     &field("name"),
                     format!("\"{}\" is already the name of service[{j}]", s.name),
@@ -799,16 +1045,20 @@ impl Manifest {
             devices.sort();
             devices.dedup();
             services.push(Service {
-                elf: path(&field("elf"), &s.elf)?,
-                memory: memory(&field("memory"), &s.memory)?,
-                cpu_budget_ms: cpu_budget(&field("cpu-budget-ms"), s.cpu_budget_ms)?,
+                elf: or(&report, path(&field("elf"), &s.elf), String::new()),
+                memory: or(&report, memory(&field("memory"), &s.memory), 0),
+                cpu_budget_ms: or(
+                    &report,
+                    cpu_budget(&field("cpu-budget-ms"), s.cpu_budget_ms),
+                    None,
+                ),
                 name: s.name,
                 devices,
             });
         }
 
         if !services.is_empty() && matches!(guest.payload, Payload::Kernel(_)) {
-            return Err(err(
+            report(err(
                 ErrorKind::Invalid,
                 "service[0]",
                 "services run as partitions of the hypervisor, which only runs an ELF guest".into(),
@@ -816,13 +1066,17 @@ impl Manifest {
                     .into(),
             ));
         }
-        at_most("channel", raw.channel.len(), policies::launch::MAX_CHANNELS)?;
+        or(
+            &report,
+            at_most("channel", raw.channel.len(), policies::launch::MAX_CHANNELS),
+            (),
+        );
         let mut channels: Vec<Channel> = Vec::with_capacity(raw.channel.len());
         for (i, c) in raw.channel.into_iter().enumerate() {
             let field = |f: &str| format!("channel[{i}].{f}");
             let max = policies::hypercall::MAX_CHANNEL_NAME as usize;
             if !name_ok(&c.name, max) {
-                return Err(err(
+                report(err(
                     ErrorKind::Invalid,
                     &field("name"),
                     format!("\"{}\" is not a valid channel name", c.name),
@@ -830,7 +1084,7 @@ impl Manifest {
                 ));
             }
             if let Some(j) = channels.iter().position(|o| o.name == c.name) {
-                return Err(err(
+                report(err(
                     ErrorKind::Duplicate,
                     &field("name"),
                     format!("\"{}\" is already the name of channel[{j}]", c.name),
@@ -845,7 +1099,7 @@ impl Manifest {
                     .join(", ")
             };
             if !(c.client == name || is_service(&c.client)) {
-                return Err(err(
+                report(err(
                     ErrorKind::Invalid,
                     &field("client"),
                     format!("\"{}\" is not a partition", c.client),
@@ -853,7 +1107,7 @@ impl Manifest {
                 ));
             }
             if !is_service(&c.server) {
-                return Err(err(
+                report(err(
                     ErrorKind::Invalid,
                     &field("server"),
                     format!("\"{}\" is not a service", c.server),
@@ -861,7 +1115,7 @@ impl Manifest {
                 ));
             }
             if c.client == c.server {
-                return Err(err(
+                report(err(
                     ErrorKind::Invalid,
                     &field("client"),
                     format!("\"{}\" is both ends", c.client),
@@ -875,7 +1129,7 @@ impl Manifest {
             });
         }
         if let Some(i) = services.iter().position(|s| s.name == name) {
-            return Err(err(
+            report(err(
                 ErrorKind::Duplicate,
                 &format!("service[{i}].name"),
                 format!("\"{name}\" is the image's name, which names the guest partition"),
@@ -886,15 +1140,14 @@ impl Manifest {
         for name in raw.sections.keys() {
             let field = format!("sections.\"{name}\"");
             if !name.starts_with('.') || name.len() < 2 || name.len() > 8 || !name.is_ascii() {
-                return Err(err(
+                report(err(
                     ErrorKind::Invalid,
                     &field,
                     "a PE section name must start with '.' and be 2-8 ASCII bytes".into(),
                     "rename the section".into(),
                 ));
-            }
-            if policies::sections::is_reserved(name) {
-                return Err(err(
+            } else if policies::sections::is_reserved(name) {
+                report(err(
                     ErrorKind::Collision,
                     &field,
                     format!("{name} is one of vmseal's own sections"),
@@ -903,7 +1156,11 @@ impl Manifest {
             }
         }
         for (field, p) in &raw.sections {
-            path(&format!("sections.\"{field}\""), p)?;
+            or(
+                &report,
+                path(&format!("sections.\"{field}\""), p).map(drop),
+                (),
+            );
         }
 
         let snp = raw
@@ -1010,8 +1267,14 @@ impl Manifest {
                 })?;
                 Ok(out)
             })
-            .transpose()?;
+            .transpose();
+        // Within `[snp]`, the first problem stops the table's checks (its fields depend on
+        // each other: the signature on the model, the policy check on all of them).
+        let snp = or(&report, snp, None);
 
+        if let Some(first) = ManifestError::collect(problems.into_inner()) {
+            return Err(first);
+        }
         Ok(Manifest {
             schema: 1,
             image: Image {
@@ -1028,6 +1291,7 @@ impl Manifest {
             snp,
             dir,
             file: file.to_string(),
+            lines: BTreeMap::new(),
         })
     }
 
@@ -1045,6 +1309,8 @@ impl Manifest {
             field: field.to_string(),
             problem,
             fix,
+            line: line_of_field(&self.lines, field),
+            more: Box::default(),
         }
     }
 
@@ -1165,7 +1431,9 @@ devices = ["tpm", "serial", "tpm"]
         assert_eq!(e.kind, ErrorKind::OutOfRange);
         let e = parse(&GOOD.replace("[guest]", "[guest")).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Syntax);
-        assert!(e.field.starts_with("line "), "{e}");
+        assert_eq!(e.field, "syntax");
+        let header = GOOD.lines().position(|l| l == "[guest]").unwrap() + 1;
+        assert_eq!(e.line.map(|l| l.get()), Some(header as u32), "{e}");
         let e = parse(&format!(
             "{GOOD}\n[[service]]\nname = \"attest\"\nelf = \"b\"\nmemory = \"4MiB\"\n"
         ))
@@ -1182,6 +1450,46 @@ devices = ["tpm", "serial", "tpm"]
             (ErrorKind::TooSmall, "image.size")
         );
         assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn every_problem_at_once_in_file_order_with_its_line() {
+        // Two unknown keys, a bad version, a bad size, two bad service fields: six lines,
+        // each at its own line of the text.
+        let text = format!(
+            "{}\n[[service]]\nname = \"Bad_Name\"\nelf = \"\"\nmemory = \"8MiB\"\nhue = 3\n",
+            GOOD.replace(
+                "version = \"0.1.0\"",
+                "version = \"1 .0\"\ncolour = \"blue\""
+            )
+            .replace("memory = \"64MiB\"", "memory = \"64.5MiB\"")
+        );
+        let e = parse(&text).unwrap_err();
+        let all = e.all();
+        let got: Vec<(&str, ErrorKind)> = all.iter().map(|p| (p.field.as_str(), p.kind)).collect();
+        assert_eq!(
+            got,
+            [
+                ("image.version", ErrorKind::Invalid),
+                ("image.colour", ErrorKind::UnknownKey),
+                ("guest.memory", ErrorKind::OutOfRange),
+                ("service[1].name", ErrorKind::Invalid),
+                ("service[1].elf", ErrorKind::Invalid),
+                ("service[1].hue", ErrorKind::UnknownKey),
+            ],
+            "{e}"
+        );
+        // Each line number is the line that names the field in the text.
+        for p in &all {
+            let key = p.field.rsplit('.').next().unwrap();
+            let line = text
+                .lines()
+                .nth(p.line.unwrap().get() as usize - 1)
+                .unwrap();
+            assert!(line.trim_start().starts_with(key), "{p}: line {line:?}");
+        }
+        // Displayed: one line per problem.
+        assert_eq!(e.to_string().lines().count(), 6);
     }
 
     #[test]
