@@ -14,6 +14,9 @@
 //! The file formats: the UEFI 2.10 GPT (§5.3), PE/COFF with Authenticode as EDK2 hashes it
 //! (`shared/reference/measured-boot.md` §C.1), FAT via the `fatfs` crate.
 //!
+//! Attestation: [`attest`] (`vmseal attest verify`: a TPM2 quote and event log against a
+//! prediction).
+//!
 //! Deploying: [`export`] (`vmseal export`: the image and the org's keys in Azure's, GCP's and
 //! AWS's formats).
 //!
@@ -26,6 +29,7 @@
 //! (`vmseal verify`).
 #![forbid(unsafe_code)]
 pub mod appliance;
+pub mod attest;
 pub mod boot;
 pub mod confidential;
 pub mod describe;

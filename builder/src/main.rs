@@ -73,6 +73,9 @@ enum Verb {
     /// version's uefiSettings), GCP (disk.raw in a .tar.gz + Shielded VM key files), AWS (raw
     /// disk + the --uefi-data blob). See docs/export.md.
     Export(ExportArgs),
+    /// Verify what an appliance sends (TPM2 quote, event log) against a prediction.
+    #[command(subcommand)]
+    Attest(vmseal::attest::cli::AttestVerb),
 }
 
 #[derive(Args, Debug)]
@@ -635,6 +638,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Verb::Export(a) => run_export(a),
         Verb::Completions(a) => run_completions(a),
         Verb::Man(a) => run_man(a),
+        Verb::Attest(v) => vmseal::attest::cli::run(v).map_err(|f| Failure {
+            code: f.code,
+            error: f.error,
+        }),
         Verb::Boot(a) => {
             let mut opts = vmseal::boot::BootOptions::new(a.image, a.record);
             // A store with keys enrolled is predicted (and meant) for the Secure Boot firmware.
