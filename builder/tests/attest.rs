@@ -926,3 +926,52 @@ fn malformed_evidence_is_exit_2_with_one_line_naming_the_file() {
         .collect();
     assert_eq!(before, after);
 }
+
+#[test]
+fn a_boot_with_other_secure_boot_variables_is_refused_naming_pcr_7() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sb_off = fixtures().join("eventlog-sb-off.bin");
+    let sb_on = fixtures().join("eventlog-sb-on.bin");
+    let o = vmseal(
+        &["eventlog", "show", &sb_off.display().to_string(), "--json"],
+        dir,
+    );
+    ok(&o);
+    std::fs::write(dir.join("pred.json"), &o.stdout).unwrap();
+    // The TPM of the Secure Boot boot (PK, KEK, db enrolled), quoted for the prediction of
+    // the same firmware and disk without keys.
+    let tpm = Swtpm::start();
+    tpm.ek(dir);
+    tpm.ak(dir, "ak", "ecc", "ecdsa");
+    tpm.extend_log(dir, &std::fs::read(&sb_on).unwrap());
+    let want = fixture_pcrs("pcrs-sb-on.txt");
+    for (i, v) in pcrread(&tpm, dir, "0,1,2,3,4,5,6,7") {
+        assert!(want.contains(&(i, v.clone())), "PCR {i}: TPM {v}");
+    }
+    tpm.quote(dir, "ak", "0,1,2,3,4,5,6,7", NONCE, "q");
+    assert!(
+        checkquote(dir, "ak.pub", "q", NONCE),
+        "oracle: a valid quote"
+    );
+    let o = verify(dir, "pred.json", "ak.pub", "q", &sb_on, &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json(&o);
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("events: PCR 7: SecureBoot differs — expected 0 (disabled), the firmware measured 1 (enabled)"),
+        "{reason}"
+    );
+    let differing: Vec<_> = v["diff"]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["pcr"].as_u64().unwrap())
+        .collect();
+    assert_eq!(differing, [7], "{v}");
+    // Only the quoted bank is compared; the signature, nonce and digest all hold.
+    assert_eq!(v["diff"]["banks"], serde_json::json!(["sha256"]));
+    for c in v["checks"].as_array().unwrap() {
+        assert_eq!(c["ok"], c["check"] != "events", "{c}");
+    }
+}

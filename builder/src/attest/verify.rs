@@ -595,6 +595,142 @@ pub fn render(v: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attest::evidence::Sources;
+    use p256::ecdsa::signature::Signer as _;
+    use policies::eventlog::{Event, EventLog, SpecId};
+    use policies::tcg::EventType;
+    use sha2::{Digest as _, Sha256};
+
+    /// Evidence made in software, byte by byte from TPM 2.0 Part 2: a two-event log, a
+    /// TPMS_ATTEST over its sha256 PCR 0 and 7, signed by a P-256 key whose TPM2B_PUBLIC has
+    /// the attributes of `tpm2_createak`'s AK; and the log's own prediction.
+    fn software_evidence() -> (Evidence, PcrsFile) {
+        let event = |pcr: u32, data: &[u8]| Event {
+            pcr,
+            event_type: EventType::SEPARATOR,
+            digests: vec![(HashAlg::SHA256, Sha256::digest(data).to_vec())],
+            data: data.to_vec(),
+        };
+        let log = EventLog {
+            spec_id: SpecId::edk2(&[HashAlg::SHA256]),
+            events: vec![event(0, &[0; 4]), event(7, &[0; 4])],
+        };
+        let pcrs = policies::replay::replay(&log).unwrap();
+        let mut concat = Vec::new();
+        for i in [0, 7] {
+            concat.extend(pcrs.get(HashAlg::SHA256, i).unwrap());
+        }
+        let nonce = [0x5a; 16];
+        let mut attest = vec![0xff, 0x54, 0x43, 0x47, 0x80, 0x18]; // magic, TPM_ST_ATTEST_QUOTE
+        attest.extend([0x00, 0x22, 0x00, 0x0b]); // qualifiedSigner: SHA-256 name …
+        attest.extend([0x11; 32]); // … of some parent and key
+        attest.extend([0x00, 0x10]); // extraData: 16 bytes
+        attest.extend(nonce);
+        attest.extend(1234u64.to_be_bytes()); // clock
+        attest.extend([0, 0, 0, 1, 0, 0, 0, 0, 1]); // resetCount, restartCount, safe
+        attest.extend([0x20, 0x19, 0x10, 0x23, 0x00, 0x16, 0x36, 0x36]); // firmwareVersion
+        attest.extend([0, 0, 0, 1, 0x00, 0x0b, 3, 0x81, 0, 0]); // sha256, PCR 0 and 7
+        attest.extend([0x00, 0x20]);
+        attest.extend(Sha256::digest(&concat)); // pcrDigest
+        let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let sig: p256::ecdsa::Signature = key.sign(&attest);
+        let mut signature = vec![0x00, 0x18, 0x00, 0x0b, 0x00, 0x20];
+        signature.extend(sig.r().to_bytes());
+        signature.extend([0x00, 0x20]);
+        signature.extend(sig.s().to_bytes());
+        let point = key.verifying_key().to_sec1_point(false);
+        let mut ak = vec![
+            0x00, 0x58, 0x00, 0x23, 0x00, 0x0b, 0x00, 0x05, 0x00, 0x72, 0x00, 0x00,
+        ];
+        ak.extend([
+            0x00, 0x10, 0x00, 0x18, 0x00, 0x0b, 0x00, 0x03, 0x00, 0x10, 0x00, 0x20,
+        ]);
+        ak.extend(point.x().unwrap());
+        ak.extend([0x00, 0x20]);
+        ak.extend(point.y().unwrap());
+        let src = |f: &str| Source::bundle("e.json", f);
+        let evidence = Evidence {
+            quote: attest,
+            signature,
+            ak,
+            eventlog: log.serialize(),
+            nonce: nonce.to_vec(),
+            caller: None,
+            sources: Sources {
+                quote: src("quote"),
+                signature: src("signature"),
+                ak: src("ak"),
+                eventlog: src("eventlog"),
+                nonce: src("nonce"),
+            },
+        };
+        let prediction = PcrsFile::from_log(&log, &pcrs, serde_json::Map::new());
+        (evidence, prediction)
+    }
+
+    fn expected(nonce: &[u8]) -> Expected<'_> {
+        Expected {
+            nonce,
+            caller: None,
+            prediction: "p.json",
+        }
+    }
+
+    #[test]
+    fn software_evidence_matches_and_every_mutation_is_refused_without_a_panic() {
+        let (ev, pred) = software_evidence();
+        let v = verify(&ev, &pred, &expected(&ev.nonce)).unwrap();
+        assert!(v.matched, "{:?}", v.reason);
+        assert_eq!(
+            v.unattested,
+            [
+                1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23
+            ]
+        );
+        let v = verify(&ev, &pred, &expected(&[0x5b; 16])).unwrap();
+        assert_eq!(
+            v.checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.check)
+                .collect::<Vec<_>>(),
+            ["nonce"]
+        );
+        // Every byte flipped and every truncation of every part: an error or a verdict,
+        // never a panic; a changed quote or signature never matches.
+        for part in 0..4 {
+            let bytes = |e: &Evidence| match part {
+                0 => e.quote.clone(),
+                1 => e.signature.clone(),
+                2 => e.ak.clone(),
+                _ => e.eventlog.clone(),
+            };
+            let set = |e: &mut Evidence, b: Vec<u8>| match part {
+                0 => e.quote = b,
+                1 => e.signature = b,
+                2 => e.ak = b,
+                _ => e.eventlog = b,
+            };
+            let n = bytes(&ev).len();
+            for i in 0..n {
+                for variant in 0..2 {
+                    let mut e = ev.clone();
+                    let mut b = bytes(&e);
+                    if variant == 0 {
+                        b[i] ^= 0xff;
+                    } else {
+                        b.truncate(i);
+                    }
+                    set(&mut e, b);
+                    if let Ok(v) = verify(&e, &pred, &expected(&ev.nonce))
+                        && part < 2
+                    {
+                        assert!(!v.matched, "part {part} byte {i} variant {variant}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn pcr_lists_read_as_ranges() {
