@@ -129,12 +129,10 @@ fn run_verify(a: VerifyArgs) -> Result<(), CliFailure> {
     .map_err(bad)?;
     let text = if a.json {
         serde_json::to_string_pretty(&verdict).unwrap_or_default() + "\n"
+    } else if a.evidence.is_some() && a.nonce.is_none() {
+        "note: the nonce is the bundle's own: this shows the quote is consistent, not that it is fresh — give --nonce HEX\n".to_string()
+            + &render(&verdict)
     } else {
-        if a.evidence.is_some() && a.nonce.is_none() {
-            eprintln!(
-                "note: the nonce is the bundle's own: this shows the quote is consistent, not that it is fresh — give --nonce HEX"
-            );
-        }
         render(&verdict)
     };
     {
