@@ -12,15 +12,17 @@
 //! | [`run`] | QEMU + OVMF + swtpm boots, the diff of record against prediction, firmware profiles learned | `boot`, `pcr diff`, `firmware learn` |
 //! | [`export`] | the image and the org's keys in Azure's, GCP's and AWS's formats | `export` |
 //! | [`confidential`] | the AMD SEV-SNP launch digest of the appliance | `pcr predict --snp-*` |
+//! | [`attest`] | what a booted appliance sends (TPM2 quote, AK, event log) checked against its prediction | `attest verify` |
 //!
 //! Dependencies point one way: `disk` and `confidential` need no other stage; `compose` needs
 //! those two; `measure` needs `compose`; `sign` needs `measure` (a signed image is
-//! re-predicted); `pipeline` needs all four; `run` and `export` come last. The CLI
+//! re-predicted); `pipeline` needs all four; `run`, `export` and `attest` come last. The CLI
 //! (`src/cli/`, one file per verb) is wiring over these.
 //!
 //! The file formats: the UEFI 2.10 GPT (§5.3), PE/COFF with Authenticode as EDK2 hashes it
 //! (`shared/reference/measured-boot.md` §C.1), FAT via the `fatfs` crate.
 #![forbid(unsafe_code)]
+pub mod attest;
 pub mod compose;
 pub mod confidential;
 pub mod disk;

@@ -30,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("run", &["pipeline", "measure", "compose", "progress"]),
     ("export", &["measure", "compose"]),
+    ("attest", &["run", "measure"]),
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -25,6 +25,8 @@
 //! - [`replay`] (host only): PCR replay of an event log, start values, PCR dumps.
 //! - [`record`]: the line format the stub writes on its record channel (the second serial
 //!   port), its parser, and the collectors of the event log and PCR values it carries.
+//! - [`quote`]: the structures a quote verifier reads — `TPMS_ATTEST` of a `TPM2_Quote`,
+//!   `TPMT_SIGNATURE`, the attestation key's `TPMT_PUBLIC` / `TPM2B_PUBLIC` (no allocation).
 //! - [`tpm2`]: TPM 2.0 command bytes and response parsers for bank discovery and PCR_Read
 //!   (no allocation: the stub runs it after ExitBootServices over its TIS driver).
 //!
@@ -46,6 +48,7 @@ pub mod eventlog;
 pub mod hypercall;
 pub mod launch;
 pub mod predict;
+pub mod quote;
 mod reader;
 pub mod record;
 #[cfg(not(target_os = "uefi"))]

@@ -283,6 +283,55 @@ fn hello_runs_isolated_and_attests_exactly_the_predicted_pcrs() {
         .arg("--hash-algorithm")
         .arg("sha256"));
 
+    // `vmseal attest verify` on the same quote, with the event log the stub sent on its
+    // record channel and the build's prediction: a match for the caller the hypervisor
+    // stamped, a nonce mismatch for any other partition name.
+    let log = policies::record::collect_eventlog(record).expect("the record carries the event log");
+    std::fs::write(dir.join("eventlog.bin"), &log).expect("log");
+    let verify = |caller: &str| {
+        Command::new(vmseal_tests::vmseal_bin())
+            .args([
+                "attest",
+                "verify",
+                "--json",
+                "--caller",
+                caller,
+                "--nonce",
+                &hex(&nonce),
+            ])
+            .arg(out.join("hello.pcrs.json"))
+            .arg("--quote")
+            .arg(dir.join("quote.msg"))
+            .arg("--signature")
+            .arg(dir.join("quote.sig"))
+            .arg("--ak")
+            .arg(dir.join("key.pub"))
+            .arg("--eventlog")
+            .arg(dir.join("eventlog.bin"))
+            .output()
+            .expect("run vmseal attest verify")
+    };
+    let o = verify("hello");
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "attest verify --caller hello:\n{shown}"
+    );
+    let o = verify("redteam");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("verdict JSON");
+    assert_eq!(o.status.code(), Some(1), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("nonce: ")),
+        "another caller is a nonce mismatch: {v}"
+    );
+
     // The report: stub size (the lock file's `stub` input), start-up time
     // (ExitBootServices to the guest's first VMRUN, of which `record_us` went to the record
     // dump), hypercall round trip (the guest times a batch of hypercalls with RDTSC,

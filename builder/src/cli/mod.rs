@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use vmseal::progress::Progress;
 
+mod attest;
 mod boot;
 mod build;
 mod completions;
@@ -81,6 +82,10 @@ pub(crate) enum Verb {
     Completions(completions::CompletionsArgs),
     /// Write the man pages (vmseal.1 and one vmseal-VERB.1 per verb) into a directory.
     Man(man::ManArgs),
+    /// Attestation: check what a booted appliance sends (TPM2 quote, attestation key, event
+    /// log) against its prediction. See docs/attestation.md.
+    #[command(subcommand)]
+    Attest(attest::AttestVerb),
     /// Write an image in the form a cloud imports, with the org's Secure Boot keys (from the
     /// variable store it boots with) in that cloud's format: Azure (fixed VHD + the image
     /// version's uefiSettings), GCP (disk.raw in a .tar.gz + Shielded VM key files), AWS (raw
@@ -187,6 +192,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Verb::Vars(a) => vars::run(a),
         Verb::Verify(a) => verify::run(a),
         Verb::Export(a) => export::run(a),
+        Verb::Attest(v) => attest::run(v),
         Verb::Completions(a) => completions::run(a),
         Verb::Man(a) => man::run(a),
         Verb::Boot(a) => boot::run(a, quiet),
