@@ -24,7 +24,6 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use policies::record::Token;
 
 use policies::attest::Request;
 use policies::hypercall::{
@@ -32,6 +31,7 @@ use policies::hypercall::{
     MAX_NONCE, Origin, STAMP_LEN, Stamp, Violation,
 };
 use policies::launch::LaunchPolicy;
+use policies::record::Token;
 
 use super::{Access, Exit, GuestMemory, Host, Vcpu};
 use crate::record::line;
