@@ -35,7 +35,8 @@
 //! | `end` | — | the last line before power-off |
 //!
 //! The host collects the event log with [`collect_eventlog`] and the PCRs with
-//! [`collect_pcrs`].
+//! [`collect_pcrs`]. Values are spelled by [`Token`] and [`write_dec`], [`write_hex`],
+//! [`write_hex_0x`], which the stub writes with and which need no `core::fmt` formatting.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
