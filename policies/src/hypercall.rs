@@ -306,6 +306,12 @@ impl fmt::Display for Violation {
     }
 }
 
+impl crate::record::Token for Violation {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        w.write_str(self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::reader::Reader;
+use crate::record::Token;
 use crate::sections;
 
 /// `b"VMSEALPL"`, the first eight bytes of every encoded policy.
@@ -681,10 +682,14 @@ impl LaunchPolicy {
                 return Err(InvalidPolicy::ServiceNotElf(i));
             }
             if sections::service_index(&s.section) != Some(i) {
+                // `.svc<i>` without `format!`: the stub runs this check and links no
+                // `core::fmt` (its size, issue 17); writing to a `String` cannot fail.
+                let mut expected = String::from(sections::SERVICE_PREFIX);
+                let _ = i.write_token(&mut expected);
                 return Err(InvalidPolicy::WrongSection {
                     which: Which::Service(i),
                     found: s.section.clone(),
-                    expected: alloc::format!("{}{i}", sections::SERVICE_PREFIX),
+                    expected,
                 });
             }
             if self.services.iter().take(i).any(|o| o.name == s.name) {
@@ -948,7 +953,14 @@ mod tests {
         p.services[1].name = "other".into();
         assert_eq!(p.validate(), Ok(()));
         p.services[1].section = ".svc2".into();
-        assert!(matches!(p.validate(), Err(InvalidPolicy::WrongSection { .. })));
+        assert_eq!(
+            p.validate(),
+            Err(InvalidPolicy::WrongSection {
+                which: Which::Service(1),
+                found: ".svc2".into(),
+                expected: ".svc1".into(),
+            })
+        );
         let mut p = sample();
         p.guest.section = ".linux".into();
         assert!(matches!(p.validate(), Err(InvalidPolicy::WrongSection { .. })));

@@ -24,7 +24,8 @@
 //!   the exact events it logs.
 //! - [`replay`] (host only): PCR replay of an event log, start values, PCR dumps.
 //! - [`record`]: the line format the stub writes on its record channel (the second serial
-//!   port), its parser, and the collectors of the event log and PCR values it carries.
+//!   port), its parser, the collectors of the event log and PCR values it carries, and the
+//!   `core::fmt`-free writers of its values ([`record::Token`]).
 //! - [`quote`]: the structures a quote verifier reads — `TPMS_ATTEST` of a `TPM2_Quote`,
 //!   `TPMT_SIGNATURE`, the attestation key's `TPMT_PUBLIC` / `TPM2B_PUBLIC` (no allocation).
 //! - [`tpm2`]: TPM 2.0 command bytes and response parsers for bank discovery and PCR_Read

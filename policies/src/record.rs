@@ -35,7 +35,8 @@
 //! | `end` | — | the last line before power-off |
 //!
 //! The host collects the event log with [`collect_eventlog`] and the PCRs with
-//! [`collect_pcrs`].
+//! [`collect_pcrs`]. Values are spelled by [`Token`] and [`write_dec`], [`write_hex`],
+//! [`write_hex_0x`], which the stub writes with and which need no `core::fmt` formatting.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -164,6 +165,90 @@ impl Crc32 {
     /// The checksum of everything fed.
     pub const fn finish(self) -> u32 {
         !self.0
+    }
+}
+
+/// A record field's value, written without `core::fmt`'s formatting machinery.
+///
+/// Only [`fmt::Write::write_str`] is called: the stub links no `Formatter`, padding or integer
+/// `Display` code for its record (its size is bounded: issue 17). The text is exactly what
+/// `Display` (or the `{:#x}`-style format named at each writer) gives; the types that have
+/// both implement `Display` through this, so each spelling exists once. `W` is the stub's
+/// UART, a `String` in tests, or a `Formatter`.
+pub trait Token {
+    /// Write the value's text to `w`.
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result;
+}
+
+impl Token for str {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        w.write_str(self)
+    }
+}
+
+impl Token for String {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        w.write_str(self)
+    }
+}
+
+impl<T: Token + ?Sized> Token for &T {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        (**self).write_token(w)
+    }
+}
+
+macro_rules! decimal_token {
+    ($($t:ty),*) => {$(
+        /// Decimal, as `{}`.
+        impl Token for $t {
+            fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+                write_dec(w, *self as u64)
+            }
+        }
+    )*};
+}
+decimal_token!(u8, u16, u32, u64, usize);
+
+/// `v` in decimal: `{}`.
+pub fn write_dec<W: fmt::Write + ?Sized>(w: &mut W, v: u64) -> fmt::Result {
+    digits(w, v, 10, 1)
+}
+
+/// `v` in lower-case hex, zero-padded to at least `min` digits, no prefix: `{:02x}` is
+/// `write_hex(w, v, 2)`.
+pub fn write_hex<W: fmt::Write + ?Sized>(w: &mut W, v: u64, min: usize) -> fmt::Result {
+    digits(w, v, 16, min)
+}
+
+/// `0x` then `v` in lower-case hex, zero-padded to at least `min` digits: `{:#x}` is
+/// `write_hex_0x(w, v, 1)`, `{:#010x}` is `write_hex_0x(w, v, 8)` (the format's width counts
+/// the `0x`).
+pub fn write_hex_0x<W: fmt::Write + ?Sized>(w: &mut W, v: u64, min: usize) -> fmt::Result {
+    w.write_str("0x")?;
+    write_hex(w, v, min)
+}
+
+/// `v` in base `radix` (10 or 16), most significant digit first, at least `min` digits.
+fn digits<W: fmt::Write + ?Sized>(w: &mut W, v: u64, radix: u64, min: usize) -> fmt::Result {
+    const DIGITS: &str = "0123456789abcdef";
+    // The place of the leading digit; `v / place < radix` ends the loop before `place`
+    // could overflow (u64::MAX < 10^20 and < 16^16).
+    let (mut place, mut n) = (1u64, 1usize);
+    while v / place >= radix {
+        place *= radix;
+        n += 1;
+    }
+    for _ in n..min {
+        w.write_str("0")?;
+    }
+    loop {
+        let d = (v / place % radix) as usize;
+        w.write_str(DIGITS.get(d..=d).unwrap_or("?"))?;
+        if place == 1 {
+            return Ok(());
+        }
+        place /= radix;
     }
 }
 
@@ -335,6 +420,60 @@ pub fn collect_pcrs(lines: &[Line]) -> Result<Vec<(HashAlg, u32, Vec<u8>)>, Coll
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values around every digit-count boundary in both bases, and the extremes.
+    fn numbers() -> Vec<u64> {
+        let mut v =
+            alloc::vec![0, 1, 7, 9, 10, 11, 15, 16, 17, 99, 100, 255, 256, 4095, 4096, 65535];
+        v.extend([u64::from(u32::MAX), u64::MAX - 1, u64::MAX, i64::MAX as u64, 1 << 63]);
+        for radix in [10u64, 16] {
+            let mut p = 1u64;
+            while let Some(next) = p.checked_mul(radix) {
+                p = next;
+                v.extend([p - 1, p, p + 1]);
+            }
+        }
+        v.extend((0..64).map(|i| 1u64 << i));
+        v
+    }
+
+    fn text(f: impl FnOnce(&mut String) -> fmt::Result) -> String {
+        let mut s = String::new();
+        f(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn number_tokens_equal_core_fmt() {
+        for v in numbers() {
+            assert_eq!(text(|s| write_dec(s, v)), alloc::format!("{v}"), "{v}");
+            assert_eq!(text(|s| v.write_token(s)), alloc::format!("{v}"));
+            assert_eq!(text(|s| write_hex_0x(s, v, 1)), alloc::format!("{v:#x}"));
+            assert_eq!(text(|s| write_hex_0x(s, v, 0)), alloc::format!("{v:#x}"));
+            assert_eq!(text(|s| write_hex(s, v, 0)), alloc::format!("{v:x}"));
+            for min in [1usize, 2, 4, 8, 15, 16, 17, 20, 24] {
+                let width = min + 2;
+                assert_eq!(
+                    text(|s| write_hex(s, v, min)),
+                    alloc::format!("{v:0min$x}"),
+                    "{v} {min}"
+                );
+                assert_eq!(text(|s| write_hex_0x(s, v, min)), alloc::format!("{v:#0width$x}"));
+            }
+            let (b, h, d, u) = (v as u8, v as u16, v as u32, v as usize);
+            assert_eq!(text(|s| b.write_token(s)), alloc::format!("{b}"));
+            assert_eq!(text(|s| h.write_token(s)), alloc::format!("{h}"));
+            assert_eq!(text(|s| d.write_token(s)), alloc::format!("{d}"));
+            assert_eq!(text(|s| u.write_token(s)), alloc::format!("{u}"));
+            assert_eq!(text(|s| write_hex(s, b.into(), 2)), alloc::format!("{b:02x}"));
+            assert_eq!(text(|s| write_hex_0x(s, h.into(), 4)), alloc::format!("{h:#06x}"));
+            assert_eq!(text(|s| write_hex_0x(s, d.into(), 8)), alloc::format!("{d:#010x}"));
+            assert_eq!(text(|s| write_hex_0x(s, b.into(), 2)), alloc::format!("{b:#04x}"));
+        }
+        let name = String::from("svc-a");
+        assert_eq!(text(|s| name.write_token(s)), "svc-a");
+        assert_eq!(text(|s| "word".write_token(s)), "word");
+    }
 
     #[test]
     fn parses_a_measure_line_amid_noise() {

@@ -93,7 +93,20 @@ pub const MAX_NAME_LEN: usize = 8;
 /// The first event's data for a measured section: the name as UTF-16LE with a NUL, as
 /// systemd-stub logs it (`tpm_log_ipl_event_ascii`). Both events of a section carry it.
 pub fn event_data(name: &str) -> alloc::vec::Vec<u8> {
-    name.encode_utf16().chain(core::iter::once(0)).flat_map(u16::to_le_bytes).collect()
+    utf16le_with_nul(name)
+}
+
+/// `s` as UTF-16LE with a NUL (2 zero bytes): measured section names' event data, and the
+/// Linux command line as LoadOptions.
+pub fn utf16le_with_nul(s: &str) -> alloc::vec::Vec<u8> {
+    // A loop rather than `encode_utf16().chain(once(0)).flat_map(..).collect()`: the same
+    // bytes, without the iterator adapters' code in the stub (issue 17).
+    let mut out = alloc::vec::Vec::with_capacity(2 * s.len() + 2);
+    for u in s.encode_utf16() {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+    out.extend_from_slice(&[0, 0]);
+    out
 }
 
 /// The bytes hashed for the first event: the ASCII name with its trailing NUL.
@@ -128,5 +141,10 @@ mod tests {
     #[test]
     fn event_data_is_utf16_with_nul() {
         assert_eq!(event_data(".linux"), b".\0l\0i\0n\0u\0x\0\0\0");
+        for s in ["", "console=ttyS0 quiet", "ä€𝄞", ".svc12"] {
+            let want: alloc::vec::Vec<u8> =
+                s.encode_utf16().chain(Some(0)).flat_map(u16::to_le_bytes).collect();
+            assert_eq!(utf16le_with_nul(s), want);
+        }
     }
 }

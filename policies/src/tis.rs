@@ -15,6 +15,7 @@
 //! (§A.7 timeouts) and a poll limit, so a dead or absent TPM gives a [`TisError`], never a
 //! hang or a panic.
 
+use crate::record::{Token, write_dec, write_hex_0x};
 use crate::tpm2::{HEADER_SIZE, Transport};
 use core::fmt;
 
@@ -131,26 +132,41 @@ pub enum TisError {
     LeftoverData(u32),
 }
 
-impl fmt::Display for TisError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotPresent(a) => write!(f, "tis-not-present-access-{a:#04x}"),
-            Self::Timeout(w, v) => {
-                let w = match w {
+impl Token for TisError {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        let (word, value) = match *self {
+            Self::NotPresent(a) => {
+                w.write_str("tis-not-present-access-")?;
+                return write_hex_0x(w, a.into(), 2);
+            }
+            Self::Timeout(wait, v) => {
+                w.write_str("tis-timeout-")?;
+                w.write_str(match wait {
                     Wait::Locality => "locality",
                     Wait::CommandReady => "command-ready",
                     Wait::BurstCount => "burst-count",
                     Wait::StsValid => "sts-valid",
                     Wait::DataAvail => "data-avail",
-                };
-                write!(f, "tis-timeout-{w}-{v:#x}")
+                })?;
+                ("-", v)
             }
-            Self::ExpectLost(s) => write!(f, "tis-expect-lost-{s:#x}"),
-            Self::ExpectStuck(s) => write!(f, "tis-expect-stuck-{s:#x}"),
-            Self::ShortBuffer => f.write_str("tis-short-buffer"),
-            Self::ResponseSize(n) => write!(f, "tis-response-size-{n}"),
-            Self::LeftoverData(s) => write!(f, "tis-leftover-data-{s:#x}"),
-        }
+            Self::ExpectLost(s) => ("tis-expect-lost-", s),
+            Self::ExpectStuck(s) => ("tis-expect-stuck-", s),
+            Self::ShortBuffer => return w.write_str("tis-short-buffer"),
+            Self::ResponseSize(n) => {
+                w.write_str("tis-response-size-")?;
+                return write_dec(w, n.into());
+            }
+            Self::LeftoverData(s) => ("tis-leftover-data-", s),
+        };
+        w.write_str(word)?;
+        write_hex_0x(w, value.into(), 1)
+    }
+}
+
+impl fmt::Display for TisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_token(f)
     }
 }
 

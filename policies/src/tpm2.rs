@@ -24,6 +24,7 @@
 
 use core::fmt;
 
+use crate::record::{Token, write_dec, write_hex_0x};
 use crate::tcg::HashAlg;
 
 /// Size of a command or response header: tag u16, size u32, code u32.
@@ -170,24 +171,49 @@ pub enum Malformed {
     SignatureAlg(u16),
 }
 
+impl Token for Malformed {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        let (word, n) = match *self {
+            Self::Truncated(what) => {
+                w.write_str("truncated-")?;
+                return w.write_str(what);
+            }
+            Self::Size { header, received } => {
+                w.write_str("size-")?;
+                write_dec(w, header.into())?;
+                w.write_str("-received-")?;
+                return write_dec(w, received as u64);
+            }
+            Self::Tag(t) => return hex_word(w, "tag-", t),
+            Self::Capability(c) => ("capability-", u64::from(c)),
+            Self::MoreData => return w.write_str("more-data"),
+            Self::BankCount(n) => ("bank-count-", u64::from(n)),
+            Self::SelectSize(n) => ("sizeof-select-", u64::from(n)),
+            Self::Bank(a) => return hex_word(w, "bank-", a),
+            Self::Selection(s) => {
+                w.write_str("selection-")?;
+                return write_hex_0x(w, s.into(), 1);
+            }
+            Self::DigestCount(n) => ("digest-count-", u64::from(n)),
+            Self::DigestSize(n) => ("digest-size-", u64::from(n)),
+            Self::Trailing(n) => ("trailing-", n as u64),
+            Self::ParameterSize(n) => ("parameter-size-", u64::from(n)),
+            Self::SignatureAlg(a) => return hex_word(w, "signature-alg-", a),
+        };
+        w.write_str(word)?;
+        write_dec(w, n)
+    }
+}
+
+/// `word` then `{:#06x}` of `v`.
+fn hex_word<W: fmt::Write + ?Sized>(w: &mut W, word: &str, v: u16) -> fmt::Result {
+    w.write_str(word)?;
+    write_hex_0x(w, v.into(), 4)
+}
+
 impl fmt::Display for Malformed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Truncated(what) => write!(f, "truncated-{what}"),
-            Self::Size { header, received } => write!(f, "size-{header}-received-{received}"),
-            Self::Tag(t) => write!(f, "tag-{t:#06x}"),
-            Self::Capability(c) => write!(f, "capability-{c}"),
-            Self::MoreData => f.write_str("more-data"),
-            Self::BankCount(n) => write!(f, "bank-count-{n}"),
-            Self::SelectSize(n) => write!(f, "sizeof-select-{n}"),
-            Self::Bank(a) => write!(f, "bank-{a:#06x}"),
-            Self::Selection(s) => write!(f, "selection-{s:#x}"),
-            Self::DigestCount(n) => write!(f, "digest-count-{n}"),
-            Self::DigestSize(n) => write!(f, "digest-size-{n}"),
-            Self::Trailing(n) => write!(f, "trailing-{n}"),
-            Self::ParameterSize(n) => write!(f, "parameter-size-{n}"),
-            Self::SignatureAlg(a) => write!(f, "signature-alg-{a:#06x}"),
-        }
+        self.write_token(f)
     }
 }
 
@@ -218,14 +244,42 @@ pub enum Error<E> {
     Unstable,
 }
 
+impl<E> Error<E> {
+    /// The one token of every variant; `transport` writes the transport's error.
+    fn write_with<W: fmt::Write + ?Sized>(
+        &self,
+        w: &mut W,
+        transport: impl FnOnce(&E, &mut W) -> fmt::Result,
+    ) -> fmt::Result {
+        match self {
+            Self::Transport(e) => transport(e, w),
+            Self::Response { command, rc } => {
+                w.write_str("rc-")?;
+                write_hex_0x(w, rc.0.into(), 1)?;
+                w.write_str("-cc-")?;
+                write_hex_0x(w, command.0.into(), 1)
+            }
+            Self::Malformed { command, what } => {
+                w.write_str("cc-")?;
+                write_hex_0x(w, command.0.into(), 1)?;
+                w.write_str("-")?;
+                what.write_token(w)
+            }
+            Self::Unstable => w.write_str("pcr-update-counter-unstable"),
+        }
+    }
+}
+
 impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Transport(e) => e.fmt(f),
-            Self::Response { command, rc } => write!(f, "rc-{:#x}-cc-{:#x}", rc.0, command.0),
-            Self::Malformed { command, what } => write!(f, "cc-{:#x}-{what}", command.0),
-            Self::Unstable => f.write_str("pcr-update-counter-unstable"),
-        }
+        self.write_with(f, |e, f| e.fmt(f))
+    }
+}
+
+/// The same text as `Display`, without `core::fmt` (for the stub's record).
+impl<E: Token> Token for Error<E> {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        self.write_with(w, |e, w| e.write_token(w))
     }
 }
 
@@ -756,6 +810,79 @@ pub fn read_pcrs<T: Transport>(t: &mut T, banks: &Banks) -> Result<PcrValues, Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The record tokens equal the `format!` spellings they replaced (the oracle), for values
+    /// at the edges of every width.
+    #[test]
+    fn error_tokens_equal_the_format_spellings() {
+        use crate::tis::{TisError, Wait};
+        use alloc::format;
+        use alloc::string::{String, ToString};
+        fn token(t: &impl Token) -> String {
+            let mut s = String::new();
+            t.write_token(&mut s).unwrap();
+            s
+        }
+        for v in [0u32, 1, 0xf, 0x10, 0xff, 0x100, 0xffff, 0x1_0000, u32::MAX] {
+            let (a, b, n) = (v as u16, v as u8, v as usize);
+            let cases: [(Malformed, String); 14] = [
+                (Malformed::Truncated("pcrValues"), "truncated-pcrValues".into()),
+                (Malformed::Size { header: v, received: n }, format!("size-{v}-received-{n}")),
+                (Malformed::Tag(a), format!("tag-{a:#06x}")),
+                (Malformed::Capability(v), format!("capability-{v}")),
+                (Malformed::MoreData, "more-data".into()),
+                (Malformed::BankCount(v), format!("bank-count-{v}")),
+                (Malformed::SelectSize(b), format!("sizeof-select-{b}")),
+                (Malformed::Bank(a), format!("bank-{a:#06x}")),
+                (Malformed::Selection(v), format!("selection-{v:#x}")),
+                (Malformed::DigestCount(v), format!("digest-count-{v}")),
+                (Malformed::DigestSize(a), format!("digest-size-{a}")),
+                (Malformed::Trailing(n), format!("trailing-{n}")),
+                (Malformed::ParameterSize(v), format!("parameter-size-{v}")),
+                (Malformed::SignatureAlg(a), format!("signature-alg-{a:#06x}")),
+            ];
+            for (m, want) in cases {
+                assert_eq!(token(&m), want);
+                assert_eq!(m.to_string(), want);
+                let e: Error<TisError> = Error::Malformed { command: CommandCode(v), what: m };
+                assert_eq!(token(&e), format!("cc-{v:#x}-{want}"));
+                assert_eq!(e.to_string(), format!("cc-{v:#x}-{want}"));
+            }
+            let e: Error<TisError> =
+                Error::Response { command: CommandCode(v), rc: ResponseCode(v ^ 0x101) };
+            let want = format!("rc-{:#x}-cc-{v:#x}", v ^ 0x101);
+            assert_eq!((token(&e), e.to_string()), (want.clone(), want));
+            let waits = [
+                (Wait::Locality, "locality"),
+                (Wait::CommandReady, "command-ready"),
+                (Wait::BurstCount, "burst-count"),
+                (Wait::StsValid, "sts-valid"),
+                (Wait::DataAvail, "data-avail"),
+            ];
+            let mut tis = alloc::vec![
+                (TisError::NotPresent(b), format!("tis-not-present-access-{b:#04x}")),
+                (TisError::ExpectLost(v), format!("tis-expect-lost-{v:#x}")),
+                (TisError::ExpectStuck(v), format!("tis-expect-stuck-{v:#x}")),
+                (TisError::ShortBuffer, "tis-short-buffer".into()),
+                (TisError::ResponseSize(v), format!("tis-response-size-{v}")),
+                (TisError::LeftoverData(v), format!("tis-leftover-data-{v:#x}")),
+            ];
+            tis.extend(
+                waits.map(|(w, n)| (TisError::Timeout(w, v), format!("tis-timeout-{n}-{v:#x}"))),
+            );
+            for (t, want) in tis {
+                assert_eq!(token(&t), want);
+                assert_eq!(t.to_string(), want);
+                let e: Error<TisError> = Error::Transport(t);
+                assert_eq!((token(&e), e.to_string()), (want.clone(), want));
+            }
+        }
+        let e: Error<TisError> = Error::Unstable;
+        assert_eq!(
+            (token(&e), e.to_string()),
+            ("pcr-update-counter-unstable".into(), "pcr-update-counter-unstable".into())
+        );
+    }
     use alloc::vec::Vec;
 
     /// §B.3, fresh swtpm state (what OVMF + `vmseal boot` get): four banks, all allocated.

@@ -12,6 +12,7 @@ use crate::bytes::{slice, u16_at, u32_at, u64_at};
 use alloc::vec::Vec;
 use core::fmt;
 use policies::bootinfo::{self, BootInfo, HV_AREA_SIZE};
+use policies::record::Token;
 
 /// Page size of the grant.
 pub const PAGE: u64 = 0x1000;
@@ -44,9 +45,10 @@ pub enum ElfError {
     CmdlineTooLong,
 }
 
-impl fmt::Display for ElfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+/// The record word (`error … status=`); `Display` writes the same.
+impl Token for ElfError {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        w.write_str(match self {
             Self::NotExecutable => "elf-not-x86_64-exec",
             Self::BadPhdrs => "elf-bad-phdrs",
             Self::BadSegment(_) => "elf-bad-segment",
@@ -57,6 +59,12 @@ impl fmt::Display for ElfError {
             Self::AreaOverlap => "elf-segments-overlap-hypervisor-area",
             Self::CmdlineTooLong => "cmdline-too-long",
         })
+    }
+}
+
+impl fmt::Display for ElfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_token(f)
     }
 }
 

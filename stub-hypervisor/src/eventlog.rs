@@ -15,6 +15,7 @@
 
 use crate::bytes::{slice, u16_at, u32_at, u64_at};
 use core::fmt;
+use policies::record::Token;
 use policies::tcg::{EventType, HashAlg};
 
 /// At most this many algorithms in the Spec ID event.
@@ -39,9 +40,10 @@ pub enum LogError {
     BadFinalTable,
 }
 
-impl fmt::Display for LogError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+/// The record word (`error … status=`); `Display` writes the same.
+impl Token for LogError {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        w.write_str(match self {
             Self::Truncated(_) => "log-truncated",
             Self::NotSpecId => "log-no-spec-id",
             Self::BadSpecId => "log-bad-spec-id",
@@ -49,6 +51,12 @@ impl fmt::Display for LogError {
             Self::TooLarge => "log-entry-too-large",
             Self::BadFinalTable => "log-bad-final-events-table",
         })
+    }
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_token(f)
     }
 }
 

@@ -14,6 +14,7 @@ use crate::record::{self, Hex8};
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 use policies::predict::{self, Step};
+use policies::record::{Token, write_hex_0x};
 use policies::sections;
 use policies::tcg::EventType;
 
@@ -51,14 +52,21 @@ pub enum Failure {
     Mismatch,
 }
 
+/// The record word (`error … status=`); `Display` writes the same.
+impl Token for Failure {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        match self {
+            Self::Status(s) => write_hex_0x(w, *s, 1),
+            Self::Log(e) => e.write_token(w),
+            Self::LogTruncated => w.write_str("log-truncated"),
+            Self::Mismatch => w.write_str("log-mismatch"),
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Status(s) => write!(f, "{s:#x}"),
-            Self::Log(e) => e.fmt(f),
-            Self::LogTruncated => f.write_str("log-truncated"),
-            Self::Mismatch => f.write_str("log-mismatch"),
-        }
+        self.write_token(f)
     }
 }
 

@@ -11,6 +11,7 @@
 use crate::bytes::{slice, u16_at, u32_at};
 use alloc::vec::Vec;
 use core::fmt;
+use policies::record::Token;
 
 /// Length of a PE section name field.
 pub const NAME_LEN: usize = 8;
@@ -32,16 +33,23 @@ pub enum PeError {
     Duplicate(usize),
 }
 
+/// The record word (`error … status=`); `Display` writes the same.
+impl Token for PeError {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        match self {
+            Self::NotMz => w.write_str("not-mz"),
+            Self::NotPe => w.write_str("not-pe"),
+            Self::HeaderOutOfBounds => w.write_str("pe-header-out-of-bounds"),
+            Self::TableOutOfBounds(_) => w.write_str("section-table-out-of-bounds"),
+            Self::SectionOutOfBounds(_) => w.write_str("section-out-of-bounds"),
+            Self::Duplicate(_) => w.write_str("duplicate-section"),
+        }
+    }
+}
+
 impl fmt::Display for PeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotMz => f.write_str("not-mz"),
-            Self::NotPe => f.write_str("not-pe"),
-            Self::HeaderOutOfBounds => f.write_str("pe-header-out-of-bounds"),
-            Self::TableOutOfBounds(_) => f.write_str("section-table-out-of-bounds"),
-            Self::SectionOutOfBounds(_) => f.write_str("section-out-of-bounds"),
-            Self::Duplicate(_) => f.write_str("duplicate-section"),
-        }
+        self.write_token(f)
     }
 }
 

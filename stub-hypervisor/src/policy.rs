@@ -8,6 +8,7 @@
 
 use core::fmt;
 use policies::launch::LaunchPolicy;
+use policies::record::Token;
 use policies::sections;
 
 /// Why the policy cannot be used (record words, no whitespace).
@@ -23,14 +24,21 @@ pub enum PolicyFailure {
     SectionMismatch,
 }
 
-impl fmt::Display for PolicyFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+/// The record word (`error … status=`); `Display` writes the same.
+impl Token for PolicyFailure {
+    fn write_token<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        w.write_str(match self {
             Self::Missing => "policy-missing",
             Self::Decode => "policy-decode",
             Self::Invalid => "policy-invalid",
             Self::SectionMismatch => "policy-section-mismatch",
         })
+    }
+}
+
+impl fmt::Display for PolicyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_token(f)
     }
 }
 

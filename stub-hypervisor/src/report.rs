@@ -4,8 +4,8 @@
 //! Never allocates.
 
 use crate::record::{Hex8, line};
-use core::fmt::{self, Display, Write};
-use policies::record::{Crc32, EVENTLOG_CHUNK};
+use core::fmt::{self, Write};
+use policies::record::{Crc32, EVENTLOG_CHUNK, Token, write_hex_0x};
 use policies::tcg::HashAlg;
 use policies::tpm2::PcrValues;
 
@@ -73,24 +73,24 @@ impl<'w, W: Write> LogWriter<'w, W> {
 /// A bank as the record names it: `sha256`, or `0x%04x` for an algorithm without a name.
 pub struct Bank(pub HashAlg);
 
-impl Display for Bank {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Token for Bank {
+    fn write_token<V: Write + ?Sized>(&self, w: &mut V) -> fmt::Result {
         match self.0.name() {
-            Some(n) => f.write_str(n),
-            None => write!(f, "{:#06x}", self.0.0),
+            Some(n) => w.write_str(n),
+            None => write_hex_0x(w, self.0.0.into(), 4),
         }
     }
 }
 
 struct BankList<'a>(&'a PcrValues);
 
-impl Display for BankList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Token for BankList<'_> {
+    fn write_token<V: Write + ?Sized>(&self, w: &mut V) -> fmt::Result {
         for (i, b) in self.0.banks().enumerate() {
             if i > 0 {
-                f.write_str(",")?;
+                w.write_str(",")?;
             }
-            Bank(b.alg).fmt(f)?;
+            Bank(b.alg).write_token(w)?;
         }
         Ok(())
     }
@@ -179,6 +179,15 @@ mod tests {
         let p = collect_pcrs(&lines).unwrap();
         assert_eq!(p.len(), 48);
         assert_eq!(p[47], (HashAlg::SHA1, 23, vec![23; 20]));
-        assert_eq!(format!("{}", Bank(HashAlg(0x99))), "0x0099");
+        for (alg, name) in [
+            (0x99, "0x0099"),
+            (0, "0x0000"),
+            (0xffff, "0xffff"),
+            (0xb, "sha256"),
+        ] {
+            let mut s = String::new();
+            Bank(HashAlg(alg)).write_token(&mut s).unwrap();
+            assert_eq!(s, name);
+        }
     }
 }

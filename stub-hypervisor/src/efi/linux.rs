@@ -12,7 +12,6 @@
 
 use super::{LogCopy, St, fail, power_off};
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::ffi::c_void;
 use stub::devpath;
 use stub::record::line;
@@ -128,11 +127,7 @@ pub fn launch(
             // The command line must be UTF-8 to become UTF-16 LoadOptions; never guess.
             fail(rec, "cmdline", "not-utf8")
         };
-        let utf16: Vec<u8> = text
-            .encode_utf16()
-            .chain(Some(0))
-            .flat_map(u16::to_le_bytes)
-            .collect();
+        let utf16 = policies::sections::utf16le_with_nul(text);
         let Ok(size) = u32::try_from(utf16.len()) else {
             fail(rec, "cmdline", "too-long")
         };

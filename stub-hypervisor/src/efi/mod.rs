@@ -9,6 +9,7 @@ mod linux;
 mod report;
 mod tcg2;
 
+use policies::record::{Token, write_hex_0x};
 use policies::sections;
 use stub::measure;
 use stub::pe::Image;
@@ -24,7 +25,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Report `error stage=<stage> status=<status>`, `end`, and power off. Every failure path of
 /// the stub ends here: the stub never falls back to anything.
-pub fn fail(rec: &mut Uart, stage: &str, status: impl core::fmt::Display) -> ! {
+pub fn fail(rec: &mut Uart, stage: &str, status: impl Token) -> ! {
     line(rec, "error")
         .kv("stage", stage)
         .kv("status", status)
@@ -41,9 +42,9 @@ pub fn power_off(status: Status) -> ! {
 /// A UEFI status as the record writes it (`0x…`).
 pub struct St(pub Status);
 
-impl core::fmt::Display for St {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:#x}", self.0.0)
+impl Token for St {
+    fn write_token<W: core::fmt::Write + ?Sized>(&self, w: &mut W) -> core::fmt::Result {
+        write_hex_0x(w, self.0.0 as u64, 1)
     }
 }
 

@@ -31,6 +31,7 @@ use policies::hypercall::{
     MAX_NONCE, Origin, STAMP_LEN, Stamp, Violation,
 };
 use policies::launch::LaunchPolicy;
+use policies::record::Token;
 
 use super::{Access, Exit, GuestMemory, Host, Vcpu};
 use crate::record::line;
@@ -88,12 +89,19 @@ pub enum HvError {
     VcpuCount,
 }
 
-impl core::fmt::Display for HvError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
+/// The record word (`error … status=`); `Display` writes the same.
+impl Token for HvError {
+    fn write_token<W: core::fmt::Write + ?Sized>(&self, w: &mut W) -> core::fmt::Result {
+        w.write_str(match self {
             Self::NotElf => "hv-guest-not-elf",
             Self::VcpuCount => "hv-vcpu-count",
         })
+    }
+}
+
+impl core::fmt::Display for HvError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.write_token(f)
     }
 }
 

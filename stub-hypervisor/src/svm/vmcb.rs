@@ -11,6 +11,7 @@
 //! function, so the guest state and intercepts are tested on the host.
 
 use core::mem::{offset_of, size_of};
+use policies::record::Token;
 
 /// A segment register in the state save area (table B-2: selector, attributes, limit, base).
 /// The attributes are the descriptor's bits 40–47 and 52–55 packed into 12 bits (type, S,
@@ -636,9 +637,10 @@ pub enum VmcbError {
     Maps,
 }
 
-impl core::fmt::Display for VmcbError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
+/// The record word (`error … status=`); `Display` writes the same.
+impl Token for VmcbError {
+    fn write_token<W: core::fmt::Write + ?Sized>(&self, w: &mut W) -> core::fmt::Result {
+        w.write_str(match self {
             Self::NoVmrunIntercept => "vmcb-no-vmrun-intercept",
             Self::AsidZero => "vmcb-asid-zero",
             Self::EferSvme => "vmcb-efer-svme",
@@ -647,6 +649,12 @@ impl core::fmt::Display for VmcbError {
             Self::NestedPaging => "vmcb-nested-paging",
             Self::Maps => "vmcb-maps",
         })
+    }
+}
+
+impl core::fmt::Display for VmcbError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.write_token(f)
     }
 }
 
