@@ -537,10 +537,13 @@ fn unreachable_err(file: &str) -> ManifestError {
     }
 }
 
-/// A key as it appears in a field path: bare, or quoted when it holds a dot
-/// (`sections.".sbat"`).
+/// A key as it appears in a field path: bare, or quoted when it is not a bare TOML key
+/// (`sections.".sbat"`, `""`).
 fn path_key(k: &str) -> String {
-    if k.contains('.') {
+    let bare = !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !bare {
         format!("\"{k}\"")
     } else {
         k.to_string()
@@ -683,7 +686,7 @@ impl Manifest {
             let at = e.span().map_or(0, |s| s.start);
             let table = table_at(text, at);
             if let Some(rest) = msg.strip_prefix("unknown field `") {
-                let key = rest.split('`').next().unwrap_or("?");
+                let key = path_key(rest.split('`').next().unwrap_or("?"));
                 let expected = rest.split_once(", expected ").map_or("", |x| x.1);
                 let field = if table.is_empty() {
                     key.to_string()
