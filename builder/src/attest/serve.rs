@@ -550,7 +550,14 @@ async fn answer(
         too_big()
     } else {
         match axum::body::to_bytes(body, limit).await {
-            Ok(body) => server.handle(method.as_str(), uri.path(), &body),
+            // Verification is CPU work (signature, replay): off the I/O threads. A panic in
+            // it (there should be none) costs this request a 500, not the server.
+            Ok(body) => {
+                let (s, m, p) = (server.clone(), method.to_string(), uri.path().to_string());
+                tokio::task::spawn_blocking(move || s.handle(&m, &p, &body))
+                    .await
+                    .unwrap_or_else(|e| Reply::error(500, format!("the request failed: {e}")))
+            }
             // Cut short, or (chunked, without a length) over the limit.
             Err(e) => Reply::error(
                 400,
