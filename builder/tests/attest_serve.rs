@@ -757,3 +757,82 @@ fn bad_command_lines_are_exit_2_with_one_line() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// The appliance's agent (`images/agent`, built by `images/linux/build.sh`) on the host: raw
+/// TPM2 commands to a swtpm's command port instead of `/dev/tpmrm0`. Its EK is the one
+/// `tpm2_createek -G ecc` makes (same Name); it gets the secret for the log the TPM measured
+/// and is refused for another policy.
+#[test]
+fn the_agent_gets_the_secret_with_raw_tpm_commands() {
+    let agent = common::linux_example()
+        .join("../agent/target/x86_64-unknown-linux-musl/release/vmseal-agent");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sb_off = fixtures().join("eventlog-sb-off.bin");
+    let o = vmseal(
+        &["eventlog", "show", &sb_off.display().to_string(), "--json"],
+        dir,
+    );
+    ok(&o);
+    std::fs::write(dir.join("fw.pcrs.json"), &o.stdout).unwrap();
+    let pred_a = build(dir, "a", "console=on mode=a");
+    let secret = b"secret for the agent".to_vec();
+    std::fs::write(dir.join("fw.secret"), &secret).unwrap();
+    let pa = format!("a={}", pred_a.display());
+    let server = Serve::start(
+        dir,
+        &[
+            "--policy",
+            "fw.pcrs.json",
+            "--secret",
+            "fw.secret",
+            "--policy",
+            &pa,
+            "--secret",
+            "fw.secret",
+        ],
+    );
+    let tpm = Swtpm::start();
+    tpm.extend_log(&std::fs::read(&sb_off).unwrap());
+    let run = |policy: &str| {
+        tool(
+            Command::new(&agent)
+                .args(["--server", &server.addr, "--policy", policy])
+                .arg("--tpm")
+                .arg(format!("tcp:127.0.0.1:{}", tpm.port))
+                .arg("--eventlog")
+                .arg(&sb_off),
+        )
+    };
+    let o = run("fw");
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o), server.log());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!(
+            "vmseal-agent: secret released sha256={}",
+            hex::encode(Sha256::digest(&secret))
+        )
+    );
+    let o = run("a");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("vmseal-agent: refused: events: PCR "),
+        "{}",
+        text(&o)
+    );
+    // The EK the agent created is tpm2_createek's ECC EK.
+    tpm.run(
+        "tpm2_createek",
+        &["-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"],
+    );
+    let o = tpm.run("tpm2_readpublic", &["-c", "ek.ctx"]);
+    let name = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("name: ").map(str::to_string))
+        .unwrap();
+    assert!(
+        server.log().contains(&format!("ek ecc-p256 {name}")),
+        "{name}\n{}",
+        server.log()
+    );
+}

@@ -26,6 +26,13 @@ pub(crate) enum AttestVerb {
     /// which only that TPM can activate. Serves until killed; one line per decision on
     /// stderr. See docs/attestation.md for the HTTP API.
     Serve(ServeArgs),
+    /// Relay stdin/stdout to a TCP server at HOST:PORT, for one connection: what `vmseal boot
+    /// --attest-server` has QEMU run for each connection of the guest to 10.0.2.100:80.
+    #[command(hide = true)]
+    Relay {
+        /// The attestation server, HOST:PORT.
+        server: String,
+    },
 }
 
 /// `vmseal attest serve`.
@@ -91,7 +98,27 @@ pub(crate) fn run(verb: AttestVerb) -> Result<(), Failure> {
     match verb {
         AttestVerb::Verify(a) => run_verify(a),
         AttestVerb::Serve(a) => run_serve(a),
+        AttestVerb::Relay { server } => run_relay(&server),
     }
+}
+
+fn run_relay(server: &str) -> Result<(), Failure> {
+    let stream = std::net::TcpStream::connect(server).map_err(|e| {
+        bad(anyhow::anyhow!(
+            "attest relay: {server}: cannot connect: {e}"
+        ))
+    })?;
+    let mut to_server = stream
+        .try_clone()
+        .map_err(|e| bad(anyhow::anyhow!("attest relay: {e}")))?;
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_server);
+        let _ = to_server.shutdown(std::net::Shutdown::Write);
+    });
+    let mut from_server = stream;
+    let _ = std::io::copy(&mut from_server, &mut std::io::stdout().lock());
+    drop(up);
+    Ok(())
 }
 
 fn run_serve(a: ServeArgs) -> Result<(), Failure> {
