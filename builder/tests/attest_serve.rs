@@ -705,15 +705,38 @@ fn garbage_and_floods_leave_the_server_serving_and_kill_9_leaves_it_restartable(
     let log = server.log();
     assert!(!log.contains("flood-proof secret"));
 
-    // kill -9: nothing was written next to the inputs; the same command starts again.
+    // kill -9 while requests are in flight: nothing was written next to the inputs; the
+    // same command starts again.
     let before: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
+    let busy: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                // Until the server is gone (an empty answer), so the kill lands mid-stream.
+                for _ in 0..1_000_000 {
+                    let body = "{\"policy\": \"fw\"}";
+                    let req = format!(
+                        "POST /v1/nonce HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if raw(&addr, req.as_bytes()).is_empty() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let mut server = server;
     let _ = Command::new("kill")
         .args(["-9", &server.child.id().to_string()])
         .status();
+    for b in busy {
+        b.join().unwrap();
+    }
     let _ = server.child.wait();
     let again = Serve::start(dir, &args);
     let (s, _) = again.call("POST", "/v1/nonce", Some(&json!({"policy": "fw"})));
