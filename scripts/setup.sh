@@ -10,7 +10,7 @@ run() { echo "+ $*" >&2; "$@"; }
 packages=(
     qemu-system-x86 ovmf swtpm swtpm-tools tpm2-tools sbsigntool osslsigncode
     dosfstools mtools gdisk binutils cpio kmod xz-utils python3-pip ca-certificates
-    systemd efitools qemu-utils softhsm2 opensc man-db groff-base
+    systemd efitools qemu-utils softhsm2 opensc man-db groff-base curl
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -32,7 +32,7 @@ if command -v rustup >/dev/null 2>&1; then
     rustup toolchain list | grep -q "^$toolchain" ||
         run rustup toolchain install "$toolchain" --profile minimal
     installed=$(rustup target list --installed --toolchain "$toolchain" 2>/dev/null || true)
-    for t in x86_64-unknown-uefi x86_64-unknown-none; do
+    for t in x86_64-unknown-uefi x86_64-unknown-none x86_64-unknown-linux-musl; do
         grep -qx "$t" <<<"$installed" || run rustup target add --toolchain "$toolchain" "$t"
     done
     components=$(rustup component list --installed --toolchain "$toolchain" 2>/dev/null || true)

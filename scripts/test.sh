@@ -16,7 +16,8 @@ run bash scripts/setup.sh
 
 step "format"
 run cargo fmt --all --check
-# The stub and every no_std partition image are cargo workspaces of their own.
+# The stub, every no_std partition image and the Linux appliance's agent are cargo
+# workspaces of their own.
 guests=$(for d in images/*/; do [ -f "$d/Cargo.toml" ] && echo "${d%/}"; done)
 for dir in stub-hypervisor $guests; do
     (cd "$dir" && run cargo fmt --check)
@@ -29,7 +30,7 @@ if [ -f stub-hypervisor/Cargo.toml ]; then
     (cd stub-hypervisor && run cargo clippy --release -- -D warnings)
 fi
 for dir in $guests; do
-    step "clippy: $dir (x86_64-unknown-none)"
+    step "clippy: $dir (the target of its .cargo/config.toml)"
     (cd "$dir" && run cargo clippy --release -- -D warnings)
 done
 

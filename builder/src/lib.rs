@@ -12,7 +12,7 @@
 //! | [`run`] | QEMU + OVMF + swtpm boots, the diff of record against prediction, firmware profiles learned | `boot`, `pcr diff`, `firmware learn` |
 //! | [`export`] | the image and the org's keys in Azure's, GCP's and AWS's formats | `export` |
 //! | [`confidential`] | the AMD SEV-SNP launch digest of the appliance | `pcr predict --snp-*` |
-//! | [`attest`] | what a booted appliance sends (TPM2 quote, AK, event log) checked against its prediction | `attest verify` |
+//! | [`attest`] | what a booted appliance sends (TPM2 quote, AK, event log) checked against its prediction; the key-release server | `attest verify`, `attest serve` |
 //!
 //! Dependencies point one way: `disk` and `confidential` need no other stage; `compose` needs
 //! those two; `measure` needs `compose`; `sign` needs `measure` (a signed image is

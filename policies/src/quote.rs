@@ -73,6 +73,10 @@ impl AlgId {
     pub const ECC: Self = Self(0x0023);
     /// `TPM_ALG_SYMCIPHER`.
     pub const SYMCIPHER: Self = Self(0x0025);
+    /// `TPM_ALG_AES`.
+    pub const AES: Self = Self(0x0006);
+    /// `TPM_ALG_CFB` (a block cipher mode).
+    pub const CFB: Self = Self(0x0043);
 
     /// The spec name, for messages.
     pub const fn name(self) -> Option<&'static str> {
@@ -92,6 +96,8 @@ impl AlgId {
             Self::ECMQV => "ecmqv",
             Self::ECC => "ecc",
             Self::SYMCIPHER => "symcipher",
+            Self::AES => "aes",
+            Self::CFB => "cfb",
             _ => return None,
         })
     }
@@ -266,8 +272,14 @@ pub struct Public<'a> {
     pub attributes: ObjectAttributes,
     /// `authPolicy`.
     pub auth_policy: &'a [u8],
-    /// `symmetric.algorithm` (`TPM_ALG_NULL` for a signing key).
+    /// `symmetric.algorithm` (`TPM_ALG_NULL` for a signing key; AES for a storage key such
+    /// as an EK, whose symmetric definition also encrypts the credential of
+    /// `TPM2_MakeCredential`).
     pub symmetric: AlgId,
+    /// `symmetric.keyBits` (0 when the algorithm is `TPM_ALG_NULL`).
+    pub symmetric_bits: u16,
+    /// `symmetric.mode` (`TPM_ALG_NULL` when the algorithm is; `TPM_ALG_CFB` 0x0043 for an EK).
+    pub symmetric_mode: AlgId,
     /// `scheme.scheme` (`TPM_ALG_NULL`: any scheme the caller names).
     pub scheme: AlgId,
     /// The scheme's hash, when the scheme is not `TPM_ALG_NULL`.
@@ -504,13 +516,14 @@ pub fn parse_signature(bytes: &[u8]) -> Result<Signature<'_>, QuoteError> {
 }
 
 /// `TPMT_SYM_DEF_OBJECT`: the algorithm, then key bits and mode unless it is NULL.
-fn symmetric(r: &mut Be<'_>) -> Result<AlgId, QuoteError> {
+fn symmetric(r: &mut Be<'_>) -> Result<(AlgId, u16, AlgId), QuoteError> {
     let alg = AlgId(r.u16("parameters.symmetric.algorithm")?);
-    if alg != AlgId::NULL {
-        r.u16("parameters.symmetric.keyBits")?;
-        r.u16("parameters.symmetric.mode")?;
+    if alg == AlgId::NULL {
+        return Ok((alg, 0, AlgId::NULL));
     }
-    Ok(alg)
+    let bits = r.u16("parameters.symmetric.keyBits")?;
+    let mode = AlgId(r.u16("parameters.symmetric.mode")?);
+    Ok((alg, bits, mode))
 }
 
 /// `TPMT_RSA_SCHEME` / `TPMT_ECC_SCHEME`: the scheme, then its details (Part 2 §11.2.3.2).
@@ -546,7 +559,7 @@ pub fn parse_public(bytes: &[u8]) -> Result<Public<'_>, QuoteError> {
     let name_alg = HashAlg(r.u16("nameAlg")?);
     let attributes = ObjectAttributes(r.u32("objectAttributes")?);
     let auth_policy = r.tpm2b("authPolicy")?;
-    let symmetric = symmetric(&mut r)?;
+    let (symmetric, symmetric_bits, symmetric_mode) = symmetric(&mut r)?;
     let (scheme, scheme_hash) = scheme(&mut r)?;
     let key = if object_type == AlgId::RSA {
         let key_bits = r.u16("parameters.keyBits")?;
@@ -570,6 +583,8 @@ pub fn parse_public(bytes: &[u8]) -> Result<Public<'_>, QuoteError> {
         attributes,
         auth_policy,
         symmetric,
+        symmetric_bits,
+        symmetric_mode,
         scheme,
         scheme_hash,
         key,

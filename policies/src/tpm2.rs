@@ -20,7 +20,11 @@
 //! ECC P-256 restricted signing key, `TPM2_Quote` and `TPM2_FlushContext` (§B.6, §B.7, §B.9)
 //! and parses their answers ([`parse_create_primary`], [`parse_quote`]).
 //!
-//! What it does not do: sessions other than the empty password, extends, key persistence.
+//! For the in-appliance agent (`images/agent`) it also builds the default ECC EK's
+//! `TPM2_CreatePrimary`, a policy session satisfied by `PolicySecret(TPM_RH_ENDORSEMENT)` and
+//! `TPM2_ActivateCredential` (credential activation, TPM 2.0 Part 1 §24).
+//!
+//! What it does not do: HMAC or salted sessions, extends, key persistence.
 
 use core::fmt;
 
@@ -69,6 +73,12 @@ impl CommandCode {
     pub const QUOTE: Self = Self(0x158);
     /// `TPM2_FlushContext`.
     pub const FLUSH_CONTEXT: Self = Self(0x165);
+    /// `TPM_CC_ActivateCredential`.
+    pub const ACTIVATE_CREDENTIAL: Self = Self(0x147);
+    /// `TPM_CC_StartAuthSession`.
+    pub const START_AUTH_SESSION: Self = Self(0x176);
+    /// `TPM_CC_PolicySecret`.
+    pub const POLICY_SECRET: Self = Self(0x151);
 }
 
 /// `TPM_RC` (UINT32): a response code; an unknown value stays representable.
@@ -532,6 +542,125 @@ pub fn parse_quote(params: &[u8]) -> Result<Quote<'_>, Malformed> {
     let signature = p.buf.get(start..p.pos).ok_or(Malformed::Truncated("signature"))?;
     p.end()?;
     Ok(Quote { attest, signature })
+}
+
+/// `TPM2_CreatePrimary` of the default ECC endorsement key (TCG EK Credential Profile 2.x,
+/// template L-2, what `tpm2_createek -G ecc` creates): P-256, nameAlg SHA-256, attributes
+/// fixedTPM fixedParent sensitiveDataOrigin adminWithPolicy restricted decrypt (0x000300b2),
+/// authPolicy PolicySecret(TPM_RH_ENDORSEMENT), AES-128-CFB, unique x and y 32 zero bytes
+/// each. 163 bytes; the response parses with [`parse_create_primary`].
+pub const fn create_primary_ecc_ek() -> [u8; 163] {
+    [
+        0x80, 0x02, 0, 0, 0, 163, 0, 0, 0x01, 0x31, // header, CreatePrimary
+        0x40, 0, 0, 0x0b, // primaryHandle = TPM_RH_ENDORSEMENT
+        0, 0, 0, 9, 0x40, 0, 0, 9, 0, 0, 0, 0, 0, // password session, empty
+        0, 4, 0, 0, 0, 0, // inSensitive: empty userAuth and data
+        0, 122, // inPublic: TPMT_PUBLIC of 122 bytes
+        0, 0x23, 0, 0x0b, 0, 0x03, 0, 0xb2, // ECC, nameAlg SHA-256, attributes
+        0, 0x20, 0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46,
+        0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b,
+        0x33, 0x14, 0x69, 0xaa, // authPolicy: PolicySecret(TPM_RH_ENDORSEMENT)
+        0, 0x06, 0, 0x80, 0, 0x43, // symmetric AES-128-CFB
+        0, 0x10, 0, 0x03, 0, 0x10, // scheme NULL, curve P-256, kdf NULL
+        0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, // unique.x: 32 zero bytes
+        0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, // unique.y: 32 zero bytes
+        0, 0, // outsideInfo
+        0, 0, 0, 0, // creationPCR: none
+    ]
+}
+
+/// `TPM2_StartAuthSession` of an unbound, unsalted policy session with SHA-256 (Part 3
+/// §11.1): what `tpm2_startauthsession --policy-session` starts. `nonce_caller` is 16 bytes
+/// the caller chose. 43 bytes; the response parses with [`parse_start_auth_session`].
+pub const fn start_policy_session(nonce_caller: &[u8; 16]) -> [u8; 43] {
+    let [n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14, n15] = *nonce_caller;
+    [
+        0x80, 0x01, 0, 0, 0, 43, 0, 0, 0x01, 0x76, // header, StartAuthSession
+        0x40, 0, 0, 0x07, // tpmKey = TPM_RH_NULL (no salt)
+        0x40, 0, 0, 0x07, // bind = TPM_RH_NULL
+        0, 16, n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14,
+        n15, // nonceCaller
+        0, 0,    // encryptedSalt: empty
+        0x01, // sessionType TPM_SE_POLICY
+        0, 0x10, // symmetric NULL
+        0, 0x0b, // authHash SHA-256
+    ]
+}
+
+/// The session handle of a `TPM2_StartAuthSession` response (`sessionHandle | nonceTPM`).
+pub fn parse_start_auth_session(params: &[u8]) -> Result<u32, Malformed> {
+    let mut r = Be { buf: params, pos: 0 };
+    let handle = r.u32("sessionHandle")?;
+    r.tpm2b("nonceTPM")?;
+    r.end()?;
+    Ok(handle)
+}
+
+/// `TPM2_PolicySecret(TPM_RH_ENDORSEMENT, session)` with the empty endorsement password
+/// (Part 3 §23.4): satisfies the EK's authPolicy in `session`. 41 bytes; nothing to parse in
+/// its response but the header.
+pub const fn policy_secret_endorsement(session: u32) -> [u8; 41] {
+    let [s0, s1, s2, s3] = session.to_be_bytes();
+    [
+        0x80, 0x02, 0, 0, 0, 41, 0, 0, 0x01, 0x51, // header, PolicySecret
+        0x40, 0, 0, 0x0b, // authHandle = TPM_RH_ENDORSEMENT
+        s0, s1, s2, s3, // policySession
+        0, 0, 0, 9, 0x40, 0, 0, 9, 0, 0, 0, 0, 0, // password session for the hierarchy
+        0, 0, // nonceTPM: empty
+        0, 0, // cpHashA: empty
+        0, 0, // policyRef: empty
+        0, 0, 0, 0, // expiration 0
+    ]
+}
+
+/// `TPM2_ActivateCredential(ak, ek, id_object, encrypted_secret)` (Part 3 §12.5): the AK
+/// authorised by the empty password, the EK by `session` (a policy session that has passed
+/// [`policy_secret_endorsement`]; it is flushed by the command). `id_object` and
+/// `encrypted_secret` are the `TPM2B`s with their sizes. Written into `out`; `None` if it
+/// does not fit. The response parses with [`parse_activate_credential`].
+pub fn activate_credential(
+    ak: u32,
+    ek: u32,
+    session: u32,
+    id_object: &[u8],
+    encrypted_secret: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    let len = 40usize.checked_add(id_object.len())?.checked_add(encrypted_secret.len())?;
+    let len32 = u32::try_from(len).ok()?;
+    let out = out.get_mut(..len)?;
+    let mut w = 0usize;
+    let mut put = |bytes: &[u8]| {
+        for b in bytes {
+            if let Some(slot) = out.get_mut(w) {
+                *slot = *b;
+            }
+            w += 1;
+        }
+    };
+    put(&Tag::SESSIONS.0.to_be_bytes());
+    put(&len32.to_be_bytes());
+    put(&CommandCode::ACTIVATE_CREDENTIAL.0.to_be_bytes());
+    put(&ak.to_be_bytes());
+    put(&ek.to_be_bytes());
+    put(&[0, 0, 0, 18]);
+    put(&[0x40, 0, 0, 9, 0, 0, 0, 0, 0]); // the AK: empty password
+    put(&session.to_be_bytes());
+    put(&[0, 0, 0, 0, 0]); // the EK: the policy session, no nonce, no HMAC
+    put(id_object);
+    put(encrypted_secret);
+    Some(len)
+}
+
+/// The `certInfo` (the credential) of a `TPM2_ActivateCredential` response.
+pub fn parse_activate_credential(params: &[u8]) -> Result<&[u8], Malformed> {
+    let mut r = Be { buf: params, pos: 0 };
+    let mut p = r.parameters()?;
+    let cert = p.tpm2b("certInfo")?;
+    p.end()?;
+    Ok(cert)
 }
 
 /// `TPM2_FlushContext(handle)` (§B.9, 14 bytes).
@@ -1286,5 +1415,39 @@ mod tests {
         // A failed quote is the bare header with tag 0x8001 (§B.1).
         let fail = unhex("80010000000a00000922");
         assert_eq!(parse_header(&fail), Ok((ResponseCode::RETRY, &[][..])));
+    }
+
+    #[test]
+    fn credential_activation_commands_say_their_own_size() {
+        let size = |c: &[u8]| u32::from_be_bytes([c[2], c[3], c[4], c[5]]) as usize;
+        let ek = create_primary_ecc_ek();
+        assert_eq!(size(&ek), ek.len());
+        // inPublic's size covers the template up to the end of unique.y.
+        assert_eq!(usize::from(u16::from_be_bytes([ek[33], ek[34]])), 157 - 35);
+        assert_eq!(&ek[35..43], &[0, 0x23, 0, 0x0b, 0, 0x03, 0, 0xb2]);
+        let s = start_policy_session(&[7; 16]);
+        assert_eq!(size(&s), s.len());
+        assert_eq!(&s[20..36], &[7; 16]);
+        let p = policy_secret_endorsement(0x0300_0000);
+        assert_eq!(size(&p), p.len());
+        let mut out = [0u8; 200];
+        let n = activate_credential(
+            0x8000_0001,
+            0x8000_0000,
+            0x0300_0000,
+            &[0, 2, 1, 2],
+            &[0, 1, 9],
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(n, 47);
+        assert_eq!(size(&out), n);
+        assert_eq!(&out[n - 7..n], &[0, 2, 1, 2, 0, 1, 9]);
+        assert!(activate_credential(1, 2, 3, &[0; 100], &[0; 100], &mut [0u8; 64]).is_none());
+        assert_eq!(parse_start_auth_session(&[3, 0, 0, 0, 0, 2, 1, 2]), Ok(0x0300_0000));
+        assert_eq!(
+            parse_activate_credential(&[0, 0, 0, 4, 0, 2, 5, 6, 0, 0, 1, 0, 0]),
+            Ok(&[5u8, 6][..])
+        );
     }
 }

@@ -19,12 +19,19 @@
 //! the file, the field and the fix (exit 2); a check that fails is a [`verify::Verdict`] that
 //! did not match (exit 1). Byte parsing is `policies::quote` (no allocation, fuzzed).
 //!
-//! What it does not do: decide which AK to trust (that is the credential activation of the
-//! key-release server), check `qualifiedSigner` against an EK, or judge clock/reset counts
+//! `vmseal attest serve` ([`serve`]) is the key-release server over the same check: nonces,
+//! the evidence against the policy the appliance names, credential activation binding the AK
+//! to the EK's TPM ([`credential`], `TPM2_MakeCredential` in software), and the secret sealed
+//! under the credential.
+//!
+//! What `verify` does not do: decide which AK to trust (that is the credential activation of
+//! the key-release server), check `qualifiedSigner` against an EK, or judge clock/reset counts
 //! (they are reported).
 
+pub mod credential;
 pub mod evidence;
 pub mod quote;
+pub mod serve;
 pub mod verify;
 
 pub use evidence::Evidence;

@@ -20,6 +20,42 @@ pub(crate) enum AttestVerb {
     /// against the predicted one (the first that differs named as `pcr diff` names it).
     /// Exit 0 match, 1 mismatch, 2 bad input. See docs/attestation.md.
     Verify(VerifyArgs),
+    /// The key-release server: hands out nonces, checks an appliance's evidence against the
+    /// prediction (policy) it names, and releases that policy's secret only to the TPM that
+    /// quoted — sealed under a credential made to its EK for its AK (TPM2_MakeCredential),
+    /// which only that TPM can activate. Serves until killed; one line per decision on
+    /// stderr. See docs/attestation.md for the HTTP API.
+    Serve(ServeArgs),
+    /// Relay stdin/stdout to a TCP server at HOST:PORT, for one connection: what `vmseal boot
+    /// --attest-server` has QEMU run for each connection of the guest to 10.0.2.100:80.
+    #[command(hide = true)]
+    Relay {
+        /// The attestation server, HOST:PORT.
+        server: String,
+    },
+}
+
+/// `vmseal attest serve`.
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Where to listen, HOST:PORT (port 0: the OS chooses; the address is printed on
+    /// stdout as `listening on ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// A policy: the prediction NAME.pcrs.json (clients name it NAME), or NAME=FILE.
+    /// Repeat for several appliances; each takes the --secret given in the same position.
+    #[arg(long, value_name = "NAME.pcrs.json", required = true)]
+    pub policy: Vec<String>,
+    /// The secret released for the policy in the same position (1 byte to 64 KiB). It is
+    /// only ever sent encrypted, and never logged.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub secret: Vec<PathBuf>,
+    /// How long a nonce is valid, in seconds. Nonces live in memory only.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub nonce_ttl: u64,
+    /// Requests answered at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub threads: usize,
 }
 
 /// `vmseal attest verify`.
@@ -61,7 +97,61 @@ pub(crate) struct VerifyArgs {
 pub(crate) fn run(verb: AttestVerb) -> Result<(), Failure> {
     match verb {
         AttestVerb::Verify(a) => run_verify(a),
+        AttestVerb::Serve(a) => run_serve(a),
+        AttestVerb::Relay { server } => run_relay(&server),
     }
+}
+
+fn run_relay(server: &str) -> Result<(), Failure> {
+    let stream = std::net::TcpStream::connect(server).map_err(|e| {
+        bad(anyhow::anyhow!(
+            "attest relay: {server}: cannot connect: {e}"
+        ))
+    })?;
+    let mut to_server = stream
+        .try_clone()
+        .map_err(|e| bad(anyhow::anyhow!("attest relay: {e}")))?;
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_server);
+        let _ = to_server.shutdown(std::net::Shutdown::Write);
+    });
+    let mut from_server = stream;
+    let _ = std::io::copy(&mut from_server, &mut std::io::stdout().lock());
+    drop(up);
+    Ok(())
+}
+
+fn run_serve(a: ServeArgs) -> Result<(), Failure> {
+    use vmseal::attest::serve::{Policy, Server, run};
+    if a.policy.len() != a.secret.len() {
+        return Err(bad(anyhow::anyhow!(
+            "attest serve: {} --policy but {} --secret — give one --secret after each --policy",
+            a.policy.len(),
+            a.secret.len()
+        )));
+    }
+    if a.nonce_ttl == 0 {
+        return Err(bad(anyhow::anyhow!(
+            "attest serve: --nonce-ttl 0 — give the seconds a nonce stays valid (e.g. 120)"
+        )));
+    }
+    let policies = a
+        .policy
+        .iter()
+        .zip(&a.secret)
+        .map(|(p, s)| Policy::load(p, s))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(bad)?;
+    let server = Server::new(policies, std::time::Duration::from_secs(a.nonce_ttl)).map_err(bad)?;
+    let names = server.names().join(", ");
+    run(server, &a.listen, a.threads, |addr| {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {addr}");
+        let _ = out.flush();
+        eprintln!("vmseal attest serve: listening on {addr}, policies {names}");
+    })
+    .map_err(bad)
 }
 
 fn run_verify(a: VerifyArgs) -> Result<(), Failure> {

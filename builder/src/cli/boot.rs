@@ -43,6 +43,13 @@ pub(crate) struct BootArgs {
     json: bool,
     #[command(flatten)]
     firmware: FirmwareArgs,
+    /// Give the guest one network path: to the attestation server at HOST:PORT (`vmseal
+    /// attest serve`), which the guest reaches as 10.0.2.100:80 (QEMU user networking,
+    /// restrict=on, one guestfwd relayed by `vmseal attest relay`); nothing else is
+    /// reachable. The NIC has no option ROM and OVMF's PXE is off, so the firmware measures
+    /// nothing new. Default: no network device.
+    #[arg(long, value_name = "HOST:PORT")]
+    attest_server: Option<String>,
 }
 
 pub(crate) fn run(a: BootArgs, quiet: bool) -> Result<(), Failure> {
@@ -75,6 +82,26 @@ pub(crate) fn run(a: BootArgs, quiet: bool) -> Result<(), Failure> {
     let record_dir = opts.record_dir.clone();
     opts.firmware = a.firmware.flags();
     opts.failed_boot_option_first = a.empty_cdrom_first;
+    if let Some(server) = &a.attest_server {
+        if server.parse::<std::net::SocketAddr>().is_err() {
+            return Err(input(anyhow::anyhow!(
+                "--attest-server {server}: not an IP address and port — give HOST:PORT, e.g. 127.0.0.1:8443"
+            )));
+        }
+        let exe = std::env::current_exe().map_err(|e| {
+            input(anyhow::anyhow!(
+                "--attest-server: cannot find the vmseal executable for the relay: {e}"
+            ))
+        })?;
+        opts.guest_net = Some(vmseal::run::boot::GuestNet {
+            relay: vec![
+                exe.display().to_string(),
+                "attest".into(),
+                "relay".into(),
+                server.clone(),
+            ],
+        });
+    }
     if !a.pcr_banks.is_empty() {
         let mut banks: Vec<_> = a.pcr_banks.iter().map(|b| b.alg()).collect();
         banks.sort();

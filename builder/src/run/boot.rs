@@ -88,7 +88,31 @@ pub struct BootOptions {
     pub echo: Echo,
     /// `--ovmf-code` / `--ovmf-vars` (see [`crate::measure::ovmf::locate`]).
     pub firmware: crate::measure::ovmf::FirmwareFlags,
+    /// A network for an attestation agent in the guest (`vmseal boot --attest-server`);
+    /// `None`: no network device at all (the pinned command line).
+    pub guest_net: Option<GuestNet>,
 }
+
+/// The guest's only way out: QEMU user networking with `restrict=on` (no route anywhere)
+/// and one `guestfwd` — a TCP connection to [`GUEST_SERVER`] runs [`GuestNet::relay`],
+/// whose stdin/stdout QEMU connects to it, and which connects to the attestation server.
+///
+/// The NIC is a `virtio-net-pci` without an option ROM (`romfile=`), so OVMF runs no code
+/// from it. OVMF's own virtio-net driver still sees it; with PXE switched off through
+/// `fw_cfg` (`opt/org.tianocore/IPv4PXESupport` and `IPv6PXESupport` = `n`) it creates no
+/// network boot option, so the boot options and PCR 1 stay what the profile predicts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestNet {
+    /// The program and arguments that relay one connection (stdin/stdout) to the server,
+    /// e.g. `vmseal attest relay HOST:PORT`.
+    pub relay: Vec<String>,
+}
+
+/// Where the guest reaches the attestation server: QEMU's `guestfwd` address (inside the
+/// user network 10.0.2.0/24, not a real host) and port.
+pub const GUEST_SERVER: &str = "10.0.2.100:80";
+/// The guest's address in QEMU's user network (its built-in DHCP gives the same).
+pub const GUEST_ADDRESS: &str = "10.0.2.15/24";
 
 /// What `vmseal boot` prints on stderr while it runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,6 +141,7 @@ impl BootOptions {
             failed_boot_option_first: false,
             echo: Echo::Console,
             firmware: crate::measure::ovmf::FirmwareFlags::default(),
+            guest_net: None,
         }
     }
 }
@@ -391,6 +416,37 @@ pub fn qemu_args(
     args
 }
 
+/// [`qemu_args`] and, for `net`, the NIC of [`GuestNet`] after them (so that without it the
+/// command line is the pinned one, byte for byte).
+pub fn qemu_args_with_net(base: Vec<OsString>, net: Option<&GuestNet>) -> Vec<OsString> {
+    let mut args = base;
+    if let Some(net) = net {
+        // QEMU option values escape a comma by doubling it.
+        let relay: Vec<String> = net
+            .relay
+            .iter()
+            .map(|a| shell_quote(a).replace(',', ",,"))
+            .collect();
+        let (host, port) = GUEST_SERVER.split_once(':').unwrap_or((GUEST_SERVER, "80"));
+        for a in [
+            "-netdev".to_string(),
+            format!(
+                "user,id=net0,restrict=on,guestfwd=tcp:{host}:{port}-cmd:{}",
+                relay.join(" ")
+            ),
+            "-device".to_string(),
+            "virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56".to_string(),
+            "-fw_cfg".to_string(),
+            "name=opt/org.tianocore/IPv4PXESupport,string=n".to_string(),
+            "-fw_cfg".to_string(),
+            "name=opt/org.tianocore/IPv6PXESupport,string=n".to_string(),
+        ] {
+            args.push(a.into());
+        }
+    }
+    args
+}
+
 /// Quote one argument for an echoed shell command line.
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
@@ -558,14 +614,17 @@ pub fn run(opts: &BootOptions) -> Result<BootOutcome, BootError> {
     }
 
     let cpu = opts.cpu.as_deref().unwrap_or(DEFAULT_CPU);
-    let args = qemu_args(
-        code,
-        &vars,
-        &socket,
-        &image,
-        dir,
-        cpu,
-        opts.failed_boot_option_first,
+    let args = qemu_args_with_net(
+        qemu_args(
+            code,
+            &vars,
+            &socket,
+            &image,
+            dir,
+            cpu,
+            opts.failed_boot_option_first,
+        ),
+        opts.guest_net.as_ref(),
     );
     if opts.echo == Echo::Verbose {
         echo(&qemu, &args);
@@ -1424,6 +1483,49 @@ vmseal-eventlog aGVsbG8g\r\nvmseal-eventlog d29ybGQ=\r\nvmseal-eventlog-end byte
 -serial file:/r/record.log -display none -no-reboot"
         );
         assert_eq!(shell_quote("a b'c"), r"'a b'\''c'");
+    }
+
+    /// Without a guest network the pinned command line is untouched; with one, a NIC without
+    /// an option ROM on a restricted user network with one guestfwd is appended.
+    #[test]
+    fn the_guest_network_only_appends() {
+        let base = qemu_args(
+            Path::new("/c.fd"),
+            Path::new("/v.fd"),
+            Path::new("/s.sock"),
+            Path::new("/d.img"),
+            Path::new("/r"),
+            DEFAULT_CPU,
+            false,
+        );
+        assert_eq!(qemu_args_with_net(base.clone(), None), base);
+        let net = GuestNet {
+            relay: vec![
+                "/opt/vm seal,x/vmseal".into(),
+                "attest".into(),
+                "relay".into(),
+                "127.0.0.1:8443".into(),
+            ],
+        };
+        let with = qemu_args_with_net(base.clone(), Some(&net));
+        assert_eq!(with[..base.len()], base[..]);
+        let tail: Vec<String> = with[base.len()..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "-netdev",
+                "user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:'/opt/vm seal,,x/vmseal' attest relay 127.0.0.1:8443",
+                "-device",
+                "virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56",
+                "-fw_cfg",
+                "name=opt/org.tianocore/IPv4PXESupport,string=n",
+                "-fw_cfg",
+                "name=opt/org.tianocore/IPv6PXESupport,string=n",
+            ]
+        );
     }
 
     /// The real-firmware fixture (Debian OVMF 2022.11): its log replays to its PCR dump, and a
