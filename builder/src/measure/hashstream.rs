@@ -169,124 +169,208 @@ impl Unit {
     }
 }
 
-/// Hash every chain over the `len` bytes that `reader` yields, reading them once, front to back;
-/// `on_piece` is told how many bytes were read (a progress bar). Digests in the order of
-/// `chains`.
+/// A buffer lent to the [`Workers`] (and any other reader of the stream): when the last
+/// holder drops it, the buffer goes back to its pool, so a long stream reuses a few buffers
+/// instead of faulting in fresh pages for every piece.
+#[derive(Debug)]
+pub struct Recycled(Vec<u8>, mpsc::Sender<Vec<u8>>);
+
+impl Recycled {
+    /// `bytes`, returned to `pool` once dropped.
+    pub fn new(bytes: Vec<u8>, pool: mpsc::Sender<Vec<u8>>) -> Self {
+        Self(bytes, pool)
+    }
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        let _ = self.1.send(std::mem::take(&mut self.0));
+    }
+}
+
+/// A piece of the stream: its offset and bytes, shared by every worker.
+type Fed = (u64, Arc<Recycled>);
+
+/// Threads that own the [`Chain`]s of one stream: the caller pushes the stream's pieces in
+/// order ([`Workers::feed`]), each worker hashes the parts its chains cover, and
+/// [`Workers::finish`] returns the digests. A piece is shared, never copied; each worker
+/// holds at most `depth` pieces queued, so a caller faster than the hashing waits and the
+/// memory in flight stays a few pieces whatever the stream's length. Identical chains (a
+/// section's contents and the same bytes as a lock-file input) are hashed once.
+pub struct Workers<'scope> {
+    feeds: Vec<mpsc::SyncSender<Fed>>,
+    handles: Vec<std::thread::ScopedJoinHandle<'scope, Vec<Unit>>>,
+    /// For each chain of the caller, the index of the unique chain that computes it.
+    map: Vec<usize>,
+    chains: Vec<Chain>,
+    len: u64,
+    at: u64,
+}
+
+impl<'scope> Workers<'scope> {
+    /// Start up to `threads` workers (at least one) for `chains` over a stream of `len` bytes.
+    pub fn spawn(
+        s: &'scope std::thread::Scope<'scope, '_>,
+        chains: &[Chain],
+        len: u64,
+        threads: usize,
+        depth: usize,
+    ) -> Result<Self, StreamError> {
+        if let Some(i) = chains.iter().position(|c| !c.is_sequential(len)) {
+            return Err(StreamError::NotSequential(i));
+        }
+        let mut unique: Vec<Chain> = Vec::new();
+        let map = chains
+            .iter()
+            .map(|c| match unique.iter().position(|u| u == c) {
+                Some(i) => i,
+                None => {
+                    unique.push(c.clone());
+                    unique.len() - 1
+                }
+            })
+            .collect();
+        let chains = unique;
+        let mut units = Vec::new();
+        let mut wide: Vec<usize> = (0..chains.len())
+            .filter(|&i| is_sha512_family(chains[i].alg))
+            .collect();
+        wide.sort_by_key(|&i| std::cmp::Reverse(chains[i].bytes()));
+        for four in wide.chunks(4) {
+            let lanes = match four {
+                &[a, b, c, d] => Sha512x4::new([a, b, c, d].map(|i| chains[i].alg))
+                    .map(|h| Unit::Four([a, b, c, d], Box::new(h))),
+                _ => None,
+            };
+            match lanes {
+                Some(u) => units.push(u),
+                None => {
+                    for &i in four {
+                        units.push(Unit::One(i, Hasher::new(chains[i].alg)?));
+                    }
+                }
+            }
+        }
+        for (i, c) in chains.iter().enumerate() {
+            if !is_sha512_family(c.alg) {
+                units.push(Unit::One(i, Hasher::new(c.alg)?));
+            }
+        }
+        // Longest processing time first, onto `threads` workers.
+        let mut workers: Vec<(u64, Vec<Unit>)> = Vec::new();
+        workers.resize_with(threads.min(units.len()).max(1), || (0, Vec::new()));
+        units.sort_by_key(|u| std::cmp::Reverse(u.cost(&chains)));
+        for u in units {
+            let cost = u.cost(&chains);
+            if let Some(w) = workers.iter_mut().min_by_key(|w| w.0) {
+                w.0 += cost;
+                w.1.push(u);
+            }
+        }
+        let mut feeds = Vec::new();
+        let mut handles = Vec::new();
+        for (_, mut owned) in workers {
+            let (tx, rx) = mpsc::sync_channel::<Fed>(depth.max(1));
+            let mine = chains.clone();
+            feeds.push(tx);
+            handles.push(s.spawn(move || {
+                while let Ok((at, piece)) = rx.recv() {
+                    let bytes = piece.as_ref().as_ref();
+                    owned.iter_mut().for_each(|u| u.feed(&mine, at, bytes));
+                }
+                owned
+            }));
+        }
+        Ok(Self {
+            feeds,
+            handles,
+            map,
+            chains,
+            len,
+            at: 0,
+        })
+    }
+
+    /// Hand every worker the next piece of the stream. Fails when a worker is gone (it
+    /// panicked: [`Workers::finish`] says so).
+    pub fn feed(&mut self, piece: &Arc<Recycled>) -> Result<(), StreamError> {
+        let at = self.at;
+        self.at += piece.as_ref().as_ref().len() as u64;
+        for f in &self.feeds {
+            f.send((at, Arc::clone(piece)))
+                .map_err(|_| StreamError::Io(io::Error::other("a hashing thread stopped")))?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the workers and return the digests, in the order of the chains given to
+    /// [`Workers::spawn`]. Fails if the stream was shorter than its announced length.
+    pub fn finish(self) -> Result<Vec<Vec<u8>>, StreamError> {
+        drop(self.feeds);
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; self.chains.len()];
+        let mut panicked = false;
+        for h in self.handles {
+            match h.join() {
+                Ok(owned) => owned
+                    .into_iter()
+                    .for_each(|u| u.finish(&self.chains, &mut out)),
+                Err(_) => panicked = true,
+            }
+        }
+        if panicked {
+            return Err(StreamError::Io(io::Error::other(
+                "a hashing thread panicked",
+            )));
+        }
+        if self.at != self.len {
+            return Err(StreamError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the stream ended at {} of {} bytes", self.at, self.len),
+            )));
+        }
+        self.map
+            .iter()
+            .map(|&i| {
+                out.get(i)
+                    .cloned()
+                    .flatten()
+                    .ok_or_else(|| StreamError::Io(io::Error::other("a chain was not hashed")))
+            })
+            .collect()
+    }
+}
+
+/// Hash every chain over the `len` bytes that `reader` yields, reading them once, front to back,
+/// on every core ([`Workers`]); `on_piece` is told how many bytes were read (a progress bar).
+/// Digests in the order of `chains`.
 pub fn hash_chains(
     mut reader: impl Read,
     len: u64,
     chains: &[Chain],
     mut on_piece: impl FnMut(u64),
 ) -> Result<Vec<Vec<u8>>, StreamError> {
-    if let Some(i) = chains.iter().position(|c| !c.is_sequential(len)) {
-        return Err(StreamError::NotSequential(i));
-    }
-    let mut units = Vec::new();
-    let mut wide: Vec<usize> = (0..chains.len())
-        .filter(|&i| is_sha512_family(chains[i].alg))
-        .collect();
-    wide.sort_by_key(|&i| std::cmp::Reverse(chains[i].bytes()));
-    for four in wide.chunks(4) {
-        let lanes = match four {
-            &[a, b, c, d] => Sha512x4::new([a, b, c, d].map(|i| chains[i].alg))
-                .map(|h| Unit::Four([a, b, c, d], Box::new(h))),
-            _ => None,
-        };
-        match lanes {
-            Some(u) => units.push(u),
-            None => {
-                for &i in four {
-                    units.push(Unit::One(i, Hasher::new(chains[i].alg)?));
-                }
-            }
-        }
-    }
-    for (i, c) in chains.iter().enumerate() {
-        if !is_sha512_family(c.alg) {
-            units.push(Unit::One(i, Hasher::new(c.alg)?));
-        }
-    }
-
-    // Longest processing time first, onto as many workers as there are cores.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut workers: Vec<(u64, Vec<Unit>)> = Vec::new();
-    workers.resize_with(cores.min(units.len()).max(1), || (0, Vec::new()));
-    units.sort_by_key(|u| std::cmp::Reverse(u.cost(chains)));
-    for u in units {
-        let cost = u.cost(chains);
-        if let Some(w) = workers.iter_mut().min_by_key(|w| w.0) {
-            w.0 += cost;
-            w.1.push(u);
-        }
-    }
-
-    let mut out: Vec<Option<Vec<u8>>> = vec![None; chains.len()];
-    std::thread::scope(|s| -> Result<(), StreamError> {
-        let (done_tx, done_rx) = mpsc::channel::<usize>();
-        let mut feeds = Vec::new();
-        let mut handles = Vec::new();
-        for (_, mut owned) in workers {
-            let (tx, rx) = mpsc::sync_channel::<(usize, u64, Arc<Vec<u8>>)>(IN_FLIGHT);
-            let done = done_tx.clone();
-            feeds.push(tx);
-            handles.push(s.spawn(move || {
-                while let Ok((slot, at, piece)) = rx.recv() {
-                    owned.iter_mut().for_each(|u| u.feed(chains, at, &piece));
-                    drop(piece);
-                    if done.send(slot).is_err() {
-                        break;
-                    }
-                }
-                owned
-            }));
-        }
-        drop(done_tx);
-        // A ring of buffers: a slot is refilled once every worker has said it is done with it.
-        let mut ring: Vec<Option<Arc<Vec<u8>>>> = (0..IN_FLIGHT).map(|_| None).collect();
-        let mut pending = [0usize; IN_FLIGHT];
+    std::thread::scope(|s| {
+        let mut workers = Workers::spawn(s, chains, len, cores, IN_FLIGHT)?;
+        let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
         let mut at = 0u64;
-        let mut slot = 0;
-        let mut result = Ok(());
         while at < len {
-            while pending[slot] > 0 {
-                match done_rx.recv() {
-                    Ok(k) => pending[k] -= 1,
-                    Err(_) => break,
-                }
-            }
-            let mut buf = ring[slot]
-                .take()
-                .and_then(|a| Arc::try_unwrap(a).ok())
-                .unwrap_or_default();
             let n = (len - at).min(CHUNK as u64) as usize;
+            let mut buf = pool_rx.try_recv().unwrap_or_default();
             buf.resize(n, 0);
-            if let Err(e) = reader.read_exact(&mut buf) {
-                result = Err(StreamError::Io(e));
-                break;
-            }
-            let piece = Arc::new(buf);
-            for f in &feeds {
-                if f.send((slot, at, Arc::clone(&piece))).is_ok() {
-                    pending[slot] += 1;
-                }
-            }
-            ring[slot] = Some(piece);
+            reader.read_exact(&mut buf)?;
+            workers.feed(&Arc::new(Recycled::new(buf, pool_tx.clone())))?;
             on_piece(n as u64);
             at += n as u64;
-            slot = (slot + 1) % IN_FLIGHT;
         }
-        drop(feeds);
-        for h in handles {
-            let owned = h
-                .join()
-                .map_err(|_| StreamError::Io(io::Error::other("a hashing thread panicked")))?;
-            owned.into_iter().for_each(|u| u.finish(chains, &mut out));
-        }
-        result
-    })?;
-    out.into_iter()
-        .map(|d| d.ok_or_else(|| StreamError::Io(io::Error::other("a chain was not hashed"))))
-        .collect()
+        workers.finish()
+    })
 }
 
 #[cfg(test)]

@@ -583,42 +583,85 @@ pub fn write_boot_file(
 /// What signing an appliance PE did, for the lock file.
 pub fn record(unsigned: &[u8], signed: &[u8], cert: &Certificate) -> Value {
     let auth = authenticode::digest(signed, DigestAlgorithm::Sha256).unwrap_or_default();
+    record_digests(
+        &sha2::Sha256::digest(unsigned),
+        &sha2::Sha256::digest(signed),
+        &auth,
+        cert,
+    )
+}
+
+/// [`record`] from the digests: SHA-256 of the unsigned and the signed PE, and the SHA-256
+/// Authenticode digest (what `vmseal build` took while the PE streamed by).
+pub fn record_digests(
+    unsigned_sha256: &[u8],
+    signed_sha256: &[u8],
+    authenticode_sha256: &[u8],
+    cert: &Certificate,
+) -> Value {
     json!({
         "cert_subject": cert.subject(),
         "cert_sha256": hex::encode(cert.sha256()),
-        "unsigned_sha256": hex::encode(sha2::Sha256::digest(unsigned)),
-        "signed_sha256": hex::encode(sha2::Sha256::digest(signed)),
-        "authenticode_sha256": hex::encode(auth),
+        "unsigned_sha256": hex::encode(unsigned_sha256),
+        "signed_sha256": hex::encode(signed_sha256),
+        "authenticode_sha256": hex::encode(authenticode_sha256),
         "boot_file": BOOT_PATH,
     })
 }
 
-/// The signing step of `vmseal build`: sign the PE in `efi` (a temporary file), rewrite it,
-/// and put the same bytes into the image's ESP. Returns the lock-file record.
-pub fn sign_built(
-    efi: &File,
-    img: &File,
-    esp: (u64, u64),
-    epoch: u64,
-    signer: &dyn Signer,
-    name: &str,
-) -> Result<Value, SignCmdError> {
-    let mut f = efi;
-    let mut pe = Vec::new();
-    f.seek(SeekFrom::Start(0))
-        .and_then(|_| f.read_to_end(&mut pe))
-        .map_err(ioe(format!("reading {name}.efi")))?;
-    let signed = authenticode::sign(&pe, signer).map_err(|source| SignCmdError::Pe {
-        file: format!("{name}.efi"),
-        source,
+/// The size of the certificate table that [`certificate_table`] makes with `signer`: one
+/// `WIN_CERTIFICATE` entry padded to 8 bytes. Known before the image is hashed, so that
+/// `vmseal build` lays out (and reserves clusters for) the signed PE up front: the PKCS#7
+/// blob's length does not depend on the digest it signs (the digest and the RSA signature
+/// have fixed sizes, every DER length around them follows), so a signature over a dummy
+/// digest has the length of the real one. With a token key this is one more signing
+/// operation.
+pub fn table_size(signer: &dyn Signer) -> Result<u32, SignCmdError> {
+    let blob = authenticode::authenticode_pkcs7(&[0u8; 32], signer).map_err(|source| {
+        SignCmdError::Pe {
+            file: "the db key".into(),
+            source,
+        }
     })?;
-    f.seek(SeekFrom::Start(0))
-        .and_then(|_| f.write_all(&signed))
-        .and_then(|()| f.set_len(signed.len() as u64))
-        .and_then(|()| f.flush())
-        .map_err(ioe(format!("writing {name}.efi")))?;
-    write_boot_file(img, esp, &signed, epoch).map_err(ioe(format!("writing {name}.img: ESP")))?;
-    Ok(record(&pe, &signed, signer.certificate()))
+    u32::try_from((8 + blob.len() as u64).div_ceil(8) * 8).map_err(|_| {
+        SignCmdError::Io(
+            "signing".into(),
+            io::Error::other("the signature is larger than 4 GiB"),
+        )
+    })
+}
+
+/// The certificate table that signs a PE whose SHA-256 Authenticode digest is `digest`:
+/// exactly what `signing::authenticode::sign` appends to an unsigned image (one
+/// `WIN_CERTIFICATE`, revision 0x0200, type `WIN_CERT_TYPE_PKCS_SIGNED_DATA`, `dwLength` = 8 +
+/// the PKCS#7 length, zero-padded to 8 bytes). Fails unless it is `size` bytes (what
+/// [`table_size`] announced and the headers already say).
+pub fn certificate_table(
+    digest: &[u8],
+    signer: &dyn Signer,
+    size: u32,
+) -> Result<Vec<u8>, SignCmdError> {
+    let pe_error = |source| SignCmdError::Pe {
+        file: "the appliance PE".into(),
+        source,
+    };
+    let blob = authenticode::authenticode_pkcs7(digest, signer).map_err(pe_error)?;
+    let length = u32::try_from(8 + blob.len())
+        .map_err(|_| pe_error(SignError::Unsupported("signature too large".into())))?;
+    let mut table = Vec::with_capacity(size as usize);
+    table.extend_from_slice(&length.to_le_bytes());
+    table.extend_from_slice(&authenticode::WIN_CERT_REVISION_2_0.to_le_bytes());
+    table.extend_from_slice(&authenticode::WIN_CERT_TYPE_PKCS_SIGNED_DATA.to_le_bytes());
+    table.extend_from_slice(&blob);
+    table.resize(table.len().div_ceil(8) * 8, 0);
+    if table.len() != size as usize {
+        return Err(pe_error(SignError::Unsupported(format!(
+            "the signature took {} bytes, not the {size} reserved for it (the key's signatures \
+             vary in length)",
+            table.len()
+        ))));
+    }
+    Ok(table)
 }
 
 /// Enroll `v` into its template (`signing::varstore::enroll`); timestamps zero. Returns the
