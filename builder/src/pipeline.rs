@@ -1,12 +1,39 @@
-//! `vmseal build`: manifest → `NAME.efi` (the appliance PE), `NAME.img` (GPT + FAT ESP) and
-//! `NAME.lock.json`.
+//! `vmseal build`: manifest → `NAME.efi` (the appliance PE), `NAME.img` (GPT + FAT ESP),
+//! `NAME.lock.json`, and for a signed build `NAME.vars.fd`, with the prediction
+//! `NAME.pcrs.json`.
 //!
-//! The PE is never assembled in memory: it is a list of borrowed pieces
-//! ([`crate::compose::pe::Composed`]) that the main thread reads in chunks, writing `NAME.efi` and
-//! handing each chunk to an image writer. That one first formats the ESP and lets `fatfs`
-//! allocate `\EFI\BOOT\BOOTX64.EFI` without writing its data ([`disk::Reservation`]), then
-//! writes each chunk straight to the clusters `fatfs` chose. The inputs are hashed on their
-//! own core meanwhile; both outputs are then hashed from the page cache, one thread each.
+//! One pass over the inputs, signed or not, with memory that does not grow with the payload:
+//!
+//! 1. **Lay out.** The PE is never assembled in memory: it is a list of borrowed pieces
+//!    ([`crate::compose::pe::Composed`]). A signed build knows its certificate table's size
+//!    before hashing anything (a PKCS#7 signature's length does not depend on the digest it
+//!    signs: [`crate::sign::image::table_size`]), so the headers already point data directory
+//!    4 at the table after the sections, and the ESP is allocated for the signed size.
+//!    `.pcrsig` (the signed PCR 11 policy, [`add_pcrsig`]) needs only the measured sections'
+//!    digests, hashed from the inputs before the stream; a `.linux` kernel is signed in memory
+//!    before it becomes a section (a kernel, ~10–20 MiB, not the payload).
+//! 2. **Stream.** The main thread reads the pieces once, in [`CHUNK`]s, writes `NAME.efi`
+//!    (summing the PE checksum) and shares each chunk, never copied, with the image writer —
+//!    which formats the ESP, lets `fatfs` allocate `\EFI\BOOT\BOOTX64.EFI` without writing
+//!    its data ([`disk::Reservation`]), then writes each chunk straight into the clusters
+//!    `fatfs` chose — and with the hashing workers ([`Workers`], one per core), which take
+//!    from the same chunks every digest the build needs: each input's SHA-256 (lock file, GPT
+//!    GUIDs), the SHA-256 Authenticode digest (it skips the CheckSum and the certificate-table
+//!    entry by definition, so the final headers stream), and for the prediction the
+//!    Authenticode digest and every section's contents in each bank
+//!    ([`crate::measure::predict::PeChains`]). Every queue is bounded.
+//! 3. **Sign and patch.** The signature over the streamed digest is appended to `NAME.efi`
+//!    and written to the clusters reserved for it; then the CheckSum, the one header field
+//!    that depends on every byte, is patched in both. The result is byte for byte what
+//!    `signing::authenticode::sign` makes of the unsigned PE (so `vmseal sign` of an unsigned
+//!    build gives the same image).
+//! 4. **Hash the outputs.** `NAME.efi` (and, signed, the unsigned PE it was: other headers,
+//!    the same bytes after them) and `NAME.img` are hashed for the lock file from the page
+//!    cache, one thread each: their first bytes (the CheckSum; the GPT, whose GUIDs derive
+//!    from the inputs' digests) are known only now.
+//! 5. **Predict** from the streamed digests: of the image only the GPT and the PE's headers
+//!    are read back ([`crate::measure::predict::predict_with`]).
+//!
 //! Outputs go to temporary files in the output directory and are renamed into place only when
 //! everything succeeded; on any error the temporaries are removed (no partial output).
 //! Validation happens before the output directory is touched.
@@ -30,7 +57,7 @@ use policies::tcg::HashAlg;
 use signing::authenticode;
 
 /// Inputs are streamed in chunks of this size, with at most [`DEPTH`] queued for the image
-/// writer: a few MiB in flight, so it finds its bytes still in cache (4 MiB chunks eight deep
+/// writer and for each hashing worker: a few MiB in flight, so it finds its bytes still in cache (4 MiB chunks eight deep
 /// went to DRAM and back).
 const CHUNK: usize = 1 << 20;
 /// Chunks queued for the image writer once it is writing.

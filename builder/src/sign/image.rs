@@ -1,17 +1,27 @@
 //! Signing appliances with org keys: `vmseal sign`, and the signing step of `vmseal build`.
 //!
 //! The appliance PE gets one Authenticode signature (`signing::authenticode::sign`: RSA
-//! PKCS#1 v1.5 + SHA-256, no signingTime, so the same PE and key give the same bytes). In an
-//! image only the FAT file `\EFI\BOOT\BOOTX64.EFI` is rewritten, in place, with the `fatfs`
-//! crate the builder formats the ESP with; the GPT (whose GUIDs are derived from the unsigned
-//! content) stays. `vmseal build` with keys is exactly an unsigned build followed by this
-//! rewrite, so `vmseal sign` of an unsigned image gives the same image bytes as a signed build
-//! (same `SOURCE_DATE_EPOCH`: the FAT modification time comes from it).
+//! PKCS#1 v1.5 + SHA-256, no signingTime, so the same PE and key give the same bytes).
+//!
+//! `vmseal build` signs while it streams ([`crate::pipeline`]): [`table_size`] gives the
+//! certificate table's size up front (a signature over a dummy digest has the real one's
+//! length), the PE streams with its headers already pointing at the table, the SHA-256
+//! Authenticode digest is taken from the stream, [`certificate_table`] makes the table from
+//! it, and the build appends it and patches the CheckSum, in `NAME.efi` and in the clusters
+//! reserved for `\EFI\BOOT\BOOTX64.EFI`. Nothing holds the PE in memory.
+//!
+//! `vmseal sign` signs after the fact, in memory: in an image only the FAT file
+//! `\EFI\BOOT\BOOTX64.EFI` is rewritten, in place, with the `fatfs` crate the builder formats
+//! the ESP with ([`write_boot_file`]); the GPT (whose GUIDs are derived from the unsigned
+//! content) stays. The streamed build writes exactly those bytes — the table after the
+//! sections, the same clusters (fatfs extends a file into the clusters after it, which the
+//! build reserves from the start), the same modification time (`SOURCE_DATE_EPOCH`) — so
+//! `vmseal sign` of an unsigned image gives a signed build's image.
 //!
 //! A `.linux` kernel gets the org signature appended to its certificate table (a vendor
-//! signature stays) before it becomes the section. No private key byte is ever written or
-//! printed: keys are only used through [`signing::keys::Signer`], and no error carries key
-//! material.
+//! signature stays) before it becomes the section: it is read into memory for that (a
+//! kernel, ~10–20 MiB). No private key byte is ever written or printed: keys are only used
+//! through [`signing::keys::Signer`], and no error carries key material.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -1006,4 +1016,56 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
         lock: lock_out,
         also: written,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::pe::{Composed, PeChecksum, Piece, tests::tiny_stub, zeros};
+
+    /// Streaming a PE whose headers already point at the table, appending
+    /// [`certificate_table`] over the streamed digest and patching the CheckSum gives byte for
+    /// byte what `signing::authenticode::sign` makes of the unsigned PE (what `vmseal sign`
+    /// does), and [`table_size`] announced the table's size.
+    #[test]
+    fn streamed_signing_equals_signing_the_unsigned_pe() {
+        let h = keys::generate_hierarchy(&keys::HierarchyParams::new("Stream", 0)).unwrap();
+        let signer: &dyn Signer = &h.db;
+        let stub = tiny_stub();
+        let data: Vec<u8> = (0..0x1001u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let bytes = |c: &Composed<'_>| {
+            let mut out = Vec::new();
+            for p in c.pieces() {
+                match p {
+                    Piece::Bytes(b) => out.extend_from_slice(b),
+                    Piece::Section(_) => out.extend_from_slice(&data),
+                    Piece::Zeros(n) => out.extend_from_slice(zeros(n)),
+                }
+            }
+            out
+        };
+        let checksum = |pe: &mut Vec<u8>, at: u64| {
+            let mut sum = PeChecksum::default();
+            sum.update(pe);
+            let at = at as usize;
+            pe[at..at + 4].copy_from_slice(&sum.finish().to_le_bytes());
+        };
+        let mut c = Composed::new(&stub, &[(".guest".into(), data.len() as u64)], 0).unwrap();
+        let mut unsigned = bytes(&c);
+        checksum(&mut unsigned, c.checksum_offset());
+        let want = authenticode::sign(&unsigned, signer).unwrap();
+
+        let size = table_size(signer).unwrap();
+        let at = c.reserve_certificate_table(size).unwrap();
+        let mut streamed = bytes(&c);
+        streamed.resize(at as usize, 0);
+        // The digest skips the table: hash the file with the table still zeros.
+        let mut placeholder = streamed.clone();
+        placeholder.resize(placeholder.len() + size as usize, 0);
+        let digest = authenticode::digest(placeholder.as_slice(), DigestAlgorithm::Sha256).unwrap();
+        streamed.extend_from_slice(&certificate_table(&digest, signer, size).unwrap());
+        checksum(&mut streamed, c.checksum_offset());
+        assert!(streamed == want, "the streamed signed PE differs");
+        assert!(certificate_table(&digest, signer, size + 8).is_err());
+    }
 }
