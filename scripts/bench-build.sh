@@ -13,7 +13,8 @@
 # Targets (issue 17): c/s >= 4 and peak(s) <= 64 MiB for every payload; u/f <= 1.6.
 # Prints PASS/FAIL per target and exits 1 when one fails (not run by scripts/test.sh: timing
 # belongs here, never in the test suite).
-# Usage: scripts/bench-build.sh [RUNS] [--2g]   (RUNS default 5; --2g adds a 2 GiB payload)
+# Usage: scripts/bench-build.sh [RUNS] [--2g]   (RUNS default 5; --2g adds a 2 GiB payload,
+# which needs ~10 GiB free under $TMPDIR, e.g. TMPDIR=/dev/shm)
 # A kernel: $VMSEAL_BENCH_KERNEL, else images/linux/out/vmlinuz (images/linux/build.sh makes it).
 set -euo pipefail
 runs=5
@@ -99,6 +100,7 @@ for mib in "${sizes[@]}"; do
     # The classic pipeline's image has the size vmseal chose (the smallest that fits).
     "$vmseal" -q build vmseal.toml --out out --no-predict >/dev/null
     img_size=$(stat -c %s out/bench.img)
+    rm -rf out
     esp_sectors=$(( img_size / 512 - 2048 - 2048 ))
     cat >classic.sh <<EOF
 set -euo pipefail
@@ -128,10 +130,11 @@ EOF
     cat initrd.img vmlinuz >/dev/null # the page cache holds the inputs for every contender
     s=(); c=(); u=(); f=(); sm=(); cm=(); um=(); fm=(); pairs=()
     for i in $(seq "$runs"); do
-        one_s() { rm -rf out; timed "$vmseal" -q build vmseal.toml --out out; read -r t m <t.out; s+=("$t"); sm+=("$m"); }
-        one_c() { timed bash classic.sh; read -r t m <t.out; c+=("$t"); cm+=("$m"); }
-        one_u() { rm -rf outu; timed "$vmseal" -q build vmseal.toml --out outu --unsigned --no-predict; read -r t m <t.out; u+=("$t"); um+=("$m"); }
-        one_f() { timed bash floor.sh; read -r t m <t.out; f+=("$t"); fm+=("$m"); }
+        # Each run's outputs are removed after it (a 2 GiB payload's classic run writes 8 GiB).
+        one_s() { timed "$vmseal" -q build vmseal.toml --out out; read -r t m <t.out; s+=("$t"); sm+=("$m"); rm -rf out; }
+        one_c() { timed bash classic.sh; read -r t m <t.out; c+=("$t"); cm+=("$m"); rm -rf classic; }
+        one_u() { timed "$vmseal" -q build vmseal.toml --out out --unsigned --no-predict; read -r t m <t.out; u+=("$t"); um+=("$m"); rm -rf out; }
+        one_f() { timed bash floor.sh; read -r t m <t.out; f+=("$t"); fm+=("$m"); rm -rf copy; }
         if [ $((i % 2)) = 1 ]; then one_c; one_s; one_f; one_u; else one_s; one_c; one_u; one_f; fi
         pairs+=("$(echo "${c[-1]} / ${s[-1]}" | bc -l)")
     done
@@ -156,7 +159,7 @@ EOF
         "$(( ps <= 64 << 10 ? 1 : 0 ))" "$((ps >> 10)) MiB"
     verdict "$mib MiB: unsigned build without prediction <= 1.6x cp + sha256" \
         "$(echo "$ru <= 1.6" | bc -l)" "u/f = $(printf %.2f "$ru")"
-    rm -rf initrd.img out outu classic copy
+    rm -rf initrd.img
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 exit "$fail"

@@ -66,6 +66,9 @@ const DEPTH: usize = 4;
 /// allocates BOOTX64.EFI (~20 ms for 256 MiB, 65536 clusters): the other consumers go on.
 const ALLOCATING: usize = 32;
 
+/// A file range of the PE the prediction needs as bytes, and its bytes as they stream by.
+type Kept = ((u64, u64), Vec<u8>);
+
 /// The lock file format version.
 pub const LOCK_FORMAT: u32 = 1;
 
@@ -512,11 +515,28 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     }
     // The bytes the prediction needs as bytes (`.linux`, `.cmdline`; the certificate table
     // is made below): copied aside as they stream by.
-    let mut kept: Vec<((u64, u64), Vec<u8>)> = pe_chains
+    // A section whose bytes vmseal holds (a signed kernel) is not copied: it is taken from the
+    // plan afterwards (`from_plan`, the plan entry; its range here is empty).
+    let added_at = |at: u64| {
+        composed
+            .sections
+            .iter()
+            .filter(|s| s.added)
+            .position(|s| u64::from(s.pointer_to_raw_data) == at)
+            .filter(|&i| matches!(plan.get(i).map(|p| &p.source), Some(Source::Inline(_))))
+    };
+    let (mut kept, from_plan): (Vec<Kept>, Vec<Option<usize>>) = pe_chains
         .as_ref()
         .map(|p| {
             let n = p.wants.len().saturating_sub(1);
-            p.wants.iter().take(n).map(|&r| (r, Vec::new())).collect()
+            p.wants
+                .iter()
+                .take(n)
+                .map(|&r| match added_at(r.0) {
+                    Some(i) => (((0, 0), Vec::new()), Some(i)),
+                    None => ((r, Vec::new()), None),
+                })
+                .unzip()
         })
         .unwrap_or_default();
     timings.mark("check inputs, lay out the PE");
@@ -818,7 +838,17 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     // What the prediction would read from BOOTX64.EFI, from the stream.
     let boot_digests = match &pe_chains {
         Some(p) => {
-            let mut wants: Vec<Vec<u8>> = kept.into_iter().map(|(_, b)| b).collect();
+            let mut wants: Vec<Vec<u8>> = kept
+                .into_iter()
+                .zip(&from_plan)
+                .map(|((_, b), i)| match i.and_then(|i| plan.get_mut(i)) {
+                    Some(Planned {
+                        source: Source::Inline(held),
+                        ..
+                    }) => std::mem::take(held),
+                    _ => b,
+                })
+                .collect();
             wants.push(signed.map(|(_, table)| table).unwrap_or_default());
             Some(p.assemble(&boot, digests[predict_at..].to_vec(), wants)?)
         }
