@@ -492,6 +492,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
                 alg: HashAlg::SHA256,
                 ranges: vec![(at, at + p.len())],
                 zeros: 0,
+                prefix: Vec::new(),
             }
         })
         .collect();
@@ -502,6 +503,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
             ranges: authenticode::hashed_ranges(&boot.layout)
                 .map_err(|e| BuildError::Pe(PeError::Validate(format!("{efi_name}: {e}"))))?,
             zeros: 0,
+            prefix: Vec::new(),
         });
     }
     let pe_chains = if opts.predict {
@@ -561,7 +563,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         Ok(())
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (input_digests, fat_type, digests, signed, efi_hash, img_hash, unsigned_hash) =
+    let (input_digests, fat_type, digests, signed, efi_hashes, img_hash) =
         std::thread::scope(|s| -> Result<_, BuildError> {
             let mut workers = Workers::spawn(s, &chains, streamed_len, cores, DEPTH)
                 .map_err(|e| io_err("hashing the appliance PE")(io::Error::other(e)))?;
@@ -742,34 +744,36 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
                 .map_err(io_err("writing the appliance PE"))?;
             timings.mark("sign, patch the headers");
 
-            // NAME.efi is final: hash it (and, signed, the unsigned PE it was: the same bytes
-            // after the headers) while the GPT is written.
-            let efi_job = s.spawn(|| hash_file(efi_tmp.path(), &Progress::hidden()));
-
-            let efi_path = efi_tmp.path();
-            let (checksum_at, unsigned_len) = (composed.checksum_offset(), composed.len);
-            let unsigned_job = signed.is_some().then(|| {
+            // NAME.efi is final: hash it (and, signed, the unsigned PE it was: other headers,
+            // the same bytes after them), reading it once, while the GPT is written.
+            let mut efi_chains = vec![Chain {
+                alg: HashAlg::SHA256,
+                ranges: vec![(0, final_len)],
+                zeros: 0,
+                prefix: Vec::new(),
+            }];
+            if signed.is_some() {
                 let mut head = unsigned_headers.clone();
-                let unsigned_sum = unsigned_head_sum
+                let sum = unsigned_head_sum
                     .followed_by(&body_sum)
-                    .map(|s| s.finish().to_le_bytes());
-                s.spawn(move || -> io::Result<[u8; 32]> {
-                    let sum = unsigned_sum.ok_or_else(|| io::Error::other("odd header length"))?;
-                    let at = usize::try_from(checksum_at).unwrap_or(usize::MAX);
-                    head.get_mut(at..at + 4)
-                        .ok_or_else(|| io::Error::other("no CheckSum field"))?
-                        .copy_from_slice(&sum);
-                    let mut h = sha2::Sha256::new();
-                    h.update(&head);
-                    let mut f = File::open(efi_path)?;
-                    hash_range(
-                        &mut f,
-                        (head.len() as u64, unsigned_len),
-                        &mut h,
-                        &indicatif::ProgressBar::hidden(),
-                    )?;
-                    Ok(h.finalize().into())
-                })
+                    .ok_or_else(odd)?
+                    .finish()
+                    .to_le_bytes();
+                let at = usize::try_from(composed.checksum_offset()).unwrap_or(usize::MAX);
+                head.get_mut(at..at + 4)
+                    .ok_or_else(odd)?
+                    .copy_from_slice(&sum);
+                efi_chains.push(Chain {
+                    alg: HashAlg::SHA256,
+                    ranges: vec![(head.len() as u64, composed.len)],
+                    zeros: 0,
+                    prefix: head,
+                });
+            }
+            let efi_path = efi_tmp.path();
+            let efi_job = s.spawn(move || -> io::Result<Vec<Vec<u8>>> {
+                let f = File::open(efi_path)?;
+                hashstream::hash_chains(f, final_len, &efi_chains, |_| ()).map_err(io::Error::other)
             });
             let input_digests: Vec<[u8; 32]> = digests
                 .iter()
@@ -800,39 +804,35 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
             img.flush().map_err(io_err("writing the image"))?;
 
             let img_hash = hash_file(img_tmp.path(), &opts.progress);
-            let efi_hash = efi_job
+            let efi_hashes = efi_job
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("thread panicked")));
-            let unsigned_hash = unsigned_job.map(|j| {
-                j.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("thread panicked")))
-            });
             Ok((
                 (input_digests, (disk_guid, part_guid)),
                 fat_type,
                 digests,
                 signed,
-                efi_hash,
+                efi_hashes,
                 img_hash,
-                unsigned_hash,
             ))
         })?;
     let (input_digests, (disk_guid, part_guid)) = input_digests;
-    let (efi_len, efi_sha) = efi_hash.map_err(io_err("hashing the appliance PE"))?;
+    let efi_hashes = efi_hashes.map_err(io_err("hashing the appliance PE"))?;
+    let sha_of = |i: usize| -> [u8; 32] {
+        efi_hashes
+            .get(i)
+            .and_then(|d| d.as_slice().try_into().ok())
+            .unwrap_or([0; 32])
+    };
+    let (efi_len, efi_sha) = (final_len, sha_of(0));
     let (img_len, img_sha) = img_hash.map_err(io_err("hashing the image"))?;
     let signed_record = match (&signed, &sign_plan) {
-        (Some((auth, _)), Some(sp)) => {
-            let unsigned = unsigned_hash
-                .transpose()
-                .map_err(io_err("hashing the appliance PE"))?
-                .unwrap_or_default();
-            Some(crate::sign::image::record_digests(
-                &unsigned,
-                &efi_sha,
-                auth,
-                sp.signer.certificate(),
-            ))
-        }
+        (Some((auth, _)), Some(sp)) => Some(crate::sign::image::record_digests(
+            &sha_of(1),
+            &efi_sha,
+            auth,
+            sp.signer.certificate(),
+        )),
         _ => None,
     };
     // What the prediction would read from BOOTX64.EFI, from the stream.

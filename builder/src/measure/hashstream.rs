@@ -24,8 +24,8 @@ pub const CHUNK: usize = 4 << 20;
 /// Pieces in flight (read ahead of the slowest worker).
 const IN_FLIGHT: usize = 4;
 
-/// One hash: `alg` over the bytes of `ranges` (`[start, end)` file offsets, ascending and
-/// not overlapping) in order, then `zeros` zero bytes.
+/// One hash: `alg` over `prefix`, then the bytes of `ranges` (`[start, end)` file offsets,
+/// ascending and not overlapping) in order, then `zeros` zero bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
     /// The algorithm.
@@ -34,6 +34,9 @@ pub struct Chain {
     pub ranges: Vec<(u64, u64)>,
     /// Zero bytes hashed after the ranges (a section's `VirtualSize` past its raw data).
     pub zeros: u64,
+    /// Bytes hashed before the ranges (other headers than the file's: the unsigned PE that
+    /// `vmseal build` streamed signed).
+    pub prefix: Vec<u8>,
 }
 
 impl Chain {
@@ -48,7 +51,14 @@ impl Chain {
     }
 
     fn bytes(&self) -> u64 {
-        self.ranges.iter().map(|(s, e)| e - s).sum::<u64>() + self.zeros
+        self.ranges.iter().map(|(s, e)| e - s).sum::<u64>() + self.zeros + self.prefix.len() as u64
+    }
+
+    /// A fresh hasher that has hashed the prefix.
+    fn hasher(&self) -> Result<Hasher, StreamError> {
+        let mut h = Hasher::new(self.alg)?;
+        h.update(&self.prefix);
+        Ok(h)
     }
 
     /// The parts of `[at, at + piece.len())` this chain hashes, as slices of `piece`.
@@ -238,8 +248,10 @@ impl<'scope> Workers<'scope> {
             .collect();
         let chains = unique;
         let mut units = Vec::new();
+        // Four SHA-384/512 chains without a prefix go through one `Sha512x4`.
+        let four_lanes = |c: &Chain| is_sha512_family(c.alg) && c.prefix.is_empty();
         let mut wide: Vec<usize> = (0..chains.len())
-            .filter(|&i| is_sha512_family(chains[i].alg))
+            .filter(|&i| four_lanes(&chains[i]))
             .collect();
         wide.sort_by_key(|&i| std::cmp::Reverse(chains[i].bytes()));
         for four in wide.chunks(4) {
@@ -252,14 +264,14 @@ impl<'scope> Workers<'scope> {
                 Some(u) => units.push(u),
                 None => {
                     for &i in four {
-                        units.push(Unit::One(i, Hasher::new(chains[i].alg)?));
+                        units.push(Unit::One(i, chains[i].hasher()?));
                     }
                 }
             }
         }
         for (i, c) in chains.iter().enumerate() {
-            if !is_sha512_family(c.alg) {
-                units.push(Unit::One(i, Hasher::new(c.alg)?));
+            if !four_lanes(c) {
+                units.push(Unit::One(i, c.hasher()?));
             }
         }
         // Longest processing time first, onto `threads` workers.
@@ -383,6 +395,7 @@ mod tests {
 
     fn direct(c: &Chain, file: &[u8]) -> Vec<u8> {
         let mut h = Hasher::new(c.alg).unwrap();
+        h.update(&c.prefix);
         for &(s, e) in &c.ranges {
             h.update(&file[s as usize..e as usize]);
         }
@@ -393,7 +406,8 @@ mod tests {
     #[test]
     fn every_chain_equals_hashing_its_bytes_directly() {
         // Ranges across piece boundaries, an Authenticode-like chain with holes, contents
-        // chains with zero tails, and two groups of SHA-384/512 (one full, one of three).
+        // chains with a prefix and zero tails, and SHA-384/512 chains in a group of four and
+        // on their own.
         let len = 2 * CHUNK + 12345;
         let file = bytes(len);
         let l = len as u64;
@@ -405,22 +419,26 @@ mod tests {
                 alg,
                 ranges: auth.clone(),
                 zeros: 0,
+                prefix: Vec::new(),
             });
             chains.push(Chain {
                 alg,
                 ranges: payload.clone(),
                 zeros: 77,
+                prefix: vec![0xa5; 100],
             });
             chains.push(Chain {
                 alg,
                 ranges: vec![(0x400, 0x600)],
                 zeros: 0,
+                prefix: Vec::new(),
             });
         }
         chains.push(Chain {
             alg: HashAlg::SHA512,
             ranges: vec![],
             zeros: 200_000,
+            prefix: Vec::new(),
         });
         let mut seen = 0;
         let got = hash_chains(&file[..], l, &chains, |n| seen += n).unwrap();
@@ -436,6 +454,7 @@ mod tests {
             alg: HashAlg::SHA256,
             ranges: vec![(10, 20), (5, 8)],
             zeros: 0,
+            prefix: Vec::new(),
         };
         assert!(matches!(
             hash_chains(&[0u8; 32][..], 32, &[c], |_| ()),
@@ -445,6 +464,7 @@ mod tests {
             alg: HashAlg::SHA256,
             ranges: vec![(0, 64)],
             zeros: 0,
+            prefix: Vec::new(),
         };
         assert!(matches!(
             hash_chains(&[0u8; 32][..], 64, &[c], |_| ()),

@@ -287,14 +287,30 @@ fn tagged_with(id: u32, text: &[u8], digests: Vec<(HashAlg, Vec<u8>)>) -> Logged
 
 /// A PCR 4 `EV_EFI_BOOT_SERVICES_APPLICATION` with the Authenticode hash of `pe` per bank and
 /// placeholder (zero) `UEFI_IMAGE_LOAD_EVENT` data.
+/// The banks are hashed on threads of their own (a kernel is ~15 MiB: ~50 ms for four banks
+/// on one core).
 pub fn image_event(banks: &[HashAlg], pe: &[u8], what: &str) -> Result<LoggedEvent, PredictError> {
-    let mut d = Vec::new();
-    for a in banks {
-        let h = authenticode::digest(pe, authenticode_alg(*a)?)
-            .map_err(|e| PredictError::Compute(e.to_string()))?;
-        d.push((*a, h));
-    }
-    Ok(image_event_with(d, what))
+    let algs = banks
+        .iter()
+        .map(|a| authenticode_alg(*a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let digests = std::thread::scope(|s| {
+        let jobs: Vec<_> = algs
+            .iter()
+            .map(|alg| s.spawn(move || authenticode::digest(pe, *alg)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| {
+                j.join()
+                    .map_err(|_| PredictError::Compute("a hashing thread panicked".into()))?
+                    .map_err(|e| PredictError::Compute(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(image_event_with(
+        banks.iter().copied().zip(digests).collect(),
+        what,
+    ))
 }
 
 /// The Authenticode algorithm of a bank.
@@ -748,6 +764,7 @@ impl PeChains {
                 alg: *b,
                 ranges: auth.clone(),
                 zeros: 0,
+                prefix: Vec::new(),
             });
         }
         for s in &boot.sections {
@@ -757,6 +774,7 @@ impl PeChains {
                     alg: *b,
                     ranges: vec![(from, to)],
                     zeros: s.virtual_size - (to - from),
+                    prefix: Vec::new(),
                 });
             }
         }
@@ -1288,6 +1306,7 @@ mod tests {
             alg: HashAlg::SHA256,
             ranges,
             zeros: 0,
+            prefix: Vec::new(),
         };
         assert!(
             !seq.is_sequential(gap.len() as u64),
