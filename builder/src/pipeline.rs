@@ -773,7 +773,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
             let efi_path = efi_tmp.path();
             let efi_job = s.spawn(move || -> io::Result<Vec<Vec<u8>>> {
                 let f = File::open(efi_path)?;
-                hashstream::hash_chains(f, final_len, &efi_chains, |_| ()).map_err(io::Error::other)
+                hashstream::hash_chains_in(f, final_len, &efi_chains, PIECE, |_| ()).map_err(io::Error::other)
             });
             let input_digests: Vec<[u8; 32]> = digests
                 .iter()

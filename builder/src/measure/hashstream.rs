@@ -359,22 +359,45 @@ impl<'scope> Workers<'scope> {
 }
 
 /// Hash every chain over the `len` bytes that `reader` yields, reading them once, front to back,
-/// on every core ([`Workers`]); `on_piece` is told how many bytes were read (a progress bar).
-/// Digests in the order of `chains`.
+/// in [`CHUNK`]s, on every core ([`Workers`]); `on_piece` is told how many bytes were read (a
+/// progress bar). Digests in the order of `chains`.
 pub fn hash_chains(
+    reader: impl Read,
+    len: u64,
+    chains: &[Chain],
+    on_piece: impl FnMut(u64),
+) -> Result<Vec<Vec<u8>>, StreamError> {
+    hash_chains_in(reader, len, chains, CHUNK, on_piece)
+}
+
+/// [`hash_chains`] in pieces of `piece` bytes (at most a few in memory at once).
+pub fn hash_chains_in(
     mut reader: impl Read,
     len: u64,
     chains: &[Chain],
+    piece: usize,
     mut on_piece: impl FnMut(u64),
 ) -> Result<Vec<Vec<u8>>, StreamError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let piece = piece.max(1);
     std::thread::scope(|s| {
         let mut workers = Workers::spawn(s, chains, len, cores, IN_FLIGHT)?;
+        // At most IN_FLIGHT buffers: a new piece waits for one the workers are done with.
         let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
+        let mut made = 0;
         let mut at = 0u64;
         while at < len {
-            let n = (len - at).min(CHUNK as u64) as usize;
-            let mut buf = pool_rx.try_recv().unwrap_or_default();
+            let n = (len - at).min(piece as u64) as usize;
+            let mut buf = match pool_rx.try_recv() {
+                Ok(b) => b,
+                Err(_) if made < IN_FLIGHT => {
+                    made += 1;
+                    Vec::new()
+                }
+                Err(_) => pool_rx
+                    .recv()
+                    .map_err(|_| io::Error::other("a hashing thread stopped"))?,
+            };
             buf.resize(n, 0);
             reader.read_exact(&mut buf)?;
             workers.feed(&Arc::new(Recycled::new(buf, pool_tx.clone())))?;
