@@ -470,7 +470,15 @@ impl BootFile {
         let sections = section_headers(head)
             .ok_or_else(|| "not a valid PE: the section table is truncated".to_string())?;
         for s in &sections {
-            if s.virtual_size > MAX_SECTION as u64 {
+            // Loaded into memory: the kept sections, and a zero tail is hashed (never a
+            // payload's size: a payload section's VirtualSize is its stored length).
+            let (from, to) = s.stored();
+            let loaded = if KEPT.contains(&s.name.as_str()) {
+                s.virtual_size
+            } else {
+                s.virtual_size - (to - from)
+            };
+            if loaded > MAX_SECTION as u64 {
                 return Err(format!(
                     "section {}: VirtualSize {:#x} is over {MAX_SECTION:#x} — not an appliance PE",
                     s.name, s.virtual_size
@@ -666,8 +674,10 @@ fn with_boot_file<T>(
     f(&mut boot).map_err(ioe)
 }
 
-/// Largest section a prediction loads (`VirtualSize`): 1 GiB, beyond any payload vmseal
-/// builds; a larger value is a malformed PE, refused rather than allocated.
+/// Largest section a prediction loads (`VirtualSize` of `.linux` and `.cmdline`), and largest
+/// zero tail it hashes (`VirtualSize` past the stored bytes): 1 GiB; a larger value is a
+/// malformed PE, refused rather than allocated. Other sections (a multi-GiB initrd or guest)
+/// are only hashed, as they stream by.
 pub const MAX_SECTION: usize = 1 << 30;
 
 /// The digests of BOOTX64.EFI a prediction needs, and the few parts it needs as bytes.
