@@ -132,7 +132,7 @@ for mib in "${sizes[@]}"; do
     if ! bash classic.sh >/dev/null 2>&1; then
         classic_sh "osslsigncode sign -certs keys/db.crt -key keys/db.key -h sha256 -in classic/unsigned.efi -out classic/bench.efi"
         echo "note: sbsign fails on the ${mib} MiB payload's PE; the classic pipeline signs with osslsigncode"
-        bash classic.sh >/dev/null
+        bash classic.sh >/dev/null 2>&1
     fi
     rm -rf classic
     cat >floor.sh <<'EOF'

@@ -57,14 +57,16 @@ use policies::tcg::HashAlg;
 use signing::authenticode;
 
 /// Inputs are streamed in chunks of this size, with at most [`DEPTH`] queued for the image
-/// writer and for each hashing worker: a few MiB in flight, so it finds its bytes still in cache (4 MiB chunks eight deep
-/// went to DRAM and back).
+/// writer and for each hashing worker: a few MiB in flight, so they find their bytes still in
+/// cache (4 MiB chunks eight deep went to DRAM and back).
 const CHUNK: usize = 1 << 20;
 /// Chunks queued for the image writer once it is writing.
 const DEPTH: usize = 4;
 /// Extra room in the image writer's queue for the chunks read while it formats the ESP and
-/// allocates BOOTX64.EFI (~20 ms for 256 MiB, 65536 clusters): the other consumers go on.
-const ALLOCATING: usize = 32;
+/// allocates BOOTX64.EFI (~20 ms for 256 MiB, 65536 clusters; ~160 ms for 2 GiB): the other
+/// consumers go on meanwhile. Eight: the stream, as fast as the hashing, waits a little at
+/// 2 GiB rather than holding 32 MiB more.
+const ALLOCATING: usize = 8;
 
 /// A file range of the PE the prediction needs as bytes, and its bytes as they stream by.
 type Kept = ((u64, u64), Vec<u8>);
@@ -475,9 +477,11 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         if let Some(Piece::Bytes(body)) = composed.pieces().get(1) {
             head.extend_from_slice(body);
         }
-        let want = usize::try_from(final_len.min(HEADER_PREFIX)).unwrap_or(usize::MAX);
-        head.resize(want.max(head.len().min(want)), 0);
-        head.truncate(want);
+        // What the prediction reads of BOOTX64.EFI for its headers (zeros past the stub).
+        head.resize(
+            usize::try_from(final_len.min(HEADER_PREFIX)).unwrap_or(0),
+            0,
+        );
         BootFile::parse(&head, final_len)
             .map_err(|e| BuildError::Pe(PeError::Validate(format!("{efi_name}: {e}"))))?
     };
@@ -516,9 +520,8 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         chains.extend(p.chains.iter().cloned());
     }
     // The bytes the prediction needs as bytes (`.linux`, `.cmdline`; the certificate table
-    // is made below): copied aside as they stream by.
-    // A section whose bytes vmseal holds (a signed kernel) is not copied: it is taken from the
-    // plan afterwards (`from_plan`, the plan entry; its range here is empty).
+    // is made below): copied aside as they stream by, unless vmseal holds them already (a
+    // signed kernel: taken from the plan afterwards, `from_plan`; its range here is empty).
     let added_at = |at: u64| {
         composed
             .sections
@@ -773,7 +776,8 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
             let efi_path = efi_tmp.path();
             let efi_job = s.spawn(move || -> io::Result<Vec<Vec<u8>>> {
                 let f = File::open(efi_path)?;
-                hashstream::hash_chains_in(f, final_len, &efi_chains, PIECE, |_| ()).map_err(io::Error::other)
+                hashstream::hash_chains_in(f, final_len, &efi_chains, PIECE, |_| ())
+                    .map_err(io::Error::other)
             });
             let input_digests: Vec<[u8; 32]> = digests
                 .iter()
