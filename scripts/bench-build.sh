@@ -81,7 +81,7 @@ EOF
 # dirty pages (every contender writes the payload several times: not charged to the next).
 timed() {
     sync
-    /usr/bin/time -o t.out -f '%e %M' "$@" >/dev/null 2>t.err || { cat t.err >&2; exit 1; }
+    /usr/bin/time -o t.out -f '%e %M %U %S' "$@" >/dev/null 2>t.err || { cat t.err >&2; exit 1; }
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 maxof() { sort -g | tail -n 1; }
@@ -142,13 +142,13 @@ cp vmlinuz initrd.img copy/
 openssl dgst -sha256 vmlinuz initrd.img >/dev/null
 EOF
     cat initrd.img vmlinuz >/dev/null # the page cache holds the inputs for every contender
-    s=(); c=(); u=(); f=(); sm=(); cm=(); um=(); fm=(); pairs=()
+    s=(); c=(); u=(); f=(); sm=(); cm=(); um=(); fm=(); pairs=(); scpu=(); ccpu=(); ucpu=(); fcpu=()
     for i in $(seq "$runs"); do
         # Each run's outputs are removed after it (a 2 GiB payload's classic run writes 8 GiB).
-        one_s() { timed "$vmseal" -q build vmseal.toml --out out; read -r t m <t.out; s+=("$t"); sm+=("$m"); rm -rf out; }
-        one_c() { timed bash classic.sh; read -r t m <t.out; c+=("$t"); cm+=("$m"); rm -rf classic; }
-        one_u() { timed "$vmseal" -q build vmseal.toml --out out --unsigned --no-predict; read -r t m <t.out; u+=("$t"); um+=("$m"); rm -rf out; }
-        one_f() { timed bash floor.sh; read -r t m <t.out; f+=("$t"); fm+=("$m"); rm -rf copy; }
+        one_s() { timed "$vmseal" -q build vmseal.toml --out out; read -r t m us sy <t.out; s+=("$t"); sm+=("$m"); scpu+=("$(echo "$us + $sy" | bc)"); rm -rf out; }
+        one_c() { timed bash classic.sh; read -r t m us sy <t.out; c+=("$t"); cm+=("$m"); ccpu+=("$(echo "$us + $sy" | bc)"); rm -rf classic; }
+        one_u() { timed "$vmseal" -q build vmseal.toml --out out --unsigned --no-predict; read -r t m us sy <t.out; u+=("$t"); um+=("$m"); ucpu+=("$(echo "$us + $sy" | bc)"); rm -rf out; }
+        one_f() { timed bash floor.sh; read -r t m us sy <t.out; f+=("$t"); fm+=("$m"); fcpu+=("$(echo "$us + $sy" | bc)"); rm -rf copy; }
         if [ $((i % 2)) = 1 ]; then one_c; one_s; one_f; one_u; else one_s; one_c; one_u; one_f; fi
         pairs+=("$(echo "${c[-1]} / ${s[-1]}" | bc -l)")
     done
@@ -167,6 +167,12 @@ EOF
     printf '(u) vmseal build --unsigned --no-predict   %7.3f s  peak %5d MiB  runs: %s\n' "$mu" $((pu >> 10)) "${u[*]}"
     printf '(f) cp + openssl dgst -sha256              %7.3f s  peak %5d MiB  runs: %s\n' "$mf" $((pf >> 10)) "${f[*]}"
     printf 'c/s = %.2f (median of the paired ratios: %.2f)   u/f = %.2f\n' "$rc" "$rp" "$ru"
+    # CPU time (user + sys, every process and thread): what the wall-clock ratios come to on
+    # a busy machine, where a second core is not free.
+    cs=$(printf '%s\n' "${scpu[@]}" | median); cc=$(printf '%s\n' "${ccpu[@]}" | median)
+    cu=$(printf '%s\n' "${ucpu[@]}" | median); cf=$(printf '%s\n' "${fcpu[@]}" | median)
+    printf 'CPU seconds (medians): s %.2f  c %.2f  u %.2f  f %.2f   c/s = %.2f   u/f = %.2f\n' \
+        "$cs" "$cc" "$cu" "$cf" "$(echo "$cc / $cs" | bc -l)" "$(echo "$cu / $cf" | bc -l)"
     verdict "$mib MiB: signed build with prediction >= 4x faster than the classic pipeline" \
         "$(echo "$rc >= 4" | bc -l)" "c/s = $(printf %.2f "$rc")"
     verdict "$mib MiB: signed build peak memory <= 64 MiB" \
