@@ -12,7 +12,7 @@
 //!    `.pcrsig` (the signed PCR 11 policy, [`add_pcrsig`]) needs only the measured sections'
 //!    digests, hashed from the inputs before the stream; a `.linux` kernel is signed in memory
 //!    before it becomes a section (a kernel, ~10–20 MiB, not the payload).
-//! 2. **Stream.** The main thread reads the pieces once, in [`CHUNK`]s, writes `NAME.efi`
+//! 2. **Stream.** The main thread reads the pieces once, in 1 MiB chunks, writes `NAME.efi`
 //!    (summing the PE checksum) and shares each chunk, never copied, with the image writer —
 //!    which formats the ESP, lets `fatfs` allocate `\EFI\BOOT\BOOTX64.EFI` without writing
 //!    its data ([`disk::Reservation`]), then writes each chunk straight into the clusters
