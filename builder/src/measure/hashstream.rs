@@ -4,11 +4,13 @@
 //! section's contents for PCR 11–13): with a 512 MiB payload and four banks, eight chains over
 //! the same bytes. Loading the file into memory first costs more than hashing it (fresh pages
 //! for 512 MiB), and hashing it once per bank reads it four times. Here the caller describes each
-//! hash as a [`Chain`] — ascending file ranges, then zero bytes — and [`hash_chains`] reads the
-//! file front to back in [`CHUNK`]-sized pieces, handing each piece to worker threads that own
-//! the chains. SHA-384/SHA-512 chains go four at a time through [`Sha512x4`]; SHA-1 and
-//! SHA-256 (SHA-NI on current CPUs) run one per chain. Units are spread over the workers by
-//! their estimated cost, largest first.
+//! hash as a [`Chain`] — optional leading bytes, ascending file ranges, then zero bytes — and
+//! [`hash_chains`] reads the file front to back in [`CHUNK`]-sized pieces, handing each piece to
+//! worker threads that own the chains ([`Workers`]). A caller that produces the bytes itself
+//! feeds the workers directly: `vmseal build` hands them the PE as it writes it, so nothing is
+//! read back. SHA-384/SHA-512 chains go four at a time through [`Sha512x4`]; SHA-1 and
+//! SHA-256 (SHA-NI on current CPUs) run one per chain; identical chains run once. Units are
+//! spread over the workers by their estimated cost, largest first.
 
 use std::io::{self, Read};
 use std::sync::Arc;
