@@ -27,12 +27,12 @@
 //!    that depends on every byte, is patched in both. The result is byte for byte what
 //!    `signing::authenticode::sign` makes of the unsigned PE (so `vmseal sign` of an unsigned
 //!    build gives the same image).
-//! 4. **Hash the outputs.** `NAME.efi` (and, signed, the unsigned PE it was: other headers,
-//!    the same bytes after them) and `NAME.img` are hashed for the lock file from the page
-//!    cache, one thread each: their first bytes (the CheckSum; the GPT, whose GUIDs derive
-//!    from the inputs' digests) are known only now.
-//! 5. **Predict** from the streamed digests: of the image only the GPT and the PE's headers
-//!    are read back ([`crate::measure::predict::predict_with`]).
+//! 4. **Hash the outputs.** `NAME.efi` (read once for its SHA-256 and, signed, the unsigned
+//!    PE's: other headers, the same bytes after them) and `NAME.img` are hashed for the lock
+//!    file from the page cache, on threads of their own: their first bytes (the CheckSum; the
+//!    GPT, whose GUIDs derive from the inputs' digests) are known only now.
+//! 5. **Predict**, meanwhile, from the streamed digests: of the image only the GPT and the
+//!    PE's headers are read back ([`crate::measure::predict::predict_with`]).
 //!
 //! Outputs go to temporary files in the output directory and are renamed into place only when
 //! everything succeeded; on any error the temporaries are removed (no partial output).
@@ -465,6 +465,16 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     let efi_tmp = tmp("efi")?;
     let img_tmp = tmp("img")?;
     let mut lock_tmp = tmp("lock")?;
+    // The store first: the prediction reads it while NAME.efi and NAME.img are hashed.
+    let vars_tmp = match vars_bytes.as_ref().map(|(b, _)| b) {
+        Some(b) => {
+            let mut t = tmp("vars")?;
+            t.write_all(b)
+                .map_err(io_err("writing the variable store"))?;
+            Some(t)
+        }
+        None => None,
+    };
     // fatfs wants a `&'static` time provider: one small value leaked per build.
     let time: &'static FixedTime = Box::leak(Box::new(FixedTime::from_epoch(epoch)));
 
@@ -566,260 +576,351 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         Ok(())
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (input_digests, fat_type, digests, signed, efi_hashes, img_hash) =
-        std::thread::scope(|s| -> Result<_, BuildError> {
-            let mut workers = Workers::spawn(s, &chains, streamed_len, cores, DEPTH)
-                .map_err(|e| io_err("hashing the appliance PE")(io::Error::other(e)))?;
-            let mut efi_out = efi_tmp.as_file();
-            let mut head_sum = PeChecksum::default();
-            head_sum.update(composed.headers());
-            let mut unsigned_head_sum = PeChecksum::default();
-            unsigned_head_sum.update(&unsigned_headers);
-            let mut body_sum = PeChecksum::default();
-            let mut efi_failed: Option<io::Error> = None;
-            let mut hash_failed: Option<hashstream::StreamError> = None;
-            let mut stamps: Vec<Option<[Stamp; 2]>> = vec![None; plan.len()];
-            let (img_tx, img_rx) = mpsc::sync_channel::<(u64, Arc<Recycled>)>(DEPTH + ALLOCATING);
-            let manifest = &m;
-            let img_job = s.spawn(move || -> Result<_, BuildError> {
-                let (fat_type, extents) = prepare_esp(img, &layout, time, final_len, manifest)?;
-                for (at, chunk) in img_rx {
-                    write_boot(&extents, at, chunk.as_ref().as_ref())
-                        .map_err(io_err("writing BOOTX64.EFI"))?;
-                }
-                Ok((fat_type, extents))
-            });
+    // The outer scope holds the threads that hash NAME.efi and NAME.img: they outlive the
+    // stream's scope and run while the prediction is made.
+    let file_name = |ext: &str| format!("{name}.{ext}");
+    let (input_digests, fat_type, signed, efi_hashes, img_hash, prediction) = std::thread::scope(
+        |o| -> Result<_, BuildError> {
+            let (input_digests, fat_type, digests, signed, efi_job, img_job) = std::thread::scope(
+                |s| -> Result<_, BuildError> {
+                    let mut workers = Workers::spawn(s, &chains, streamed_len, cores, DEPTH)
+                        .map_err(|e| io_err("hashing the appliance PE")(io::Error::other(e)))?;
+                    let mut efi_out = efi_tmp.as_file();
+                    let mut head_sum = PeChecksum::default();
+                    head_sum.update(composed.headers());
+                    let mut unsigned_head_sum = PeChecksum::default();
+                    unsigned_head_sum.update(&unsigned_headers);
+                    let mut body_sum = PeChecksum::default();
+                    let mut efi_failed: Option<io::Error> = None;
+                    let mut hash_failed: Option<hashstream::StreamError> = None;
+                    let mut stamps: Vec<Option<[Stamp; 2]>> = vec![None; plan.len()];
+                    let (img_tx, img_rx) =
+                        mpsc::sync_channel::<(u64, Arc<Recycled>)>(DEPTH + ALLOCATING);
+                    let manifest = &m;
+                    let img_job = s.spawn(move || -> Result<_, BuildError> {
+                        let (fat_type, extents) =
+                            prepare_esp(img, &layout, time, final_len, manifest)?;
+                        for (at, chunk) in img_rx {
+                            write_boot(&extents, at, chunk.as_ref().as_ref())
+                                .map_err(io_err("writing BOOTX64.EFI"))?;
+                        }
+                        Ok((fat_type, extents))
+                    });
 
-            let bar = opts.progress.bar("building", streamed_len);
-            let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
-            let buffer = |n: usize| {
-                let mut b = pool_rx.try_recv().unwrap_or_default();
-                // A recycled buffer keeps its old bytes: `read_exact` overwrites all `n`
-                // of them, so only a grown tail needs zeroing.
-                b.truncate(n);
-                b.resize(n, 0);
-                b
-            };
-            let mut at = 0u64;
-            let mut emit = |bytes: Vec<u8>, summed: bool| {
-                let len = bytes.len() as u64;
-                bar.inc(len);
-                if summed {
-                    body_sum.update(&bytes);
-                }
-                for ((s, e), into) in &mut kept {
-                    let (from, to) = ((*s).max(at), (*e).min(at + len));
-                    if let Some(b) = bytes.get(
-                        usize::try_from(from.saturating_sub(at)).unwrap_or(usize::MAX)
-                            ..usize::try_from(to.saturating_sub(at)).unwrap_or(0),
-                    ) {
-                        into.extend_from_slice(b);
+                    let bar = opts.progress.bar("building", streamed_len);
+                    let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
+                    let buffer = |n: usize| {
+                        let mut b = pool_rx.try_recv().unwrap_or_default();
+                        // A recycled buffer keeps its old bytes: `read_exact` overwrites all `n`
+                        // of them, so only a grown tail needs zeroing.
+                        b.truncate(n);
+                        b.resize(n, 0);
+                        b
+                    };
+                    let mut at = 0u64;
+                    let mut emit = |bytes: Vec<u8>, summed: bool| {
+                        let len = bytes.len() as u64;
+                        bar.inc(len);
+                        if summed {
+                            body_sum.update(&bytes);
+                        }
+                        for ((s, e), into) in &mut kept {
+                            let (from, to) = ((*s).max(at), (*e).min(at + len));
+                            if let Some(b) = bytes.get(
+                                usize::try_from(from.saturating_sub(at)).unwrap_or(usize::MAX)
+                                    ..usize::try_from(to.saturating_sub(at)).unwrap_or(0),
+                            ) {
+                                into.extend_from_slice(b);
+                            }
+                        }
+                        if let Err(e) = efi_out.write_all(&bytes) {
+                            efi_failed = Some(e);
+                            return false;
+                        }
+                        let chunk = Arc::new(Recycled::new(bytes, pool_tx.clone()));
+                        if let Err(e) = workers.feed(&chunk) {
+                            hash_failed = Some(e);
+                            return false;
+                        }
+                        // The image writer only stops early on an error, reported at its join:
+                        // then the stream stops too.
+                        let sent = img_tx.send((at, chunk)).is_ok();
+                        at += len;
+                        sent
+                    };
+                    let padding = usize::try_from(streamed_len - composed.len).unwrap_or(0);
+                    let mut pieces = composed.pieces();
+                    let last_section = pieces.len().saturating_sub(1);
+                    if padding > 0 {
+                        pieces.push(Piece::Zeros(padding));
                     }
-                }
-                if let Err(e) = efi_out.write_all(&bytes) {
-                    efi_failed = Some(e);
-                    return false;
-                }
-                let chunk = Arc::new(Recycled::new(bytes, pool_tx.clone()));
-                if let Err(e) = workers.feed(&chunk) {
-                    hash_failed = Some(e);
-                    return false;
-                }
-                // The image writer only stops early on an error, reported at its join:
-                // then the stream stops too.
-                let sent = img_tx.send((at, chunk)).is_ok();
-                at += len;
-                sent
-            };
-            let padding = usize::try_from(streamed_len - composed.len).unwrap_or(0);
-            let mut pieces = composed.pieces();
-            let last_section = pieces.len().saturating_sub(1);
-            if padding > 0 {
-                pieces.push(Piece::Zeros(padding));
-            }
-            'stream: for (k, piece) in pieces.into_iter().enumerate() {
-                let more = match piece {
-                    // The headers are summed apart: signed and unsigned differ there.
-                    Piece::Bytes(b) => emit(b.to_vec(), k != 0),
-                    // The padding to the certificate table (the last piece) is not part of
-                    // the unsigned PE: summed apart.
-                    Piece::Zeros(n) => emit(pe::zeros(n).to_vec(), k <= last_section),
-                    Piece::Section(i) => match plan.get(i).map(|p| &p.source) {
-                        Some(Source::Inline(b)) => emit(b.clone(), true),
-                        Some(Source::File {
-                            abs, path, size, ..
-                        }) => {
-                            let what = || format!("reading {path}");
-                            let mut file = File::open(abs).map_err(io_err(what()))?;
-                            let before = Stamp::of(&file).map_err(io_err(what()))?;
-                            let mut left = *size;
-                            while left > 0 {
-                                let n = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
-                                let mut buf = buffer(n);
-                                file.read_exact(&mut buf).map_err(io_err(format!(
-                                    "reading {path} (did it change during the build?)"
-                                )))?;
-                                left -= n as u64;
-                                if !emit(buf, true) {
-                                    break 'stream;
+                    'stream: for (k, piece) in pieces.into_iter().enumerate() {
+                        let more = match piece {
+                            // The headers are summed apart: signed and unsigned differ there.
+                            Piece::Bytes(b) => emit(b.to_vec(), k != 0),
+                            // The padding to the certificate table (the last piece) is not part of
+                            // the unsigned PE: summed apart.
+                            Piece::Zeros(n) => emit(pe::zeros(n).to_vec(), k <= last_section),
+                            Piece::Section(i) => match plan.get(i).map(|p| &p.source) {
+                                Some(Source::Inline(b)) => emit(b.clone(), true),
+                                Some(Source::File {
+                                    abs, path, size, ..
+                                }) => {
+                                    let what = || format!("reading {path}");
+                                    let mut file = File::open(abs).map_err(io_err(what()))?;
+                                    let before = Stamp::of(&file).map_err(io_err(what()))?;
+                                    let mut left = *size;
+                                    while left > 0 {
+                                        let n = usize::try_from(left.min(CHUNK as u64))
+                                            .unwrap_or(CHUNK);
+                                        let mut buf = buffer(n);
+                                        file.read_exact(&mut buf).map_err(io_err(format!(
+                                            "reading {path} (did it change during the build?)"
+                                        )))?;
+                                        left -= n as u64;
+                                        if !emit(buf, true) {
+                                            break 'stream;
+                                        }
+                                    }
+                                    let mut extra = [0u8; 1];
+                                    if file.read(&mut extra).map_err(io_err(what()))? != 0 {
+                                        return Err(io_err(what())(io::Error::other(
+                                            "the file grew during the build",
+                                        )));
+                                    }
+                                    let after = Stamp::of(&file).map_err(io_err(what()))?;
+                                    if let Some(slot) = stamps.get_mut(i) {
+                                        *slot = Some([before, after]);
+                                    }
+                                    true
                                 }
-                            }
-                            let mut extra = [0u8; 1];
-                            if file.read(&mut extra).map_err(io_err(what()))? != 0 {
-                                return Err(io_err(what())(io::Error::other(
-                                    "the file grew during the build",
-                                )));
-                            }
-                            let after = Stamp::of(&file).map_err(io_err(what()))?;
-                            if let Some(slot) = stamps.get_mut(i) {
-                                *slot = Some([before, after]);
-                            }
-                            true
+                                None => {
+                                    return Err(io_err("composing")(io::Error::other(
+                                        "no such section",
+                                    )));
+                                }
+                            },
+                        };
+                        if !more {
+                            break;
                         }
-                        None => {
-                            return Err(io_err("composing")(io::Error::other("no such section")));
+                    }
+                    bar.finish_and_clear();
+                    drop(img_tx);
+                    let (fat_type, extents) = img_job.join().map_err(|_| {
+                        io_err("writing BOOTX64.EFI")(io::Error::other("thread panicked"))
+                    })??;
+                    if let Some(e) = efi_failed {
+                        return Err(io_err("writing the appliance PE")(e));
+                    }
+                    let hashing = |e: hashstream::StreamError| {
+                        io_err("hashing the appliance PE")(io::Error::other(e))
+                    };
+                    if let Some(e) = hash_failed {
+                        return Err(hashing(e));
+                    }
+                    let digests = workers.finish().map_err(hashing)?;
+                    // The input was read once, and did not change while it was.
+                    for (p, st) in plan.iter().zip(&stamps) {
+                        if let (Source::File { path, .. }, Some(st)) = (&p.source, st)
+                            && st[0] != st[1]
+                        {
+                            return Err(io_err(format!("reading {path}"))(io::Error::other(
+                                "the file changed during the build (build again once nothing writes it)",
+                            )));
                         }
-                    },
-                };
-                if !more {
-                    break;
-                }
-            }
-            bar.finish_and_clear();
-            drop(img_tx);
-            let (fat_type, extents) = img_job.join().map_err(|_| {
-                io_err("writing BOOTX64.EFI")(io::Error::other("thread panicked"))
-            })??;
-            if let Some(e) = efi_failed {
-                return Err(io_err("writing the appliance PE")(e));
-            }
-            let hashing = |e: hashstream::StreamError| {
-                io_err("hashing the appliance PE")(io::Error::other(e))
-            };
-            if let Some(e) = hash_failed {
-                return Err(hashing(e));
-            }
-            let digests = workers.finish().map_err(hashing)?;
-            // The input was read once, and did not change while it was.
-            for (p, st) in plan.iter().zip(&stamps) {
-                if let (Source::File { path, .. }, Some(st)) = (&p.source, st)
-                    && st[0] != st[1]
-                {
-                    return Err(io_err(format!("reading {path}"))(io::Error::other(
-                        "the file changed during the build (build again once nothing writes it)",
-                    )));
-                }
-            }
-            timings.mark("stream the PE into .efi and the ESP, hashing it");
+                    }
+                    timings.mark("stream the PE into .efi and the ESP, hashing it");
 
-            // The signature, from the digest that streamed by, then the header fields after
-            // it: the certificate-table entry is already in place, the CheckSum is not.
-            let odd = || io_err("summing the PE")(io::Error::other("odd header length"));
-            let mut signed = None;
-            let full_sum = match (&sign_plan, table) {
-                (Some(sp), Some((table_at, size))) => {
-                    let auth = digests.get(authenticode_at).cloned().unwrap_or_default();
-                    let bytes =
-                        crate::sign::image::certificate_table(&auth, sp.signer.as_ref(), size)?;
-                    write_boot(&extents, table_at, &bytes)
+                    // The signature, from the digest that streamed by, then the header fields after
+                    // it: the certificate-table entry is already in place, the CheckSum is not.
+                    let odd = || io_err("summing the PE")(io::Error::other("odd header length"));
+                    let mut signed = None;
+                    let full_sum = match (&sign_plan, table) {
+                        (Some(sp), Some((table_at, size))) => {
+                            let auth = digests.get(authenticode_at).cloned().unwrap_or_default();
+                            let bytes = crate::sign::image::certificate_table(
+                                &auth,
+                                sp.signer.as_ref(),
+                                size,
+                            )?;
+                            write_boot(&extents, table_at, &bytes)
+                                .map_err(io_err("writing BOOTX64.EFI"))?;
+                            efi_out
+                                .write_all(&bytes)
+                                .map_err(io_err("writing the appliance PE"))?;
+                            let mut tail = PeChecksum::default();
+                            tail.update(pe::zeros(padding));
+                            tail.update(&bytes);
+                            let sum = head_sum
+                                .followed_by(&body_sum)
+                                .and_then(|s| s.followed_by(&tail))
+                                .ok_or_else(odd)?;
+                            signed = Some((auth, bytes));
+                            sum
+                        }
+                        _ => head_sum.followed_by(&body_sum).ok_or_else(odd)?,
+                    };
+                    let sum = full_sum.finish().to_le_bytes();
+                    write_boot(&extents, composed.checksum_offset(), &sum)
                         .map_err(io_err("writing BOOTX64.EFI"))?;
-                    efi_out
-                        .write_all(&bytes)
+                    let mut efi = efi_tmp.as_file();
+                    efi.seek(SeekFrom::Start(composed.checksum_offset()))
+                        .and_then(|_| efi.write_all(&sum))
                         .map_err(io_err("writing the appliance PE"))?;
-                    let mut tail = PeChecksum::default();
-                    tail.update(pe::zeros(padding));
-                    tail.update(&bytes);
-                    let sum = head_sum
-                        .followed_by(&body_sum)
-                        .and_then(|s| s.followed_by(&tail))
-                        .ok_or_else(odd)?;
-                    signed = Some((auth, bytes));
-                    sum
+                    timings.mark("sign, patch the headers");
+
+                    // NAME.efi is final: hash it (and, signed, the unsigned PE it was: other headers,
+                    // the same bytes after them), reading it once, while the GPT is written.
+                    let mut efi_chains = vec![Chain {
+                        alg: HashAlg::SHA256,
+                        ranges: vec![(0, final_len)],
+                        zeros: 0,
+                        prefix: Vec::new(),
+                    }];
+                    if signed.is_some() {
+                        let mut head = unsigned_headers.clone();
+                        let sum = unsigned_head_sum
+                            .followed_by(&body_sum)
+                            .ok_or_else(odd)?
+                            .finish()
+                            .to_le_bytes();
+                        let at = usize::try_from(composed.checksum_offset()).unwrap_or(usize::MAX);
+                        head.get_mut(at..at + 4)
+                            .ok_or_else(odd)?
+                            .copy_from_slice(&sum);
+                        efi_chains.push(Chain {
+                            alg: HashAlg::SHA256,
+                            ranges: vec![(head.len() as u64, composed.len)],
+                            zeros: 0,
+                            prefix: head,
+                        });
+                    }
+                    let efi_path = efi_tmp.path();
+                    let efi_job = o.spawn(move || -> io::Result<Vec<Vec<u8>>> {
+                        let f = File::open(efi_path)?;
+                        hashstream::hash_chains_in(f, final_len, &efi_chains, PIECE, |_| ())
+                            .map_err(io::Error::other)
+                    });
+                    let input_digests: Vec<[u8; 32]> = digests
+                        .iter()
+                        .take(plan.len())
+                        .map(|d| d.as_slice().try_into().unwrap_or([0; 32]))
+                        .collect();
+                    // GPT with GUIDs derived from the content: the image name and every byte that went
+                    // into the PE (the stub and the section digests determine it).
+                    let mut guid_parts: Vec<Vec<u8>> = vec![
+                        name.as_bytes().to_vec(),
+                        sha2::Sha256::digest(&*stub).to_vec(),
+                    ];
+                    guid_parts.extend(
+                        plan.iter()
+                            .zip(&input_digests)
+                            .map(|(p, d)| [p.name.as_bytes(), d].concat()),
+                    );
+                    let parts = |tag: &'static [u8]| {
+                        let mut v: Vec<&[u8]> = vec![tag];
+                        v.extend(guid_parts.iter().map(Vec::as_slice));
+                        v
+                    };
+                    let disk_guid = disk::guid_from(&parts(b"vmseal disk"));
+                    let part_guid = disk::guid_from(&parts(b"vmseal esp"));
+                    let mut img = img_tmp.as_file();
+                    disk::write_gpt(&mut img, &layout, disk_guid, part_guid)
+                        .map_err(io_err("writing the GPT"))?;
+                    img.flush().map_err(io_err("writing the image"))?;
+
+                    let img_path = img_tmp.path();
+                    let progress = &opts.progress;
+                    let img_job = o.spawn(move || hash_file(img_path, progress));
+                    Ok((
+                        (input_digests, (disk_guid, part_guid)),
+                        fat_type,
+                        digests,
+                        signed,
+                        efi_job,
+                        img_job,
+                    ))
+                },
+            )?;
+            // What the prediction would read from BOOTX64.EFI, from the stream.
+            let boot_digests = match &pe_chains {
+                Some(p) => {
+                    let mut wants: Vec<Vec<u8>> = kept
+                        .into_iter()
+                        .zip(&from_plan)
+                        .map(|((_, b), i)| match i.and_then(|i| plan.get_mut(i)) {
+                            Some(Planned {
+                                source: Source::Inline(held),
+                                ..
+                            }) => std::mem::take(held),
+                            _ => b,
+                        })
+                        .collect();
+                    wants.push(
+                        signed
+                            .as_ref()
+                            .map(|(_, table)| table.clone())
+                            .unwrap_or_default(),
+                    );
+                    Some(p.assemble(&boot, digests[predict_at..].to_vec(), wants)?)
                 }
-                _ => head_sum.followed_by(&body_sum).ok_or_else(odd)?,
+                None => None,
             };
-            let sum = full_sum.finish().to_le_bytes();
-            write_boot(&extents, composed.checksum_offset(), &sum)
-                .map_err(io_err("writing BOOTX64.EFI"))?;
-            let mut efi = efi_tmp.as_file();
-            efi.seek(SeekFrom::Start(composed.checksum_offset()))
-                .and_then(|_| efi.write_all(&sum))
-                .map_err(io_err("writing the appliance PE"))?;
-            timings.mark("sign, patch the headers");
-
-            // NAME.efi is final: hash it (and, signed, the unsigned PE it was: other headers,
-            // the same bytes after them), reading it once, while the GPT is written.
-            let mut efi_chains = vec![Chain {
-                alg: HashAlg::SHA256,
-                ranges: vec![(0, final_len)],
-                zeros: 0,
-                prefix: Vec::new(),
-            }];
-            if signed.is_some() {
-                let mut head = unsigned_headers.clone();
-                let sum = unsigned_head_sum
-                    .followed_by(&body_sum)
-                    .ok_or_else(odd)?
-                    .finish()
-                    .to_le_bytes();
-                let at = usize::try_from(composed.checksum_offset()).unwrap_or(usize::MAX);
-                head.get_mut(at..at + 4)
-                    .ok_or_else(odd)?
-                    .copy_from_slice(&sum);
-                efi_chains.push(Chain {
-                    alg: HashAlg::SHA256,
-                    ranges: vec![(head.len() as u64, composed.len)],
-                    zeros: 0,
-                    prefix: head,
-                });
-            }
-            let efi_path = efi_tmp.path();
-            let efi_job = s.spawn(move || -> io::Result<Vec<Vec<u8>>> {
-                let f = File::open(efi_path)?;
-                hashstream::hash_chains_in(f, final_len, &efi_chains, PIECE, |_| ())
-                    .map_err(io::Error::other)
-            });
-            let input_digests: Vec<[u8; 32]> = digests
-                .iter()
-                .take(plan.len())
-                .map(|d| d.as_slice().try_into().unwrap_or([0; 32]))
-                .collect();
-            // GPT with GUIDs derived from the content: the image name and every byte that went
-            // into the PE (the stub and the section digests determine it).
-            let mut guid_parts: Vec<Vec<u8>> = vec![
-                name.as_bytes().to_vec(),
-                sha2::Sha256::digest(&*stub).to_vec(),
-            ];
-            guid_parts.extend(
-                plan.iter()
-                    .zip(&input_digests)
-                    .map(|(p, d)| [p.name.as_bytes(), d].concat()),
-            );
-            let parts = |tag: &'static [u8]| {
-                let mut v: Vec<&[u8]> = vec![tag];
-                v.extend(guid_parts.iter().map(Vec::as_slice));
-                v
+            // The prediction, from the image's GPT and PE headers and the streamed digests
+            // (docs/pcrs-json.md), while NAME.efi and NAME.img are hashed.
+            let prediction = if opts.predict {
+                let mut popts = crate::measure::predict::PredictOptions::new(img_tmp.path());
+                // A signed build predicts the boot with its own store: Secure Boot on, the org's db.
+                popts.vars = vars_tmp.as_ref().map(|t| t.path().to_path_buf());
+                popts.snp.clone_from(&snp);
+                // BOOTX64.EFI's digests were taken as it streamed: the image is not read again
+                // (only its GPT and the PE's headers, to check they are what streamed).
+                let mut prediction =
+                    crate::measure::predict::predict_with(&popts, &mut |facts, banks, want| {
+                        match &boot_digests {
+                            Some(d)
+                                if facts.boot.size == boot.size
+                                    && facts.boot.sections == boot.sections =>
+                            {
+                                d.select(banks, want).ok_or_else(|| {
+                                    crate::measure::predict::PredictError::Compute(
+                                        "a bank was not hashed while the PE streamed".into(),
+                                    )
+                                })
+                            }
+                            _ => crate::measure::predict::digest_boot(facts, banks, want),
+                        }
+                    })?;
+                prediction
+                    .sources
+                    .insert("image".into(), file_name("img").into());
+                if vars_tmp.is_some() {
+                    prediction
+                        .sources
+                        .insert("vars".into(), file_name("vars.fd").into());
+                }
+                timings.mark("predict PCRs");
+                Some(prediction)
+            } else {
+                None
             };
-            let disk_guid = disk::guid_from(&parts(b"vmseal disk"));
-            let part_guid = disk::guid_from(&parts(b"vmseal esp"));
-            let mut img = img_tmp.as_file();
-            disk::write_gpt(&mut img, &layout, disk_guid, part_guid)
-                .map_err(io_err("writing the GPT"))?;
-            img.flush().map_err(io_err("writing the image"))?;
-
-            let img_hash = hash_file(img_tmp.path(), &opts.progress);
             let efi_hashes = efi_job
                 .join()
-                .unwrap_or_else(|_| Err(io::Error::other("thread panicked")));
+                .unwrap_or_else(|_| Err(io::Error::other("a hashing thread panicked")));
+            let img_hash = img_job
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a hashing thread panicked")));
             Ok((
-                (input_digests, (disk_guid, part_guid)),
+                input_digests,
                 fat_type,
-                digests,
                 signed,
                 efi_hashes,
                 img_hash,
+                prediction,
             ))
-        })?;
+        },
+    )?;
     let (input_digests, (disk_guid, part_guid)) = input_digests;
     let efi_hashes = efi_hashes.map_err(io_err("hashing the appliance PE"))?;
     let sha_of = |i: usize| -> [u8; 32] {
@@ -839,29 +940,9 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         )),
         _ => None,
     };
-    // What the prediction would read from BOOTX64.EFI, from the stream.
-    let boot_digests = match &pe_chains {
-        Some(p) => {
-            let mut wants: Vec<Vec<u8>> = kept
-                .into_iter()
-                .zip(&from_plan)
-                .map(|((_, b), i)| match i.and_then(|i| plan.get_mut(i)) {
-                    Some(Planned {
-                        source: Source::Inline(held),
-                        ..
-                    }) => std::mem::take(held),
-                    _ => b,
-                })
-                .collect();
-            wants.push(signed.map(|(_, table)| table).unwrap_or_default());
-            Some(p.assemble(&boot, digests[predict_at..].to_vec(), wants)?)
-        }
-        None => None,
-    };
     timings.mark("GPT, hash .efi and .img");
 
     // The lock file.
-    let file_name = |ext: &str| format!("{name}.{ext}");
     let stub_desc = match (
         &opts.stub,
         std::env::var_os("VMSEAL_STUB_EFI").filter(|v| !v.is_empty()),
@@ -927,15 +1008,6 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
             "boot_file": BOOT_PATH,
         },
     });
-    let vars_tmp = match vars_bytes.as_ref().map(|(b, _)| b) {
-        Some(b) => {
-            let mut t = tmp("vars")?;
-            t.write_all(b)
-                .map_err(io_err("writing the variable store"))?;
-            Some(t)
-        }
-        None => None,
-    };
     if let Some(mut s) = signed_record {
         if let Some(k) = kernel_signed {
             s["kernel"] = k;
@@ -959,49 +1031,18 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         .write_all(text.as_bytes())
         .map_err(io_err("writing the lock file"))?;
 
-    // The prediction, from the finished image alone (docs/pcrs-json.md).
     let efi_path = opts.out.join(file_name("efi"));
     let img_path = opts.out.join(file_name("img"));
     let lock_path = opts.out.join(file_name("lock.json"));
     let pcrs_path = opts.out.join(file_name("pcrs.json"));
-    let pcrs_tmp = if opts.predict {
-        let mut pcrs_tmp = tmp("pcrs")?;
-        let mut popts = crate::measure::predict::PredictOptions::new(img_tmp.path());
-        // A signed build predicts the boot with its own store: Secure Boot on, the org's db.
-        popts.vars = vars_tmp.as_ref().map(|t| t.path().to_path_buf());
-        popts.snp.clone_from(&snp);
-        // BOOTX64.EFI's digests were taken as it streamed: the image is not read again
-        // (only its GPT and the PE's headers, to check they are what streamed).
-        let mut prediction =
-            crate::measure::predict::predict_with(&popts, &mut |facts, banks, want| {
-                match &boot_digests {
-                    Some(d)
-                        if facts.boot.size == boot.size && facts.boot.sections == boot.sections =>
-                    {
-                        d.select(banks, want).ok_or_else(|| {
-                            crate::measure::predict::PredictError::Compute(
-                                "a bank was not hashed while the PE streamed".into(),
-                            )
-                        })
-                    }
-                    _ => crate::measure::predict::digest_boot(facts, banks, want),
-                }
-            })?;
-        prediction
-            .sources
-            .insert("image".into(), file_name("img").into());
-        if vars_tmp.is_some() {
-            prediction
-                .sources
-                .insert("vars".into(), file_name("vars.fd").into());
+    let pcrs_tmp = match prediction {
+        Some(p) => {
+            let mut t = tmp("pcrs")?;
+            t.write_all(p.to_file().to_text().as_bytes())
+                .map_err(io_err("writing the PCR prediction"))?;
+            Some(t)
         }
-        pcrs_tmp
-            .write_all(prediction.to_file().to_text().as_bytes())
-            .map_err(io_err("writing the PCR prediction"))?;
-        timings.mark("predict PCRs");
-        Some(pcrs_tmp)
-    } else {
-        None
+        None => None,
     };
 
     // Rename into place.
