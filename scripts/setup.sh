@@ -10,7 +10,7 @@ run() { echo "+ $*" >&2; "$@"; }
 packages=(
     qemu-system-x86 ovmf swtpm swtpm-tools tpm2-tools sbsigntool osslsigncode
     dosfstools mtools gdisk binutils cpio kmod xz-utils python3-pip ca-certificates
-    systemd efitools qemu-utils softhsm2 opensc man-db groff-base curl
+    systemd systemd-boot-efi efitools qemu-utils softhsm2 opensc man-db groff-base curl
 )
 missing=()
 for p in "${packages[@]}"; do

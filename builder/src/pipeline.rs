@@ -1,12 +1,39 @@
-//! `vmseal build`: manifest → `NAME.efi` (the appliance PE), `NAME.img` (GPT + FAT ESP) and
-//! `NAME.lock.json`.
+//! `vmseal build`: manifest → `NAME.efi` (the appliance PE), `NAME.img` (GPT + FAT ESP),
+//! `NAME.lock.json`, and for a signed build `NAME.vars.fd`, with the prediction
+//! `NAME.pcrs.json`.
 //!
-//! The PE is never assembled in memory: it is a list of borrowed pieces
-//! ([`crate::compose::pe::Composed`]) that the main thread reads in chunks, writing `NAME.efi` and
-//! handing each chunk to an image writer. That one first formats the ESP and lets `fatfs`
-//! allocate `\EFI\BOOT\BOOTX64.EFI` without writing its data ([`disk::Reservation`]), then
-//! writes each chunk straight to the clusters `fatfs` chose. The inputs are hashed on their
-//! own core meanwhile; both outputs are then hashed from the page cache, one thread each.
+//! One pass over the inputs, signed or not, with memory that does not grow with the payload:
+//!
+//! 1. **Lay out.** The PE is never assembled in memory: it is a list of borrowed pieces
+//!    ([`crate::compose::pe::Composed`]). A signed build knows its certificate table's size
+//!    before hashing anything (a PKCS#7 signature's length does not depend on the digest it
+//!    signs: [`crate::sign::image::table_size`]), so the headers already point data directory
+//!    4 at the table after the sections, and the ESP is allocated for the signed size.
+//!    `.pcrsig` (the signed PCR 11 policy, [`add_pcrsig`]) needs only the measured sections'
+//!    digests, hashed from the inputs before the stream; a `.linux` kernel is signed in memory
+//!    before it becomes a section (a kernel, ~10–20 MiB, not the payload).
+//! 2. **Stream.** The main thread reads the pieces once, in 1 MiB chunks, writes `NAME.efi`
+//!    (summing the PE checksum) and shares each chunk, never copied, with the image writer —
+//!    which formats the ESP, lets `fatfs` allocate `\EFI\BOOT\BOOTX64.EFI` without writing
+//!    its data ([`disk::Reservation`]), then writes each chunk straight into the clusters
+//!    `fatfs` chose — and with the hashing workers ([`Workers`], one per core), which take
+//!    from the same chunks every digest the build needs: each input's SHA-256 (lock file, GPT
+//!    GUIDs), the SHA-256 Authenticode digest (it skips the CheckSum and the certificate-table
+//!    entry by definition, so the final headers stream), and for the prediction the
+//!    Authenticode digest and every section's contents in each bank
+//!    ([`crate::measure::predict::PeChains`]). Every queue is bounded.
+//! 3. **Sign and patch.** The signature over the streamed digest is appended to `NAME.efi`
+//!    and written to the clusters reserved for it; then the CheckSum, the one header field
+//!    that depends on every byte, is patched in both. The result is byte for byte what
+//!    `signing::authenticode::sign` makes of the unsigned PE (so `vmseal sign` of an unsigned
+//!    build gives the same image).
+//! 4. **Hash the outputs.** `NAME.efi` (read once for its SHA-256 and, signed, the unsigned
+//!    PE's: other headers, the same bytes after them) and `NAME.img` are hashed for the lock
+//!    file from the page cache, on threads of their own: their first bytes (the CheckSum; the
+//!    GPT, whose GUIDs derive from the inputs' digests) are known only now.
+//! 5. **Predict**, meanwhile, from the streamed digests: of the image only the GPT and the
+//!    PE's headers are read back ([`crate::measure::predict::predict_with`]).
+//!
 //! Outputs go to temporary files in the output directory and are renamed into place only when
 //! everything succeeded; on any error the temporaries are removed (no partial output).
 //! Validation happens before the output directory is touched.
@@ -14,7 +41,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use sha2::Digest as _;
 
@@ -23,28 +50,26 @@ use crate::compose::manifest::{ErrorKind, Manifest, ManifestError};
 use crate::compose::pe::{self, Composed, PeChecksum, PeError, Piece};
 use crate::compose::stub::{self, StubError};
 use crate::disk::{self, BOOT_PATH, FixedTime, Layout};
+use crate::measure::hashstream::{self, Chain, Recycled, Workers};
+use crate::measure::predict::{BootFile, HEADER_PREFIX, PeChains};
 use crate::progress::Progress;
+use policies::tcg::HashAlg;
+use signing::authenticode;
 
 /// Inputs are streamed in chunks of this size, with at most [`DEPTH`] queued for the image
-/// writer: a few MiB in flight, so it finds its bytes still in cache (4 MiB chunks eight deep
-/// went to DRAM and back).
+/// writer and for each hashing worker: a few MiB in flight, so they find their bytes still in
+/// cache (4 MiB chunks eight deep went to DRAM and back).
 const CHUNK: usize = 1 << 20;
 /// Chunks queued for the image writer once it is writing.
 const DEPTH: usize = 4;
 /// Extra room in the image writer's queue for the chunks read while it formats the ESP and
-/// allocates BOOTX64.EFI (~20 ms for 256 MiB, 65536 clusters): the other consumers go on.
-const ALLOCATING: usize = 32;
+/// allocates BOOTX64.EFI (~20 ms for 256 MiB, 65536 clusters; ~160 ms for 2 GiB): the other
+/// consumers go on meanwhile. Eight: the stream, as fast as the hashing, waits a little at
+/// 2 GiB rather than holding 32 MiB more.
+const ALLOCATING: usize = 8;
 
-/// A chunk of the PE on its way to the image writer. When the writer drops it, its buffer goes
-/// back to the pool, so a 256 MiB payload reuses a few buffers instead of
-/// faulting in fresh pages for every chunk.
-struct Chunk(Vec<u8>, mpsc::Sender<Vec<u8>>);
-
-impl Drop for Chunk {
-    fn drop(&mut self) {
-        let _ = self.1.send(std::mem::take(&mut self.0));
-    }
-}
+/// A file range of the PE the prediction needs as bytes, and its bytes as they stream by.
+type Kept = ((u64, u64), Vec<u8>);
 
 /// The lock file format version.
 pub const LOCK_FORMAT: u32 = 1;
@@ -252,34 +277,6 @@ fn hash_file(path: &Path, progress: &Progress) -> io::Result<(u64, [u8; 32])> {
     Ok((len, h.finalize().into()))
 }
 
-/// SHA-256 of every input, in plan order, each file read again (from the page cache: the
-/// stream reads it at the same time) in [`PIECE`]s, with its [`Stamp`] before and after.
-type Hashed = ([u8; 32], Option<[Stamp; 2]>);
-fn hash_inputs(plan: &[inputs::Planned]) -> Result<Vec<Hashed>, BuildError> {
-    plan.iter()
-        .map(|p| match &p.source {
-            Source::Inline(b) => Ok((sha2::Sha256::digest(b).into(), None)),
-            Source::File {
-                abs, path, size, ..
-            } => {
-                let reading = || io_err(format!("reading {path}"));
-                let mut f = File::open(abs).map_err(reading())?;
-                let before = Stamp::of(&f).map_err(reading())?;
-                let mut h = sha2::Sha256::new();
-                hash_range(
-                    &mut f,
-                    (0, *size),
-                    &mut h,
-                    &indicatif::ProgressBar::hidden(),
-                )
-                .map_err(reading())?;
-                let after = Stamp::of(&f).map_err(reading())?;
-                Ok((h.finalize().into(), Some([before, after])))
-            }
-        })
-        .collect()
-}
-
 /// Output files are hashed in pieces of this size (each is hashed while still in L2; 4 MiB
 /// pieces were ~5% slower).
 const PIECE: usize = 256 << 10;
@@ -437,7 +434,21 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     // re-validates its own output).
     let timings = Timings::new();
     let lens: Vec<(String, u64)> = plan.iter().map(|p| (p.name.clone(), p.len())).collect();
-    let composed = Composed::new(&stub, &lens, timestamp)?;
+    let mut composed = Composed::new(&stub, &lens, timestamp)?;
+    let unsigned_headers = composed.headers().to_vec();
+    // A signed build lays out the signed PE now: the certificate table's size does not
+    // depend on the digest it signs, so the headers say where it goes and how long it is
+    // before a byte is hashed (the Authenticode digest skips that entry and the checksum).
+    let table = match &sign_plan {
+        Some(sp) => {
+            let size = crate::sign::image::table_size(sp.signer.as_ref())?;
+            Some((composed.reserve_certificate_table(size)?, size))
+        }
+        None => None,
+    };
+    // What streams: the unsigned PE and the padding to the table (hashed as trailing data).
+    let streamed_len = table.map_or(composed.len, |(at, _)| at);
+    let final_len = table.map_or(composed.len, |(at, size)| at + u64::from(size));
     std::fs::create_dir_all(&opts.out)
         .map_err(io_err(format!("creating {}", opts.out.display())))?;
     let name = &m.image.name;
@@ -454,18 +465,106 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
     let efi_tmp = tmp("efi")?;
     let img_tmp = tmp("img")?;
     let mut lock_tmp = tmp("lock")?;
+    // The store first: the prediction reads it while NAME.efi and NAME.img are hashed.
+    let vars_tmp = match vars_bytes.as_ref().map(|(b, _)| b) {
+        Some(b) => {
+            let mut t = tmp("vars")?;
+            t.write_all(b)
+                .map_err(io_err("writing the variable store"))?;
+            Some(t)
+        }
+        None => None,
+    };
     // fatfs wants a `&'static` time provider: one small value leaked per build.
     let time: &'static FixedTime = Box::leak(Box::new(FixedTime::from_epoch(epoch)));
+
+    // Every hash of the PE's bytes, taken while it streams: each input's SHA-256 (lock file,
+    // GPT GUIDs), the SHA-256 Authenticode digest the signature signs, and for the prediction
+    // the Authenticode digest and every section's contents in each bank.
+    let efi_name = format!("{name}.efi");
+    let boot = {
+        let mut head = composed.headers().to_vec();
+        if let Some(Piece::Bytes(body)) = composed.pieces().get(1) {
+            head.extend_from_slice(body);
+        }
+        // What the prediction reads of BOOTX64.EFI for its headers (zeros past the stub).
+        head.resize(
+            usize::try_from(final_len.min(HEADER_PREFIX)).unwrap_or(0),
+            0,
+        );
+        BootFile::parse(&head, final_len)
+            .map_err(|e| BuildError::Pe(PeError::Validate(format!("{efi_name}: {e}"))))?
+    };
+    let mut chains: Vec<Chain> = composed
+        .sections
+        .iter()
+        .filter(|s| s.added)
+        .zip(&plan)
+        .map(|(s, p)| {
+            let at = u64::from(s.pointer_to_raw_data);
+            Chain {
+                alg: HashAlg::SHA256,
+                ranges: vec![(at, at + p.len())],
+                zeros: 0,
+                prefix: Vec::new(),
+            }
+        })
+        .collect();
+    let authenticode_at = chains.len();
+    if table.is_some() {
+        chains.push(Chain {
+            alg: HashAlg::SHA256,
+            ranges: authenticode::hashed_ranges(&boot.layout)
+                .map_err(|e| BuildError::Pe(PeError::Validate(format!("{efi_name}: {e}"))))?,
+            zeros: 0,
+            prefix: Vec::new(),
+        });
+    }
+    let pe_chains = if opts.predict {
+        Some(PeChains::new(&boot, &HashAlg::COMPUTED, true, &efi_name)?)
+    } else {
+        None
+    };
+    let predict_at = chains.len();
+    if let Some(p) = &pe_chains {
+        chains.extend(p.chains.iter().cloned());
+    }
+    // The bytes the prediction needs as bytes (`.linux`, `.cmdline`; the certificate table
+    // is made below): copied aside as they stream by, unless vmseal holds them already (a
+    // signed kernel: taken from the plan afterwards, `from_plan`; its range here is empty).
+    let added_at = |at: u64| {
+        composed
+            .sections
+            .iter()
+            .filter(|s| s.added)
+            .position(|s| u64::from(s.pointer_to_raw_data) == at)
+            .filter(|&i| matches!(plan.get(i).map(|p| &p.source), Some(Source::Inline(_))))
+    };
+    let (mut kept, from_plan): (Vec<Kept>, Vec<Option<usize>>) = pe_chains
+        .as_ref()
+        .map(|p| {
+            let n = p.wants.len().saturating_sub(1);
+            p.wants
+                .iter()
+                .take(n)
+                .map(|&r| match added_at(r.0) {
+                    Some(i) => (((0, 0), Vec::new()), Some(i)),
+                    None => ((r, Vec::new()), None),
+                })
+                .unzip()
+        })
+        .unwrap_or_default();
     timings.mark("check inputs, lay out the PE");
 
-    // Two cores' worth of work. One thread hashes the inputs (lock file, GPT GUIDs), reading
-    // each again from the page cache into a buffer it hashes while in its own cache; an input
-    // that changes while it and the stream read it stops the build ([`Stamp`]). Meanwhile the
-    // main thread streams the PE once, in chunks: it writes NAME.efi (summing the PE
-    // checksum) and hands each chunk to the image writer, which first formats the ESP and
-    // allocates BOOTX64.EFI ([`prepare_esp`]; its queue holds the chunks that arrive
-    // meanwhile), then writes them into the file's clusters. NAME.efi's hash starts when the
-    // stream (and signing) are done; NAME.img's when the inputs' digests give the GPT.
+    // The main thread streams the PE once, in chunks: it writes NAME.efi (summing the PE
+    // checksum) and shares each chunk with the image writer, which first formats the ESP and
+    // allocates BOOTX64.EFI for the final (signed) size ([`prepare_esp`]; its queue holds the
+    // chunks that arrive meanwhile), then writes them into the file's clusters, and with the
+    // hashing workers ([`Workers`], one per core), each owning some of the chains. A chunk is
+    // never copied, and every queue is bounded: the memory in flight is a few MiB whatever
+    // the payload. Then the signature is made from the streamed digest, appended to both
+    // copies of the PE, and the checksum patched in both; NAME.efi and NAME.img are hashed
+    // (from the page cache) for the lock file.
     let img = img_tmp.as_file();
     img.set_len(m.image.size)
         .map_err(io_err("sizing the image"))?;
@@ -476,191 +575,374 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         }
         Ok(())
     };
-    let (input_digests, fat_type, signed, (disk_guid, part_guid), efi_hash, img_hash) =
-        std::thread::scope(|s| -> Result<_, BuildError> {
-            let inputs_job = s.spawn(|| hash_inputs(&plan));
-            let (fat_type, stamps) = std::thread::scope(|s| -> Result<_, BuildError> {
-                let mut efi_out = efi_tmp.as_file();
-                let mut sum = PeChecksum::default();
-                let mut efi_failed: Option<io::Error> = None;
-                let mut stamps: Vec<Option<[Stamp; 2]>> = vec![None; plan.len()];
-                let (img_tx, img_rx) = mpsc::sync_channel::<(u64, Chunk)>(DEPTH + ALLOCATING);
-                let manifest = &m;
-                let img_job = s.spawn(move || -> Result<_, BuildError> {
-                    let (fat_type, extents) =
-                        prepare_esp(img, &layout, time, composed.len, manifest)?;
-                    for (at, chunk) in img_rx {
-                        write_boot(&extents, at, &chunk.0)
-                            .map_err(io_err("writing BOOTX64.EFI"))?;
-                    }
-                    Ok((fat_type, extents))
-                });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The outer scope holds the threads that hash NAME.efi and NAME.img: they outlive the
+    // stream's scope and run while the prediction is made.
+    let file_name = |ext: &str| format!("{name}.{ext}");
+    let (input_digests, fat_type, signed, efi_hashes, img_hash, prediction) = std::thread::scope(
+        |o| -> Result<_, BuildError> {
+            let (input_digests, fat_type, digests, signed, efi_job, img_job) = std::thread::scope(
+                |s| -> Result<_, BuildError> {
+                    let mut workers = Workers::spawn(s, &chains, streamed_len, cores, DEPTH)
+                        .map_err(|e| io_err("hashing the appliance PE")(io::Error::other(e)))?;
+                    let mut efi_out = efi_tmp.as_file();
+                    let mut head_sum = PeChecksum::default();
+                    head_sum.update(composed.headers());
+                    let mut unsigned_head_sum = PeChecksum::default();
+                    unsigned_head_sum.update(&unsigned_headers);
+                    let mut body_sum = PeChecksum::default();
+                    let mut efi_failed: Option<io::Error> = None;
+                    let mut hash_failed: Option<hashstream::StreamError> = None;
+                    let mut stamps: Vec<Option<[Stamp; 2]>> = vec![None; plan.len()];
+                    let (img_tx, img_rx) =
+                        mpsc::sync_channel::<(u64, Arc<Recycled>)>(DEPTH + ALLOCATING);
+                    let manifest = &m;
+                    let img_job = s.spawn(move || -> Result<_, BuildError> {
+                        let (fat_type, extents) =
+                            prepare_esp(img, &layout, time, final_len, manifest)?;
+                        for (at, chunk) in img_rx {
+                            write_boot(&extents, at, chunk.as_ref().as_ref())
+                                .map_err(io_err("writing BOOTX64.EFI"))?;
+                        }
+                        Ok((fat_type, extents))
+                    });
 
-                let bar = opts.progress.bar("building", composed.len);
-                let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
-                let buffer = |n: usize| {
-                    let mut b = pool_rx.try_recv().unwrap_or_default();
-                    // A recycled buffer keeps its old bytes: `read_exact` overwrites all `n`
-                    // of them, so only a grown tail needs zeroing.
-                    b.truncate(n);
-                    b.resize(n, 0);
-                    b
-                };
-                let mut at = 0u64;
-                let mut emit = |bytes: Vec<u8>| {
-                    let len = bytes.len() as u64;
-                    bar.inc(len);
-                    sum.update(&bytes);
-                    if let Err(e) = efi_out.write_all(&bytes) {
-                        efi_failed = Some(e);
-                        return false;
+                    let bar = opts.progress.bar("building", streamed_len);
+                    let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
+                    let buffer = |n: usize| {
+                        let mut b = pool_rx.try_recv().unwrap_or_default();
+                        // A recycled buffer keeps its old bytes: `read_exact` overwrites all `n`
+                        // of them, so only a grown tail needs zeroing.
+                        b.truncate(n);
+                        b.resize(n, 0);
+                        b
+                    };
+                    let mut at = 0u64;
+                    let mut emit = |bytes: Vec<u8>, summed: bool| {
+                        let len = bytes.len() as u64;
+                        bar.inc(len);
+                        if summed {
+                            body_sum.update(&bytes);
+                        }
+                        for ((s, e), into) in &mut kept {
+                            let (from, to) = ((*s).max(at), (*e).min(at + len));
+                            if let Some(b) = bytes.get(
+                                usize::try_from(from.saturating_sub(at)).unwrap_or(usize::MAX)
+                                    ..usize::try_from(to.saturating_sub(at)).unwrap_or(0),
+                            ) {
+                                into.extend_from_slice(b);
+                            }
+                        }
+                        if let Err(e) = efi_out.write_all(&bytes) {
+                            efi_failed = Some(e);
+                            return false;
+                        }
+                        let chunk = Arc::new(Recycled::new(bytes, pool_tx.clone()));
+                        if let Err(e) = workers.feed(&chunk) {
+                            hash_failed = Some(e);
+                            return false;
+                        }
+                        // The image writer only stops early on an error, reported at its join:
+                        // then the stream stops too.
+                        let sent = img_tx.send((at, chunk)).is_ok();
+                        at += len;
+                        sent
+                    };
+                    let padding = usize::try_from(streamed_len - composed.len).unwrap_or(0);
+                    let mut pieces = composed.pieces();
+                    let last_section = pieces.len().saturating_sub(1);
+                    if padding > 0 {
+                        pieces.push(Piece::Zeros(padding));
                     }
-                    // The image writer only stops early on an error, reported at its join:
-                    // then the stream stops too.
-                    let sent = img_tx.send((at, Chunk(bytes, pool_tx.clone()))).is_ok();
-                    at += len;
-                    sent
-                };
-                'stream: for piece in composed.pieces() {
-                    let more = match piece {
-                        Piece::Bytes(b) => emit(b.to_vec()),
-                        Piece::Zeros(n) => emit(pe::zeros(n).to_vec()),
-                        Piece::Section(i) => match plan.get(i).map(|p| &p.source) {
-                            Some(Source::Inline(b)) => emit(b.clone()),
-                            Some(Source::File {
-                                abs, path, size, ..
-                            }) => {
-                                let what = || format!("reading {path}");
-                                let mut file = File::open(abs).map_err(io_err(what()))?;
-                                let before = Stamp::of(&file).map_err(io_err(what()))?;
-                                let mut left = *size;
-                                while left > 0 {
-                                    let n =
-                                        usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
-                                    let mut buf = buffer(n);
-                                    file.read_exact(&mut buf).map_err(io_err(format!(
-                                        "reading {path} (did it change during the build?)"
-                                    )))?;
-                                    left -= n as u64;
-                                    if !emit(buf) {
-                                        break 'stream;
+                    'stream: for (k, piece) in pieces.into_iter().enumerate() {
+                        let more = match piece {
+                            // The headers are summed apart: signed and unsigned differ there.
+                            Piece::Bytes(b) => emit(b.to_vec(), k != 0),
+                            // The padding to the certificate table (the last piece) is not part of
+                            // the unsigned PE: summed apart.
+                            Piece::Zeros(n) => emit(pe::zeros(n).to_vec(), k <= last_section),
+                            Piece::Section(i) => match plan.get(i).map(|p| &p.source) {
+                                Some(Source::Inline(b)) => emit(b.clone(), true),
+                                Some(Source::File {
+                                    abs, path, size, ..
+                                }) => {
+                                    let what = || format!("reading {path}");
+                                    let mut file = File::open(abs).map_err(io_err(what()))?;
+                                    let before = Stamp::of(&file).map_err(io_err(what()))?;
+                                    let mut left = *size;
+                                    while left > 0 {
+                                        let n = usize::try_from(left.min(CHUNK as u64))
+                                            .unwrap_or(CHUNK);
+                                        let mut buf = buffer(n);
+                                        file.read_exact(&mut buf).map_err(io_err(format!(
+                                            "reading {path} (did it change during the build?)"
+                                        )))?;
+                                        left -= n as u64;
+                                        if !emit(buf, true) {
+                                            break 'stream;
+                                        }
                                     }
+                                    let mut extra = [0u8; 1];
+                                    if file.read(&mut extra).map_err(io_err(what()))? != 0 {
+                                        return Err(io_err(what())(io::Error::other(
+                                            "the file grew during the build",
+                                        )));
+                                    }
+                                    let after = Stamp::of(&file).map_err(io_err(what()))?;
+                                    if let Some(slot) = stamps.get_mut(i) {
+                                        *slot = Some([before, after]);
+                                    }
+                                    true
                                 }
-                                let mut extra = [0u8; 1];
-                                if file.read(&mut extra).map_err(io_err(what()))? != 0 {
-                                    return Err(io_err(what())(io::Error::other(
-                                        "the file grew during the build",
+                                None => {
+                                    return Err(io_err("composing")(io::Error::other(
+                                        "no such section",
                                     )));
                                 }
-                                let after = Stamp::of(&file).map_err(io_err(what()))?;
-                                if let Some(slot) = stamps.get_mut(i) {
-                                    *slot = Some([before, after]);
-                                }
-                                true
-                            }
-                            None => {
-                                return Err(io_err("composing")(io::Error::other(
-                                    "no such section",
-                                )));
-                            }
-                        },
-                    };
-                    if !more {
-                        break;
+                            },
+                        };
+                        if !more {
+                            break;
+                        }
                     }
+                    bar.finish_and_clear();
+                    drop(img_tx);
+                    let (fat_type, extents) = img_job.join().map_err(|_| {
+                        io_err("writing BOOTX64.EFI")(io::Error::other("thread panicked"))
+                    })??;
+                    if let Some(e) = efi_failed {
+                        return Err(io_err("writing the appliance PE")(e));
+                    }
+                    let hashing = |e: hashstream::StreamError| {
+                        io_err("hashing the appliance PE")(io::Error::other(e))
+                    };
+                    if let Some(e) = hash_failed {
+                        return Err(hashing(e));
+                    }
+                    let digests = workers.finish().map_err(hashing)?;
+                    // The input was read once, and did not change while it was.
+                    for (p, st) in plan.iter().zip(&stamps) {
+                        if let (Source::File { path, .. }, Some(st)) = (&p.source, st)
+                            && st[0] != st[1]
+                        {
+                            return Err(io_err(format!("reading {path}"))(io::Error::other(
+                                "the file changed during the build (build again once nothing writes it)",
+                            )));
+                        }
+                    }
+                    timings.mark("stream the PE into .efi and the ESP, hashing it");
+
+                    // The signature, from the digest that streamed by, then the header fields after
+                    // it: the certificate-table entry is already in place, the CheckSum is not.
+                    let odd = || io_err("summing the PE")(io::Error::other("odd header length"));
+                    let mut signed = None;
+                    let full_sum = match (&sign_plan, table) {
+                        (Some(sp), Some((table_at, size))) => {
+                            let auth = digests.get(authenticode_at).cloned().unwrap_or_default();
+                            let bytes = crate::sign::image::certificate_table(
+                                &auth,
+                                sp.signer.as_ref(),
+                                size,
+                            )?;
+                            write_boot(&extents, table_at, &bytes)
+                                .map_err(io_err("writing BOOTX64.EFI"))?;
+                            efi_out
+                                .write_all(&bytes)
+                                .map_err(io_err("writing the appliance PE"))?;
+                            let mut tail = PeChecksum::default();
+                            tail.update(pe::zeros(padding));
+                            tail.update(&bytes);
+                            let sum = head_sum
+                                .followed_by(&body_sum)
+                                .and_then(|s| s.followed_by(&tail))
+                                .ok_or_else(odd)?;
+                            signed = Some((auth, bytes));
+                            sum
+                        }
+                        _ => head_sum.followed_by(&body_sum).ok_or_else(odd)?,
+                    };
+                    let sum = full_sum.finish().to_le_bytes();
+                    write_boot(&extents, composed.checksum_offset(), &sum)
+                        .map_err(io_err("writing BOOTX64.EFI"))?;
+                    let mut efi = efi_tmp.as_file();
+                    efi.seek(SeekFrom::Start(composed.checksum_offset()))
+                        .and_then(|_| efi.write_all(&sum))
+                        .map_err(io_err("writing the appliance PE"))?;
+                    timings.mark("sign, patch the headers");
+
+                    // NAME.efi is final: hash it (and, signed, the unsigned PE it was: other headers,
+                    // the same bytes after them), reading it once, while the GPT is written.
+                    let mut efi_chains = vec![Chain {
+                        alg: HashAlg::SHA256,
+                        ranges: vec![(0, final_len)],
+                        zeros: 0,
+                        prefix: Vec::new(),
+                    }];
+                    if signed.is_some() {
+                        let mut head = unsigned_headers.clone();
+                        let sum = unsigned_head_sum
+                            .followed_by(&body_sum)
+                            .ok_or_else(odd)?
+                            .finish()
+                            .to_le_bytes();
+                        let at = usize::try_from(composed.checksum_offset()).unwrap_or(usize::MAX);
+                        head.get_mut(at..at + 4)
+                            .ok_or_else(odd)?
+                            .copy_from_slice(&sum);
+                        efi_chains.push(Chain {
+                            alg: HashAlg::SHA256,
+                            ranges: vec![(head.len() as u64, composed.len)],
+                            zeros: 0,
+                            prefix: head,
+                        });
+                    }
+                    let efi_path = efi_tmp.path();
+                    let efi_job = o.spawn(move || -> io::Result<Vec<Vec<u8>>> {
+                        let f = File::open(efi_path)?;
+                        hashstream::hash_chains_in(f, final_len, &efi_chains, PIECE, |_| ())
+                            .map_err(io::Error::other)
+                    });
+                    let input_digests: Vec<[u8; 32]> = digests
+                        .iter()
+                        .take(plan.len())
+                        .map(|d| d.as_slice().try_into().unwrap_or([0; 32]))
+                        .collect();
+                    // GPT with GUIDs derived from the content: the image name and every byte that went
+                    // into the PE (the stub and the section digests determine it).
+                    let mut guid_parts: Vec<Vec<u8>> = vec![
+                        name.as_bytes().to_vec(),
+                        sha2::Sha256::digest(&*stub).to_vec(),
+                    ];
+                    guid_parts.extend(
+                        plan.iter()
+                            .zip(&input_digests)
+                            .map(|(p, d)| [p.name.as_bytes(), d].concat()),
+                    );
+                    let parts = |tag: &'static [u8]| {
+                        let mut v: Vec<&[u8]> = vec![tag];
+                        v.extend(guid_parts.iter().map(Vec::as_slice));
+                        v
+                    };
+                    let disk_guid = disk::guid_from(&parts(b"vmseal disk"));
+                    let part_guid = disk::guid_from(&parts(b"vmseal esp"));
+                    let mut img = img_tmp.as_file();
+                    disk::write_gpt(&mut img, &layout, disk_guid, part_guid)
+                        .map_err(io_err("writing the GPT"))?;
+                    img.flush().map_err(io_err("writing the image"))?;
+
+                    let img_path = img_tmp.path();
+                    let progress = &opts.progress;
+                    let img_job = o.spawn(move || hash_file(img_path, progress));
+                    Ok((
+                        (input_digests, (disk_guid, part_guid)),
+                        fat_type,
+                        digests,
+                        signed,
+                        efi_job,
+                        img_job,
+                    ))
+                },
+            )?;
+            // What the prediction would read from BOOTX64.EFI, from the stream.
+            let boot_digests = match &pe_chains {
+                Some(p) => {
+                    let mut wants: Vec<Vec<u8>> = kept
+                        .into_iter()
+                        .zip(&from_plan)
+                        .map(|((_, b), i)| match i.and_then(|i| plan.get_mut(i)) {
+                            Some(Planned {
+                                source: Source::Inline(held),
+                                ..
+                            }) => std::mem::take(held),
+                            _ => b,
+                        })
+                        .collect();
+                    wants.push(
+                        signed
+                            .as_ref()
+                            .map(|(_, table)| table.clone())
+                            .unwrap_or_default(),
+                    );
+                    Some(p.assemble(&boot, digests[predict_at..].to_vec(), wants)?)
                 }
-                bar.finish_and_clear();
-                drop(img_tx);
-                let (fat_type, extents) = img_job.join().map_err(|_| {
-                    io_err("writing BOOTX64.EFI")(io::Error::other("thread panicked"))
-                })??;
-                if let Some(e) = efi_failed {
-                    return Err(io_err("writing the appliance PE")(e));
-                }
-                // The CheckSum field, now that every byte went by.
-                let sum = sum.finish().to_le_bytes();
-                write_boot(&extents, composed.checksum_offset(), &sum)
-                    .map_err(io_err("writing BOOTX64.EFI"))?;
-                let mut efi = efi_tmp.as_file();
-                efi.seek(SeekFrom::Start(composed.checksum_offset()))
-                    .and_then(|_| efi.write_all(&sum))
-                    .map_err(io_err("writing the appliance PE"))?;
-                Ok((fat_type, stamps))
-            })?;
-            timings.mark("stream the PE into .efi and the ESP");
-            let signed = match &sign_plan {
-                Some(sp) => Some(crate::sign::image::sign_built(
-                    efi_tmp.as_file(),
-                    img_tmp.as_file(),
-                    (layout.start, layout.len),
-                    epoch,
-                    sp.signer.as_ref(),
-                    name,
-                )?),
                 None => None,
             };
-
-            // NAME.efi is final: its hash overlaps the end of the inputs'.
-            let efi_job = s.spawn(|| hash_file(efi_tmp.path(), &Progress::hidden()));
-            let input_digests = inputs_job
-                .join()
-                .map_err(|_| io_err("hashing the inputs")(io::Error::other("thread panicked")))??;
-            // Both reads of every input saw one unchanging file, or the build stops.
-            for ((p, (_, hashed)), streamed) in plan.iter().zip(&input_digests).zip(&stamps) {
-                let (Source::File { path, .. }, Some(h), Some(st)) = (&p.source, hashed, streamed)
-                else {
-                    continue;
-                };
-                if h[0] != h[1] || h[0] != st[0] || st[0] != st[1] {
-                    return Err(io_err(format!("reading {path}"))(io::Error::other(
-                        "the file changed during the build (build again once nothing writes it)",
-                    )));
+            // The prediction, from the image's GPT and PE headers and the streamed digests
+            // (docs/pcrs-json.md), while NAME.efi and NAME.img are hashed.
+            let prediction = if opts.predict {
+                let mut popts = crate::measure::predict::PredictOptions::new(img_tmp.path());
+                // A signed build predicts the boot with its own store: Secure Boot on, the org's db.
+                popts.vars = vars_tmp.as_ref().map(|t| t.path().to_path_buf());
+                popts.snp.clone_from(&snp);
+                // BOOTX64.EFI's digests were taken as it streamed: the image is not read again
+                // (only its GPT and the PE's headers, to check they are what streamed).
+                let mut prediction =
+                    crate::measure::predict::predict_with(&popts, &mut |facts, banks, want| {
+                        match &boot_digests {
+                            Some(d)
+                                if facts.boot.size == boot.size
+                                    && facts.boot.sections == boot.sections =>
+                            {
+                                d.select(banks, want).ok_or_else(|| {
+                                    crate::measure::predict::PredictError::Compute(
+                                        "a bank was not hashed while the PE streamed".into(),
+                                    )
+                                })
+                            }
+                            _ => crate::measure::predict::digest_boot(facts, banks, want),
+                        }
+                    })?;
+                prediction
+                    .sources
+                    .insert("image".into(), file_name("img").into());
+                if vars_tmp.is_some() {
+                    prediction
+                        .sources
+                        .insert("vars".into(), file_name("vars.fd").into());
                 }
-            }
-            let input_digests: Vec<[u8; 32]> = input_digests.into_iter().map(|(d, _)| d).collect();
-            timings.mark("hash the inputs");
-            // GPT with GUIDs derived from the content: the image name and every byte that went
-            // into the PE (the stub and the section digests determine it).
-            let mut guid_parts: Vec<Vec<u8>> = vec![
-                name.as_bytes().to_vec(),
-                sha2::Sha256::digest(&*stub).to_vec(),
-            ];
-            guid_parts.extend(
-                plan.iter()
-                    .zip(&input_digests)
-                    .map(|(p, d)| [p.name.as_bytes(), d].concat()),
-            );
-            let parts = |tag: &'static [u8]| {
-                let mut v: Vec<&[u8]> = vec![tag];
-                v.extend(guid_parts.iter().map(Vec::as_slice));
-                v
+                timings.mark("predict PCRs");
+                Some(prediction)
+            } else {
+                None
             };
-            let disk_guid = disk::guid_from(&parts(b"vmseal disk"));
-            let part_guid = disk::guid_from(&parts(b"vmseal esp"));
-            let mut img = img_tmp.as_file();
-            disk::write_gpt(&mut img, &layout, disk_guid, part_guid)
-                .map_err(io_err("writing the GPT"))?;
-            img.flush().map_err(io_err("writing the image"))?;
-
-            let img_hash = hash_file(img_tmp.path(), &opts.progress);
-            let efi_hash = efi_job
+            let efi_hashes = efi_job
                 .join()
-                .unwrap_or_else(|_| Err(io::Error::other("thread panicked")));
+                .unwrap_or_else(|_| Err(io::Error::other("a hashing thread panicked")));
+            let img_hash = img_job
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a hashing thread panicked")));
             Ok((
                 input_digests,
                 fat_type,
                 signed,
-                (disk_guid, part_guid),
-                efi_hash,
+                efi_hashes,
                 img_hash,
+                prediction,
             ))
-        })?;
-    let (efi_len, efi_sha) = efi_hash.map_err(io_err("hashing the appliance PE"))?;
+        },
+    )?;
+    let (input_digests, (disk_guid, part_guid)) = input_digests;
+    let efi_hashes = efi_hashes.map_err(io_err("hashing the appliance PE"))?;
+    let sha_of = |i: usize| -> [u8; 32] {
+        efi_hashes
+            .get(i)
+            .and_then(|d| d.as_slice().try_into().ok())
+            .unwrap_or([0; 32])
+    };
+    let (efi_len, efi_sha) = (final_len, sha_of(0));
     let (img_len, img_sha) = img_hash.map_err(io_err("hashing the image"))?;
+    let signed_record = match (&signed, &sign_plan) {
+        (Some((auth, _)), Some(sp)) => Some(crate::sign::image::record_digests(
+            &sha_of(1),
+            &efi_sha,
+            auth,
+            sp.signer.certificate(),
+        )),
+        _ => None,
+    };
     timings.mark("GPT, hash .efi and .img");
 
     // The lock file.
-    let file_name = |ext: &str| format!("{name}.{ext}");
     let stub_desc = match (
         &opts.stub,
         std::env::var_os("VMSEAL_STUB_EFI").filter(|v| !v.is_empty()),
@@ -726,16 +1008,7 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
             "boot_file": BOOT_PATH,
         },
     });
-    let vars_tmp = match vars_bytes.as_ref().map(|(b, _)| b) {
-        Some(b) => {
-            let mut t = tmp("vars")?;
-            t.write_all(b)
-                .map_err(io_err("writing the variable store"))?;
-            Some(t)
-        }
-        None => None,
-    };
-    if let Some(mut s) = signed {
+    if let Some(mut s) = signed_record {
         if let Some(k) = kernel_signed {
             s["kernel"] = k;
         }
@@ -758,33 +1031,18 @@ pub fn build_with(opts: &BuildOptions, sign: bool) -> Result<Built, BuildError> 
         .write_all(text.as_bytes())
         .map_err(io_err("writing the lock file"))?;
 
-    // The prediction, from the finished image alone (docs/pcrs-json.md).
     let efi_path = opts.out.join(file_name("efi"));
     let img_path = opts.out.join(file_name("img"));
     let lock_path = opts.out.join(file_name("lock.json"));
     let pcrs_path = opts.out.join(file_name("pcrs.json"));
-    let pcrs_tmp = if opts.predict {
-        let mut pcrs_tmp = tmp("pcrs")?;
-        let mut popts = crate::measure::predict::PredictOptions::new(img_tmp.path());
-        // A signed build predicts the boot with its own store: Secure Boot on, the org's db.
-        popts.vars = vars_tmp.as_ref().map(|t| t.path().to_path_buf());
-        popts.snp.clone_from(&snp);
-        let mut prediction = crate::measure::predict::predict(&popts)?;
-        prediction
-            .sources
-            .insert("image".into(), file_name("img").into());
-        if vars_tmp.is_some() {
-            prediction
-                .sources
-                .insert("vars".into(), file_name("vars.fd").into());
+    let pcrs_tmp = match prediction {
+        Some(p) => {
+            let mut t = tmp("pcrs")?;
+            t.write_all(p.to_file().to_text().as_bytes())
+                .map_err(io_err("writing the PCR prediction"))?;
+            Some(t)
         }
-        pcrs_tmp
-            .write_all(prediction.to_file().to_text().as_bytes())
-            .map_err(io_err("writing the PCR prediction"))?;
-        timings.mark("predict PCRs");
-        Some(pcrs_tmp)
-    } else {
-        None
+        None => None,
     };
 
     // Rename into place.

@@ -412,6 +412,29 @@ impl<'a> Composed<'a> {
         &self.headers
     }
 
+    /// File offset of the certificate table's data-directory entry (index 4 of PE32+).
+    pub fn cert_dir_offset(&self) -> u64 {
+        self.checksum_offset + 80
+    }
+
+    /// Point the certificate-table entry (data directory 4) at a table of `size` bytes
+    /// appended after the sections, at [`Composed::len`] rounded up to 8 (a signer pads the
+    /// image to 8 bytes first: `shared/reference/measured-boot.md` §C.2), and return that
+    /// offset. The headers then describe the signed file; [`Composed::pieces`] still yields
+    /// the unsigned bytes, so the caller appends the padding and the table. The Authenticode
+    /// digest skips the entry, so it is the same before and after.
+    pub fn reserve_certificate_table(&mut self, size: u32) -> Result<u64, PeError> {
+        let at = align_up(self.len, 8);
+        let va = u32::try_from(at).map_err(|_| PeError::TooLarge)?;
+        if u32::try_from(at + u64::from(size)).is_err() {
+            return Err(PeError::TooLarge);
+        }
+        let dir = usize::try_from(self.cert_dir_offset()).map_err(|_| PeError::TooLarge)?;
+        put32(&mut self.headers, dir, va)?;
+        put32(&mut self.headers, dir + 4, size)?;
+        Ok(at)
+    }
+
     /// Re-parse the result (headers and section table with goblin, layout and contiguity with
     /// the Authenticode walker).
     fn validate(&self) -> Result<(), PeError> {
@@ -489,6 +512,19 @@ impl PeChecksum {
         if let [b] = rest {
             self.odd = Some(*b);
         }
+    }
+
+    /// The sum of the bytes fed to `self`, then those fed to `next` (summed on their own);
+    /// `None` when `self` was fed an odd number of bytes (`next`'s words would straddle).
+    pub fn followed_by(&self, next: &Self) -> Option<Self> {
+        if self.odd.is_some() {
+            return None;
+        }
+        Some(Self {
+            sum: self.sum + next.sum,
+            len: self.len + next.len,
+            odd: next.odd,
+        })
     }
 
     /// The checksum.

@@ -4,11 +4,13 @@
 //! section's contents for PCR 11–13): with a 512 MiB payload and four banks, eight chains over
 //! the same bytes. Loading the file into memory first costs more than hashing it (fresh pages
 //! for 512 MiB), and hashing it once per bank reads it four times. Here the caller describes each
-//! hash as a [`Chain`] — ascending file ranges, then zero bytes — and [`hash_chains`] reads the
-//! file front to back in [`CHUNK`]-sized pieces, handing each piece to worker threads that own
-//! the chains. SHA-384/SHA-512 chains go four at a time through [`Sha512x4`]; SHA-1 and
-//! SHA-256 (SHA-NI on current CPUs) run one per chain. Units are spread over the workers by
-//! their estimated cost, largest first.
+//! hash as a [`Chain`] — optional leading bytes, ascending file ranges, then zero bytes — and
+//! [`hash_chains`] reads the file front to back in [`CHUNK`]-sized pieces, handing each piece to
+//! worker threads that own the chains ([`Workers`]). A caller that produces the bytes itself
+//! feeds the workers directly: `vmseal build` hands them the PE as it writes it, so nothing is
+//! read back. SHA-384/SHA-512 chains go four at a time through [`Sha512x4`]; SHA-1 and
+//! SHA-256 (SHA-NI on current CPUs) run one per chain; identical chains run once. Units are
+//! spread over the workers by their estimated cost, largest first.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -24,8 +26,8 @@ pub const CHUNK: usize = 4 << 20;
 /// Pieces in flight (read ahead of the slowest worker).
 const IN_FLIGHT: usize = 4;
 
-/// One hash: `alg` over the bytes of `ranges` (`[start, end)` file offsets, ascending and
-/// not overlapping) in order, then `zeros` zero bytes.
+/// One hash: `alg` over `prefix`, then the bytes of `ranges` (`[start, end)` file offsets,
+/// ascending and not overlapping) in order, then `zeros` zero bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
     /// The algorithm.
@@ -34,6 +36,9 @@ pub struct Chain {
     pub ranges: Vec<(u64, u64)>,
     /// Zero bytes hashed after the ranges (a section's `VirtualSize` past its raw data).
     pub zeros: u64,
+    /// Bytes hashed before the ranges (other headers than the file's: the unsigned PE that
+    /// `vmseal build` streamed signed).
+    pub prefix: Vec<u8>,
 }
 
 impl Chain {
@@ -48,7 +53,14 @@ impl Chain {
     }
 
     fn bytes(&self) -> u64 {
-        self.ranges.iter().map(|(s, e)| e - s).sum::<u64>() + self.zeros
+        self.ranges.iter().map(|(s, e)| e - s).sum::<u64>() + self.zeros + self.prefix.len() as u64
+    }
+
+    /// A fresh hasher that has hashed the prefix.
+    fn hasher(&self) -> Result<Hasher, StreamError> {
+        let mut h = Hasher::new(self.alg)?;
+        h.update(&self.prefix);
+        Ok(h)
     }
 
     /// The parts of `[at, at + piece.len())` this chain hashes, as slices of `piece`.
@@ -169,124 +181,233 @@ impl Unit {
     }
 }
 
-/// Hash every chain over the `len` bytes that `reader` yields, reading them once, front to back;
-/// `on_piece` is told how many bytes were read (a progress bar). Digests in the order of
-/// `chains`.
-pub fn hash_chains(
-    mut reader: impl Read,
-    len: u64,
-    chains: &[Chain],
-    mut on_piece: impl FnMut(u64),
-) -> Result<Vec<Vec<u8>>, StreamError> {
-    if let Some(i) = chains.iter().position(|c| !c.is_sequential(len)) {
-        return Err(StreamError::NotSequential(i));
+/// A buffer lent to the [`Workers`] (and any other reader of the stream): when the last
+/// holder drops it, the buffer goes back to its pool, so a long stream reuses a few buffers
+/// instead of faulting in fresh pages for every piece.
+#[derive(Debug)]
+pub struct Recycled(Vec<u8>, mpsc::Sender<Vec<u8>>);
+
+impl Recycled {
+    /// `bytes`, returned to `pool` once dropped.
+    pub fn new(bytes: Vec<u8>, pool: mpsc::Sender<Vec<u8>>) -> Self {
+        Self(bytes, pool)
     }
-    let mut units = Vec::new();
-    let mut wide: Vec<usize> = (0..chains.len())
-        .filter(|&i| is_sha512_family(chains[i].alg))
-        .collect();
-    wide.sort_by_key(|&i| std::cmp::Reverse(chains[i].bytes()));
-    for four in wide.chunks(4) {
-        let lanes = match four {
-            &[a, b, c, d] => Sha512x4::new([a, b, c, d].map(|i| chains[i].alg))
-                .map(|h| Unit::Four([a, b, c, d], Box::new(h))),
-            _ => None,
-        };
-        match lanes {
-            Some(u) => units.push(u),
-            None => {
-                for &i in four {
-                    units.push(Unit::One(i, Hasher::new(chains[i].alg)?));
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        let _ = self.1.send(std::mem::take(&mut self.0));
+    }
+}
+
+/// A piece of the stream: its offset and bytes, shared by every worker.
+type Fed = (u64, Arc<Recycled>);
+
+/// Threads that own the [`Chain`]s of one stream: the caller pushes the stream's pieces in
+/// order ([`Workers::feed`]), each worker hashes the parts its chains cover, and
+/// [`Workers::finish`] returns the digests. A piece is shared, never copied; each worker
+/// holds at most `depth` pieces queued, so a caller faster than the hashing waits and the
+/// memory in flight stays a few pieces whatever the stream's length. Identical chains (a
+/// section's contents and the same bytes as a lock-file input) are hashed once.
+pub struct Workers<'scope> {
+    feeds: Vec<mpsc::SyncSender<Fed>>,
+    handles: Vec<std::thread::ScopedJoinHandle<'scope, Vec<Unit>>>,
+    /// For each chain of the caller, the index of the unique chain that computes it.
+    map: Vec<usize>,
+    chains: Vec<Chain>,
+    len: u64,
+    at: u64,
+}
+
+impl<'scope> Workers<'scope> {
+    /// Start up to `threads` workers (at least one) for `chains` over a stream of `len` bytes.
+    pub fn spawn(
+        s: &'scope std::thread::Scope<'scope, '_>,
+        chains: &[Chain],
+        len: u64,
+        threads: usize,
+        depth: usize,
+    ) -> Result<Self, StreamError> {
+        if let Some(i) = chains.iter().position(|c| !c.is_sequential(len)) {
+            return Err(StreamError::NotSequential(i));
+        }
+        let mut unique: Vec<Chain> = Vec::new();
+        let map = chains
+            .iter()
+            .map(|c| match unique.iter().position(|u| u == c) {
+                Some(i) => i,
+                None => {
+                    unique.push(c.clone());
+                    unique.len() - 1
+                }
+            })
+            .collect();
+        let chains = unique;
+        let mut units = Vec::new();
+        // Four SHA-384/512 chains without a prefix go through one `Sha512x4`.
+        let four_lanes = |c: &Chain| is_sha512_family(c.alg) && c.prefix.is_empty();
+        let mut wide: Vec<usize> = (0..chains.len())
+            .filter(|&i| four_lanes(&chains[i]))
+            .collect();
+        wide.sort_by_key(|&i| std::cmp::Reverse(chains[i].bytes()));
+        for four in wide.chunks(4) {
+            let lanes = match four {
+                &[a, b, c, d] => Sha512x4::new([a, b, c, d].map(|i| chains[i].alg))
+                    .map(|h| Unit::Four([a, b, c, d], Box::new(h))),
+                _ => None,
+            };
+            match lanes {
+                Some(u) => units.push(u),
+                None => {
+                    for &i in four {
+                        units.push(Unit::One(i, chains[i].hasher()?));
+                    }
                 }
             }
         }
-    }
-    for (i, c) in chains.iter().enumerate() {
-        if !is_sha512_family(c.alg) {
-            units.push(Unit::One(i, Hasher::new(c.alg)?));
+        for (i, c) in chains.iter().enumerate() {
+            if !four_lanes(c) {
+                units.push(Unit::One(i, c.hasher()?));
+            }
         }
-    }
-
-    // Longest processing time first, onto as many workers as there are cores.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut workers: Vec<(u64, Vec<Unit>)> = Vec::new();
-    workers.resize_with(cores.min(units.len()).max(1), || (0, Vec::new()));
-    units.sort_by_key(|u| std::cmp::Reverse(u.cost(chains)));
-    for u in units {
-        let cost = u.cost(chains);
-        if let Some(w) = workers.iter_mut().min_by_key(|w| w.0) {
-            w.0 += cost;
-            w.1.push(u);
+        // Longest processing time first, onto `threads` workers.
+        let mut workers: Vec<(u64, Vec<Unit>)> = Vec::new();
+        workers.resize_with(threads.min(units.len()).max(1), || (0, Vec::new()));
+        units.sort_by_key(|u| std::cmp::Reverse(u.cost(&chains)));
+        for u in units {
+            let cost = u.cost(&chains);
+            if let Some(w) = workers.iter_mut().min_by_key(|w| w.0) {
+                w.0 += cost;
+                w.1.push(u);
+            }
         }
-    }
-
-    let mut out: Vec<Option<Vec<u8>>> = vec![None; chains.len()];
-    std::thread::scope(|s| -> Result<(), StreamError> {
-        let (done_tx, done_rx) = mpsc::channel::<usize>();
         let mut feeds = Vec::new();
         let mut handles = Vec::new();
         for (_, mut owned) in workers {
-            let (tx, rx) = mpsc::sync_channel::<(usize, u64, Arc<Vec<u8>>)>(IN_FLIGHT);
-            let done = done_tx.clone();
+            let (tx, rx) = mpsc::sync_channel::<Fed>(depth.max(1));
+            let mine = chains.clone();
             feeds.push(tx);
             handles.push(s.spawn(move || {
-                while let Ok((slot, at, piece)) = rx.recv() {
-                    owned.iter_mut().for_each(|u| u.feed(chains, at, &piece));
-                    drop(piece);
-                    if done.send(slot).is_err() {
-                        break;
-                    }
+                while let Ok((at, piece)) = rx.recv() {
+                    let bytes = piece.as_ref().as_ref();
+                    owned.iter_mut().for_each(|u| u.feed(&mine, at, bytes));
                 }
                 owned
             }));
         }
-        drop(done_tx);
-        // A ring of buffers: a slot is refilled once every worker has said it is done with it.
-        let mut ring: Vec<Option<Arc<Vec<u8>>>> = (0..IN_FLIGHT).map(|_| None).collect();
-        let mut pending = [0usize; IN_FLIGHT];
+        Ok(Self {
+            feeds,
+            handles,
+            map,
+            chains,
+            len,
+            at: 0,
+        })
+    }
+
+    /// Hand every worker the next piece of the stream. Fails when a worker is gone (it
+    /// panicked: [`Workers::finish`] says so).
+    pub fn feed(&mut self, piece: &Arc<Recycled>) -> Result<(), StreamError> {
+        let at = self.at;
+        self.at += piece.as_ref().as_ref().len() as u64;
+        for f in &self.feeds {
+            f.send((at, Arc::clone(piece)))
+                .map_err(|_| StreamError::Io(io::Error::other("a hashing thread stopped")))?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the workers and return the digests, in the order of the chains given to
+    /// [`Workers::spawn`]. Fails if the stream was shorter than its announced length.
+    pub fn finish(self) -> Result<Vec<Vec<u8>>, StreamError> {
+        drop(self.feeds);
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; self.chains.len()];
+        let mut panicked = false;
+        for h in self.handles {
+            match h.join() {
+                Ok(owned) => owned
+                    .into_iter()
+                    .for_each(|u| u.finish(&self.chains, &mut out)),
+                Err(_) => panicked = true,
+            }
+        }
+        if panicked {
+            return Err(StreamError::Io(io::Error::other(
+                "a hashing thread panicked",
+            )));
+        }
+        if self.at != self.len {
+            return Err(StreamError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the stream ended at {} of {} bytes", self.at, self.len),
+            )));
+        }
+        self.map
+            .iter()
+            .map(|&i| {
+                out.get(i)
+                    .cloned()
+                    .flatten()
+                    .ok_or_else(|| StreamError::Io(io::Error::other("a chain was not hashed")))
+            })
+            .collect()
+    }
+}
+
+/// Hash every chain over the `len` bytes that `reader` yields, reading them once, front to back,
+/// in [`CHUNK`]s, on every core ([`Workers`]); `on_piece` is told how many bytes were read (a
+/// progress bar). Digests in the order of `chains`.
+pub fn hash_chains(
+    reader: impl Read,
+    len: u64,
+    chains: &[Chain],
+    on_piece: impl FnMut(u64),
+) -> Result<Vec<Vec<u8>>, StreamError> {
+    hash_chains_in(reader, len, chains, CHUNK, on_piece)
+}
+
+/// [`hash_chains`] in pieces of `piece` bytes (at most a few in memory at once).
+pub fn hash_chains_in(
+    mut reader: impl Read,
+    len: u64,
+    chains: &[Chain],
+    piece: usize,
+    mut on_piece: impl FnMut(u64),
+) -> Result<Vec<Vec<u8>>, StreamError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let piece = piece.max(1);
+    std::thread::scope(|s| {
+        let mut workers = Workers::spawn(s, chains, len, cores, IN_FLIGHT)?;
+        // At most IN_FLIGHT buffers: a new piece waits for one the workers are done with.
+        let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
+        let mut made = 0;
         let mut at = 0u64;
-        let mut slot = 0;
-        let mut result = Ok(());
         while at < len {
-            while pending[slot] > 0 {
-                match done_rx.recv() {
-                    Ok(k) => pending[k] -= 1,
-                    Err(_) => break,
+            let n = (len - at).min(piece as u64) as usize;
+            let mut buf = match pool_rx.try_recv() {
+                Ok(b) => b,
+                Err(_) if made < IN_FLIGHT => {
+                    made += 1;
+                    Vec::new()
                 }
-            }
-            let mut buf = ring[slot]
-                .take()
-                .and_then(|a| Arc::try_unwrap(a).ok())
-                .unwrap_or_default();
-            let n = (len - at).min(CHUNK as u64) as usize;
+                Err(_) => pool_rx
+                    .recv()
+                    .map_err(|_| io::Error::other("a hashing thread stopped"))?,
+            };
             buf.resize(n, 0);
-            if let Err(e) = reader.read_exact(&mut buf) {
-                result = Err(StreamError::Io(e));
-                break;
-            }
-            let piece = Arc::new(buf);
-            for f in &feeds {
-                if f.send((slot, at, Arc::clone(&piece))).is_ok() {
-                    pending[slot] += 1;
-                }
-            }
-            ring[slot] = Some(piece);
+            reader.read_exact(&mut buf)?;
+            workers.feed(&Arc::new(Recycled::new(buf, pool_tx.clone())))?;
             on_piece(n as u64);
             at += n as u64;
-            slot = (slot + 1) % IN_FLIGHT;
         }
-        drop(feeds);
-        for h in handles {
-            let owned = h
-                .join()
-                .map_err(|_| StreamError::Io(io::Error::other("a hashing thread panicked")))?;
-            owned.into_iter().for_each(|u| u.finish(chains, &mut out));
-        }
-        result
-    })?;
-    out.into_iter()
-        .map(|d| d.ok_or_else(|| StreamError::Io(io::Error::other("a chain was not hashed"))))
-        .collect()
+        workers.finish()
+    })
 }
 
 #[cfg(test)]
@@ -299,6 +420,7 @@ mod tests {
 
     fn direct(c: &Chain, file: &[u8]) -> Vec<u8> {
         let mut h = Hasher::new(c.alg).unwrap();
+        h.update(&c.prefix);
         for &(s, e) in &c.ranges {
             h.update(&file[s as usize..e as usize]);
         }
@@ -309,7 +431,8 @@ mod tests {
     #[test]
     fn every_chain_equals_hashing_its_bytes_directly() {
         // Ranges across piece boundaries, an Authenticode-like chain with holes, contents
-        // chains with zero tails, and two groups of SHA-384/512 (one full, one of three).
+        // chains with a prefix and zero tails, and SHA-384/512 chains in a group of four and
+        // on their own.
         let len = 2 * CHUNK + 12345;
         let file = bytes(len);
         let l = len as u64;
@@ -321,22 +444,26 @@ mod tests {
                 alg,
                 ranges: auth.clone(),
                 zeros: 0,
+                prefix: Vec::new(),
             });
             chains.push(Chain {
                 alg,
                 ranges: payload.clone(),
                 zeros: 77,
+                prefix: vec![0xa5; 100],
             });
             chains.push(Chain {
                 alg,
                 ranges: vec![(0x400, 0x600)],
                 zeros: 0,
+                prefix: Vec::new(),
             });
         }
         chains.push(Chain {
             alg: HashAlg::SHA512,
             ranges: vec![],
             zeros: 200_000,
+            prefix: Vec::new(),
         });
         let mut seen = 0;
         let got = hash_chains(&file[..], l, &chains, |n| seen += n).unwrap();
@@ -352,6 +479,7 @@ mod tests {
             alg: HashAlg::SHA256,
             ranges: vec![(10, 20), (5, 8)],
             zeros: 0,
+            prefix: Vec::new(),
         };
         assert!(matches!(
             hash_chains(&[0u8; 32][..], 32, &[c], |_| ()),
@@ -361,6 +489,7 @@ mod tests {
             alg: HashAlg::SHA256,
             ranges: vec![(0, 64)],
             zeros: 0,
+            prefix: Vec::new(),
         };
         assert!(matches!(
             hash_chains(&[0u8; 32][..], 64, &[c], |_| ()),

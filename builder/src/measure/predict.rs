@@ -287,14 +287,30 @@ fn tagged_with(id: u32, text: &[u8], digests: Vec<(HashAlg, Vec<u8>)>) -> Logged
 
 /// A PCR 4 `EV_EFI_BOOT_SERVICES_APPLICATION` with the Authenticode hash of `pe` per bank and
 /// placeholder (zero) `UEFI_IMAGE_LOAD_EVENT` data.
+/// The banks are hashed on threads of their own (a kernel is ~15 MiB: ~50 ms for four banks
+/// on one core).
 pub fn image_event(banks: &[HashAlg], pe: &[u8], what: &str) -> Result<LoggedEvent, PredictError> {
-    let mut d = Vec::new();
-    for a in banks {
-        let h = authenticode::digest(pe, authenticode_alg(*a)?)
-            .map_err(|e| PredictError::Compute(e.to_string()))?;
-        d.push((*a, h));
-    }
-    Ok(image_event_with(d, what))
+    let algs = banks
+        .iter()
+        .map(|a| authenticode_alg(*a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let digests = std::thread::scope(|s| {
+        let jobs: Vec<_> = algs
+            .iter()
+            .map(|alg| s.spawn(move || authenticode::digest(pe, *alg)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| {
+                j.join()
+                    .map_err(|_| PredictError::Compute("a hashing thread panicked".into()))?
+                    .map_err(|e| PredictError::Compute(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(image_event_with(
+        banks.iter().copied().zip(digests).collect(),
+        what,
+    ))
 }
 
 /// The Authenticode algorithm of a bank.
@@ -454,7 +470,15 @@ impl BootFile {
         let sections = section_headers(head)
             .ok_or_else(|| "not a valid PE: the section table is truncated".to_string())?;
         for s in &sections {
-            if s.virtual_size > MAX_SECTION as u64 {
+            // Loaded into memory: the kept sections, and a zero tail is hashed (never a
+            // payload's size: a payload section's VirtualSize is its stored length).
+            let (from, to) = s.stored();
+            let loaded = if KEPT.contains(&s.name.as_str()) {
+                s.virtual_size
+            } else {
+                s.virtual_size - (to - from)
+            };
+            if loaded > MAX_SECTION as u64 {
                 return Err(format!(
                     "section {}: VirtualSize {:#x} is over {MAX_SECTION:#x} — not an appliance PE",
                     s.name, s.virtual_size
@@ -497,7 +521,7 @@ impl SectionHeader {
 }
 
 /// How much of BOOTX64.EFI is read for its headers.
-const HEADER_PREFIX: u64 = 64 << 10;
+pub const HEADER_PREFIX: u64 = 64 << 10;
 
 /// Sections whose contents a prediction needs as bytes, not only digests: the kernel (its own
 /// Authenticode hash and signature) and the command line (PCR 9's LoadOptions).
@@ -650,8 +674,10 @@ fn with_boot_file<T>(
     f(&mut boot).map_err(ioe)
 }
 
-/// Largest section a prediction loads (`VirtualSize`): 1 GiB, beyond any payload vmseal
-/// builds; a larger value is a malformed PE, refused rather than allocated.
+/// Largest section a prediction loads (`VirtualSize` of `.linux` and `.cmdline`), and largest
+/// zero tail it hashes (`VirtualSize` past the stored bytes): 1 GiB; a larger value is a
+/// malformed PE, refused rather than allocated. Other sections (a multi-GiB initrd or guest)
+/// are only hashed, as they stream by.
 pub const MAX_SECTION: usize = 1 << 30;
 
 /// The digests of BOOTX64.EFI a prediction needs, and the few parts it needs as bytes.
@@ -709,6 +735,159 @@ pub fn digest_boot(
 pub type OpenPe<'a> =
     dyn FnMut(&mut dyn FnMut(&mut dyn Read) -> io::Result<()>) -> Result<(), PredictError> + 'a;
 
+/// The hashes a prediction needs of one PE, as [`Chain`]s over its bytes (front to back),
+/// and the byte ranges it needs as bytes (the `.linux` and `.cmdline` sections, then the
+/// certificate table). [`digest_pe`] reads the PE for them; `vmseal build` feeds them the
+/// PE while it streams it out ([`hashstream::Workers`]), so the image is not read again.
+#[derive(Clone, Debug)]
+pub struct PeChains {
+    /// Authenticode per bank of `auth_banks`, then each section's contents per bank of
+    /// `banks`.
+    pub chains: Vec<Chain>,
+    /// The ranges to keep as bytes: each kept section's stored bytes, then the certificate
+    /// table.
+    pub wants: Vec<(u64, u64)>,
+    auth_banks: Vec<HashAlg>,
+    banks: Vec<HashAlg>,
+}
+
+impl PeChains {
+    /// The chains of the PE `boot` describes for `banks` (Authenticode, every section's
+    /// contents, and the SHA-256 Authenticode digest when `want_sha256`). `file` names it in
+    /// errors.
+    pub fn new(
+        boot: &BootFile,
+        banks: &[HashAlg],
+        want_sha256: bool,
+        file: &str,
+    ) -> Result<Self, PredictError> {
+        let auth = authenticode::hashed_ranges(&boot.layout)
+            .map_err(|e| bad_image(file)(format!("not a valid PE: {e}")))?;
+        let mut chains = Vec::new();
+        let mut auth_banks: Vec<HashAlg> = banks.to_vec();
+        if want_sha256 && !auth_banks.contains(&HashAlg::SHA256) {
+            auth_banks.push(HashAlg::SHA256);
+        }
+        for b in &auth_banks {
+            authenticode_alg(*b)?;
+            chains.push(Chain {
+                alg: *b,
+                ranges: auth.clone(),
+                zeros: 0,
+                prefix: Vec::new(),
+            });
+        }
+        for s in &boot.sections {
+            let (from, to) = s.stored();
+            for b in banks {
+                chains.push(Chain {
+                    alg: *b,
+                    ranges: vec![(from, to)],
+                    zeros: s.virtual_size - (to - from),
+                    prefix: Vec::new(),
+                });
+            }
+        }
+        let mut wants: Vec<(u64, u64)> = boot
+            .sections
+            .iter()
+            .filter(|s| KEPT.contains(&s.name.as_str()))
+            .map(SectionHeader::stored)
+            .collect();
+        let (cert_at, cert_len) = boot.layout.cert_table;
+        wants.push((cert_at, cert_at.saturating_add(cert_len).min(boot.size)));
+        Ok(Self {
+            chains,
+            wants,
+            auth_banks,
+            banks: banks.to_vec(),
+        })
+    }
+
+    /// The [`BootDigests`] from the digests of [`PeChains::chains`] (in order) and the bytes
+    /// of [`PeChains::wants`] (in order).
+    pub fn assemble(
+        &self,
+        boot: &BootFile,
+        digests: Vec<Vec<u8>>,
+        wants: Vec<Vec<u8>>,
+    ) -> Result<BootDigests, PredictError> {
+        let missing = || PredictError::Compute("a digest is missing".into());
+        let mut digests = digests.into_iter();
+        let mut next = |b: HashAlg| digests.next().map(|d| (b, d));
+        let mut authenticode = Vec::new();
+        let mut sha256_authenticode = None;
+        for b in &self.auth_banks {
+            let d = next(*b).ok_or_else(missing)?;
+            if *b == HashAlg::SHA256 {
+                sha256_authenticode = Some(d.1.clone());
+            }
+            if self.banks.contains(b) {
+                authenticode.push(d);
+            }
+        }
+        let mut contents = Vec::new();
+        for _ in &boot.sections {
+            contents.push(
+                self.banks
+                    .iter()
+                    .map(|b| next(*b))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(missing)?,
+            );
+        }
+        let mut wants = wants.into_iter();
+        let cert_table = wants.next_back().unwrap_or_default();
+        let kept = boot
+            .sections
+            .iter()
+            .filter(|s| KEPT.contains(&s.name.as_str()))
+            .zip(wants)
+            .map(|(s, mut bytes)| {
+                bytes.resize(s.virtual_size as usize, 0);
+                (s.name.clone(), bytes)
+            })
+            .collect();
+        Ok(BootDigests {
+            authenticode,
+            sha256_authenticode,
+            contents,
+            kept,
+            cert_table,
+        })
+    }
+}
+
+impl BootDigests {
+    /// These digests for `banks` only (a subset of the banks they were computed for, in
+    /// any order), with the SHA-256 Authenticode digest when `want_sha256`; `None` when a
+    /// bank or that digest was not computed.
+    pub fn select(&self, banks: &[HashAlg], want_sha256: bool) -> Option<Self> {
+        let pick = |have: &[(HashAlg, Vec<u8>)]| -> Option<Vec<(HashAlg, Vec<u8>)>> {
+            banks
+                .iter()
+                .map(|b| have.iter().find(|(a, _)| a == b).cloned())
+                .collect()
+        };
+        let sha256_authenticode = if want_sha256 {
+            Some(self.sha256_authenticode.clone()?)
+        } else {
+            None
+        };
+        Some(Self {
+            authenticode: pick(&self.authenticode)?,
+            sha256_authenticode,
+            contents: self
+                .contents
+                .iter()
+                .map(|c| pick(c))
+                .collect::<Option<_>>()?,
+            kept: self.kept.clone(),
+            cert_table: self.cert_table.clone(),
+        })
+    }
+}
+
 /// Hash the PE `boot` describes for `banks` (Authenticode, every section's contents, and the
 /// SHA-256 Authenticode digest when `want_sha256`), reading it once, front to back, with
 /// [`hashstream`]; a PE whose Authenticode ranges are not in file order (gaps between
@@ -720,41 +899,9 @@ pub fn digest_pe(
     file: &str,
     open: &mut OpenPe<'_>,
 ) -> Result<BootDigests, PredictError> {
-    let pe_bad = bad_image(file);
-    let auth = authenticode::hashed_ranges(&boot.layout)
-        .map_err(|e| pe_bad(format!("not a valid PE: {e}")))?;
-    let mut chains = Vec::new();
-    let mut auth_banks: Vec<HashAlg> = banks.to_vec();
-    if want_sha256 && !auth_banks.contains(&HashAlg::SHA256) {
-        auth_banks.push(HashAlg::SHA256);
-    }
-    for b in &auth_banks {
-        authenticode_alg(*b)?;
-        chains.push(Chain {
-            alg: *b,
-            ranges: auth.clone(),
-            zeros: 0,
-        });
-    }
-    for s in &boot.sections {
-        let (from, to) = s.stored();
-        for b in banks {
-            chains.push(Chain {
-                alg: *b,
-                ranges: vec![(from, to)],
-                zeros: s.virtual_size - (to - from),
-            });
-        }
-    }
-    let mut wants: Vec<((u64, u64), Vec<u8>)> = boot
-        .sections
-        .iter()
-        .filter(|s| KEPT.contains(&s.name.as_str()))
-        .map(|s| (s.stored(), Vec::new()))
-        .collect();
-    let (cert_at, cert_len) = boot.layout.cert_table;
-    let cert_range = (cert_at, cert_at.saturating_add(cert_len).min(boot.size));
-    wants.push((cert_range, Vec::new()));
+    let plan = PeChains::new(boot, banks, want_sha256, file)?;
+    let chains = &plan.chains;
+    let wants: Vec<((u64, u64), Vec<u8>)> = plan.wants.iter().map(|&r| (r, Vec::new())).collect();
 
     let unsupported =
         |e: policies::digest::UnsupportedAlgorithm| PredictError::Compute(e.to_string());
@@ -768,7 +915,7 @@ pub fn digest_pe(
                 at: 0,
                 wants: once.take().unwrap_or_default(),
             };
-            let d = hashstream::hash_chains(&mut r, boot.size, &chains, |_| ());
+            let d = hashstream::hash_chains(&mut r, boot.size, chains, |_| ());
             streamed = Some((d, r.wants));
             Ok(())
         })?;
@@ -803,58 +950,30 @@ pub fn digest_pe(
             (d, wants)
         }
     };
-    let mut digests = digests
-        .map_err(|e| match e {
-            hashstream::StreamError::Io(source) => io_error(file)(source),
-            hashstream::StreamError::Unsupported(u) => unsupported(u),
-            other => PredictError::Compute(other.to_string()),
-        })?
-        .into_iter();
-    let mut next = |b: HashAlg| digests.next().map(|d| (b, d));
-    let mut authenticode = Vec::new();
-    let mut sha256_authenticode = None;
-    for b in &auth_banks {
-        let d = next(*b).ok_or_else(|| PredictError::Compute("a digest is missing".into()))?;
-        if *b == HashAlg::SHA256 {
-            sha256_authenticode = Some(d.1.clone());
-        }
-        if banks.contains(b) {
-            authenticode.push(d);
-        }
-    }
-    let mut contents = Vec::new();
-    for _ in &boot.sections {
-        contents.push(
-            banks
-                .iter()
-                .map(|b| next(*b))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| PredictError::Compute("a digest is missing".into()))?,
-        );
-    }
-    let mut wants = wants.into_iter();
-    let cert_table = wants.next_back().map(|w| w.1).unwrap_or_default();
-    let kept = boot
-        .sections
-        .iter()
-        .filter(|s| KEPT.contains(&s.name.as_str()))
-        .zip(wants)
-        .map(|(s, (_, mut bytes))| {
-            bytes.resize(s.virtual_size as usize, 0);
-            (s.name.clone(), bytes)
-        })
-        .collect();
-    Ok(BootDigests {
-        authenticode,
-        sha256_authenticode,
-        contents,
-        kept,
-        cert_table,
-    })
+    let digests = digests.map_err(|e| match e {
+        hashstream::StreamError::Io(source) => io_error(file)(source),
+        hashstream::StreamError::Unsupported(u) => unsupported(u),
+        other => PredictError::Compute(other.to_string()),
+    })?;
+    plan.assemble(boot, digests, wants.into_iter().map(|w| w.1).collect())
 }
+
+/// How a prediction gets the digests of BOOTX64.EFI: [`digest_boot`] reads it from the image;
+/// `vmseal build` hands over the digests it took while writing it.
+pub type DigestBoot<'a> =
+    dyn FnMut(&ImageFacts, &[HashAlg], bool) -> Result<BootDigests, PredictError> + 'a;
 
 /// Predict.
 pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
+    predict_with(opts, &mut digest_boot)
+}
+
+/// [`predict`], with the digests of BOOTX64.EFI from `digest` (called with the facts read
+/// from the image, the banks and whether the SHA-256 Authenticode digest is needed).
+pub fn predict_with(
+    opts: &PredictOptions,
+    digest: &mut DigestBoot<'_>,
+) -> Result<Prediction, PredictError> {
     let t0 = std::time::Instant::now();
     let facts = read_image(&opts.image)?;
     if std::env::var_os("VMSEAL_TIMINGS").is_some() {
@@ -915,7 +1034,7 @@ pub fn predict(opts: &PredictOptions) -> Result<Prediction, PredictError> {
     // Read BOOTX64.EFI once, hashing it in every bank on the way (all cores; the payload is
     // hashed per bank twice: Authenticode for PCR 4, section contents for PCR 11).
     let t1 = std::time::Instant::now();
-    let boot = digest_boot(&facts, banks, sb_value == 1)?;
+    let boot = digest(&facts, banks, sb_value == 1)?;
     if std::env::var_os("VMSEAL_TIMINGS").is_some() {
         eprintln!(
             "vmseal: {:7.3}s hash BOOTX64.EFI",
@@ -1197,6 +1316,7 @@ mod tests {
             alg: HashAlg::SHA256,
             ranges,
             zeros: 0,
+            prefix: Vec::new(),
         };
         assert!(
             !seq.is_sequential(gap.len() as u64),

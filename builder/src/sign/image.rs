@@ -1,17 +1,27 @@
 //! Signing appliances with org keys: `vmseal sign`, and the signing step of `vmseal build`.
 //!
 //! The appliance PE gets one Authenticode signature (`signing::authenticode::sign`: RSA
-//! PKCS#1 v1.5 + SHA-256, no signingTime, so the same PE and key give the same bytes). In an
-//! image only the FAT file `\EFI\BOOT\BOOTX64.EFI` is rewritten, in place, with the `fatfs`
-//! crate the builder formats the ESP with; the GPT (whose GUIDs are derived from the unsigned
-//! content) stays. `vmseal build` with keys is exactly an unsigned build followed by this
-//! rewrite, so `vmseal sign` of an unsigned image gives the same image bytes as a signed build
-//! (same `SOURCE_DATE_EPOCH`: the FAT modification time comes from it).
+//! PKCS#1 v1.5 + SHA-256, no signingTime, so the same PE and key give the same bytes).
+//!
+//! `vmseal build` signs while it streams ([`crate::pipeline`]): [`table_size`] gives the
+//! certificate table's size up front (a signature over a dummy digest has the real one's
+//! length), the PE streams with its headers already pointing at the table, the SHA-256
+//! Authenticode digest is taken from the stream, [`certificate_table`] makes the table from
+//! it, and the build appends it and patches the CheckSum, in `NAME.efi` and in the clusters
+//! reserved for `\EFI\BOOT\BOOTX64.EFI`. Nothing holds the PE in memory.
+//!
+//! `vmseal sign` signs after the fact, in memory: in an image only the FAT file
+//! `\EFI\BOOT\BOOTX64.EFI` is rewritten, in place, with the `fatfs` crate the builder formats
+//! the ESP with ([`write_boot_file`]); the GPT (whose GUIDs are derived from the unsigned
+//! content) stays. The streamed build writes exactly those bytes — the table after the
+//! sections, the same clusters (fatfs extends a file into the clusters after it, which the
+//! build reserves from the start), the same modification time (`SOURCE_DATE_EPOCH`) — so
+//! `vmseal sign` of an unsigned image gives a signed build's image.
 //!
 //! A `.linux` kernel gets the org signature appended to its certificate table (a vendor
-//! signature stays) before it becomes the section. No private key byte is ever written or
-//! printed: keys are only used through [`signing::keys::Signer`], and no error carries key
-//! material.
+//! signature stays) before it becomes the section: it is read into memory for that (a
+//! kernel, ~10–20 MiB). No private key byte is ever written or printed: keys are only used
+//! through [`signing::keys::Signer`], and no error carries key material.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -583,42 +593,85 @@ pub fn write_boot_file(
 /// What signing an appliance PE did, for the lock file.
 pub fn record(unsigned: &[u8], signed: &[u8], cert: &Certificate) -> Value {
     let auth = authenticode::digest(signed, DigestAlgorithm::Sha256).unwrap_or_default();
+    record_digests(
+        &sha2::Sha256::digest(unsigned),
+        &sha2::Sha256::digest(signed),
+        &auth,
+        cert,
+    )
+}
+
+/// [`record`] from the digests: SHA-256 of the unsigned and the signed PE, and the SHA-256
+/// Authenticode digest (what `vmseal build` took while the PE streamed by).
+pub fn record_digests(
+    unsigned_sha256: &[u8],
+    signed_sha256: &[u8],
+    authenticode_sha256: &[u8],
+    cert: &Certificate,
+) -> Value {
     json!({
         "cert_subject": cert.subject(),
         "cert_sha256": hex::encode(cert.sha256()),
-        "unsigned_sha256": hex::encode(sha2::Sha256::digest(unsigned)),
-        "signed_sha256": hex::encode(sha2::Sha256::digest(signed)),
-        "authenticode_sha256": hex::encode(auth),
+        "unsigned_sha256": hex::encode(unsigned_sha256),
+        "signed_sha256": hex::encode(signed_sha256),
+        "authenticode_sha256": hex::encode(authenticode_sha256),
         "boot_file": BOOT_PATH,
     })
 }
 
-/// The signing step of `vmseal build`: sign the PE in `efi` (a temporary file), rewrite it,
-/// and put the same bytes into the image's ESP. Returns the lock-file record.
-pub fn sign_built(
-    efi: &File,
-    img: &File,
-    esp: (u64, u64),
-    epoch: u64,
-    signer: &dyn Signer,
-    name: &str,
-) -> Result<Value, SignCmdError> {
-    let mut f = efi;
-    let mut pe = Vec::new();
-    f.seek(SeekFrom::Start(0))
-        .and_then(|_| f.read_to_end(&mut pe))
-        .map_err(ioe(format!("reading {name}.efi")))?;
-    let signed = authenticode::sign(&pe, signer).map_err(|source| SignCmdError::Pe {
-        file: format!("{name}.efi"),
-        source,
+/// The size of the certificate table that [`certificate_table`] makes with `signer`: one
+/// `WIN_CERTIFICATE` entry padded to 8 bytes. Known before the image is hashed, so that
+/// `vmseal build` lays out (and reserves clusters for) the signed PE up front: the PKCS#7
+/// blob's length does not depend on the digest it signs (the digest and the RSA signature
+/// have fixed sizes, every DER length around them follows), so a signature over a dummy
+/// digest has the length of the real one. With a token key this is one more signing
+/// operation.
+pub fn table_size(signer: &dyn Signer) -> Result<u32, SignCmdError> {
+    let blob = authenticode::authenticode_pkcs7(&[0u8; 32], signer).map_err(|source| {
+        SignCmdError::Pe {
+            file: "the db key".into(),
+            source,
+        }
     })?;
-    f.seek(SeekFrom::Start(0))
-        .and_then(|_| f.write_all(&signed))
-        .and_then(|()| f.set_len(signed.len() as u64))
-        .and_then(|()| f.flush())
-        .map_err(ioe(format!("writing {name}.efi")))?;
-    write_boot_file(img, esp, &signed, epoch).map_err(ioe(format!("writing {name}.img: ESP")))?;
-    Ok(record(&pe, &signed, signer.certificate()))
+    u32::try_from((8 + blob.len() as u64).div_ceil(8) * 8).map_err(|_| {
+        SignCmdError::Io(
+            "signing".into(),
+            io::Error::other("the signature is larger than 4 GiB"),
+        )
+    })
+}
+
+/// The certificate table that signs a PE whose SHA-256 Authenticode digest is `digest`:
+/// exactly what `signing::authenticode::sign` appends to an unsigned image (one
+/// `WIN_CERTIFICATE`, revision 0x0200, type `WIN_CERT_TYPE_PKCS_SIGNED_DATA`, `dwLength` = 8 +
+/// the PKCS#7 length, zero-padded to 8 bytes). Fails unless it is `size` bytes (what
+/// [`table_size`] announced and the headers already say).
+pub fn certificate_table(
+    digest: &[u8],
+    signer: &dyn Signer,
+    size: u32,
+) -> Result<Vec<u8>, SignCmdError> {
+    let pe_error = |source| SignCmdError::Pe {
+        file: "the appliance PE".into(),
+        source,
+    };
+    let blob = authenticode::authenticode_pkcs7(digest, signer).map_err(pe_error)?;
+    let length = u32::try_from(8 + blob.len())
+        .map_err(|_| pe_error(SignError::Unsupported("signature too large".into())))?;
+    let mut table = Vec::with_capacity(size as usize);
+    table.extend_from_slice(&length.to_le_bytes());
+    table.extend_from_slice(&authenticode::WIN_CERT_REVISION_2_0.to_le_bytes());
+    table.extend_from_slice(&authenticode::WIN_CERT_TYPE_PKCS_SIGNED_DATA.to_le_bytes());
+    table.extend_from_slice(&blob);
+    table.resize(table.len().div_ceil(8) * 8, 0);
+    if table.len() != size as usize {
+        return Err(pe_error(SignError::Unsupported(format!(
+            "the signature took {} bytes, not the {size} reserved for it (the key's signatures \
+             vary in length)",
+            table.len()
+        ))));
+    }
+    Ok(table)
 }
 
 /// Enroll `v` into its template (`signing::varstore::enroll`); timestamps zero. Returns the
@@ -963,4 +1016,56 @@ pub fn sign(opts: &SignOptions) -> Result<SignOutcome, SignCmdError> {
         lock: lock_out,
         also: written,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::pe::{Composed, PeChecksum, Piece, tests::tiny_stub, zeros};
+
+    /// Streaming a PE whose headers already point at the table, appending
+    /// [`certificate_table`] over the streamed digest and patching the CheckSum gives byte for
+    /// byte what `signing::authenticode::sign` makes of the unsigned PE (what `vmseal sign`
+    /// does), and [`table_size`] announced the table's size.
+    #[test]
+    fn streamed_signing_equals_signing_the_unsigned_pe() {
+        let h = keys::generate_hierarchy(&keys::HierarchyParams::new("Stream", 0)).unwrap();
+        let signer: &dyn Signer = &h.db;
+        let stub = tiny_stub();
+        let data: Vec<u8> = (0..0x1001u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let bytes = |c: &Composed<'_>| {
+            let mut out = Vec::new();
+            for p in c.pieces() {
+                match p {
+                    Piece::Bytes(b) => out.extend_from_slice(b),
+                    Piece::Section(_) => out.extend_from_slice(&data),
+                    Piece::Zeros(n) => out.extend_from_slice(zeros(n)),
+                }
+            }
+            out
+        };
+        let checksum = |pe: &mut Vec<u8>, at: u64| {
+            let mut sum = PeChecksum::default();
+            sum.update(pe);
+            let at = at as usize;
+            pe[at..at + 4].copy_from_slice(&sum.finish().to_le_bytes());
+        };
+        let mut c = Composed::new(&stub, &[(".guest".into(), data.len() as u64)], 0).unwrap();
+        let mut unsigned = bytes(&c);
+        checksum(&mut unsigned, c.checksum_offset());
+        let want = authenticode::sign(&unsigned, signer).unwrap();
+
+        let size = table_size(signer).unwrap();
+        let at = c.reserve_certificate_table(size).unwrap();
+        let mut streamed = bytes(&c);
+        streamed.resize(at as usize, 0);
+        // The digest skips the table: hash the file with the table still zeros.
+        let mut placeholder = streamed.clone();
+        placeholder.resize(placeholder.len() + size as usize, 0);
+        let digest = authenticode::digest(placeholder.as_slice(), DigestAlgorithm::Sha256).unwrap();
+        streamed.extend_from_slice(&certificate_table(&digest, signer, size).unwrap());
+        checksum(&mut streamed, c.checksum_offset());
+        assert!(streamed == want, "the streamed signed PE differs");
+        assert!(certificate_table(&digest, signer, size + 8).is_err());
+    }
 }
