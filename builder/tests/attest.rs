@@ -8,11 +8,10 @@
 //! the event as `pcr diff` does; 30 malformed inputs are exit 2 with one line.
 
 mod common;
-use common::{ok, text, tool};
+use common::{Swtpm, ok, text, tool};
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -37,50 +36,7 @@ fn vmseal(args: &[&str], cwd: &Path) -> Output {
         .expect("run vmseal")
 }
 
-/// A swtpm with a TCP server on free ports, killed on drop (its state directory with it).
-struct Swtpm {
-    child: Child,
-    port: u16,
-    _state: tempfile::TempDir,
-}
-
 impl Swtpm {
-    fn start() -> Self {
-        let port = loop {
-            let p = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-                break p;
-            }
-        };
-        let state = tempfile::tempdir().unwrap();
-        let child = Command::new("swtpm")
-            .args(["socket", "--tpm2", "--server"])
-            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-            .arg("--ctrl")
-            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-            .args(["--flags", "not-need-init,startup-clear", "--tpmstate"])
-            .arg(format!("dir={}", state.path().display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("swtpm (scripts/setup.sh installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Swtpm {
-            child,
-            port,
-            _state: state,
-        }
-    }
-
     /// A tpm2-tools command against this TPM (in `dir`).
     fn cmd(&self, tool_name: &str, dir: &Path) -> Command {
         let mut c = Command::new(tool_name);
@@ -173,13 +129,6 @@ impl Swtpm {
             .copied()
             .collect::<Vec<_>>(),
         );
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,10 +6,10 @@
 //! for every quote.
 
 mod common;
-use common::{ok, text, tool};
+use common::{Swtpm, ok, text, tool};
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -39,47 +39,7 @@ fn vmseal(args: &[&str], cwd: &Path) -> Output {
         .expect("run vmseal")
 }
 
-/// A swtpm with a TCP server, killed on drop; its files (keys, quotes) in `dir`.
-struct Swtpm {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
 impl Swtpm {
-    fn start() -> Self {
-        let port = loop {
-            let p = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-                break p;
-            }
-        };
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("state")).unwrap();
-        let child = Command::new("swtpm")
-            .args(["socket", "--tpm2", "--server"])
-            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-            .arg("--ctrl")
-            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-            .args(["--flags", "not-need-init,startup-clear", "--tpmstate"])
-            .arg(format!("dir={}", dir.path().join("state").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("swtpm (scripts/setup.sh installs it)");
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Swtpm { child, port, dir }
-    }
-
     fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }
@@ -205,13 +165,6 @@ impl Swtpm {
         } else {
             Err(text(&o))
         }
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

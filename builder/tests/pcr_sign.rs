@@ -7,11 +7,10 @@
 //! swtpm, Secure Boot on) exactly as predicted, `.pcrpkey` measured by the stub.
 
 mod common;
-use common::{ok, text};
+use common::{Swtpm, ok, text};
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -38,48 +37,6 @@ fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/setup.sh installs it)"));
     assert!(o.status.success(), "{cmd:?}: {}", text(&o));
     o
-}
-
-/// A swtpm with a TCP server on free ports, killed on drop (its state directory with it).
-struct Swtpm(
-    Child,
-    u16,
-    #[expect(dead_code, reason = "kept until the TPM is dropped")] tempfile::TempDir,
-);
-
-impl Swtpm {
-    fn start() -> Self {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let state = tempfile::tempdir().unwrap();
-        let child = Command::new("swtpm")
-            .args(["socket", "--tpm2", "--server"])
-            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-            .arg("--ctrl")
-            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-            .args(["--flags", "not-need-init,startup-clear", "--tpmstate"])
-            .arg(format!("dir={}", state.path().display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("swtpm (scripts/setup.sh installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Swtpm(child, port, state)
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -168,7 +125,7 @@ fn pcrsig_equals_systemd_measure_sign_and_the_appliance_boots_as_predicted() {
             "--public-key=pcr.pub",
             "--json=short",
         ])
-        .env("SYSTEMD_TPM2_DEVICE", format!("swtpm:port={}", tpm.1))
+        .env("SYSTEMD_TPM2_DEVICE", format!("swtpm:port={}", tpm.port))
         .current_dir(d);
     for b in BANKS {
         cmd.arg(format!("--bank={b}"));

@@ -140,3 +140,58 @@ pub fn linux_example() -> &'static Path {
         dir
     })
 }
+
+/// A swtpm with a TCP command server on a free port (its control channel on the next one),
+/// killed on drop. `dir` holds its state (`dir/state`) and is free for the test's own files.
+pub struct Swtpm {
+    child: std::process::Child,
+    /// The command port (`TPM2TOOLS_TCTI=swtpm:port=PORT`, `SYSTEMD_TPM2_DEVICE=swtpm:port=PORT`).
+    pub port: u16,
+    /// A scratch directory that lives as long as the TPM.
+    pub dir: tempfile::TempDir,
+}
+
+impl Swtpm {
+    /// Start one (manufactured and started up: `not-need-init,startup-clear`) and wait until
+    /// its command port answers.
+    pub fn start() -> Self {
+        use std::net::{TcpListener, TcpStream};
+        let port = loop {
+            let p = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+                break p;
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        let child = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--server"])
+            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+            .arg("--ctrl")
+            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+            .args(["--flags", "not-need-init,startup-clear", "--tpmstate"])
+            .arg(format!("dir={}", dir.path().join("state").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("swtpm (scripts/setup.sh installs it)");
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Swtpm { child, port, dir }
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
