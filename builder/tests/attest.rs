@@ -8,7 +8,7 @@
 //! the event as `pcr diff` does; 30 malformed inputs are exit 2 with one line.
 
 mod common;
-use common::{Swtpm, ok, text, tool};
+use common::{Swtpm, ok, text, tool, vmseal};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -24,16 +24,6 @@ fn fixtures() -> PathBuf {
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/fixtures/ovmf-debian-2022.11"
     ))
-}
-
-fn vmseal(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmseal"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("VMSEAL_STUB_EFI")
-        .output()
-        .expect("run vmseal")
 }
 
 impl Swtpm {

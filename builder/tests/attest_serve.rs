@@ -6,7 +6,7 @@
 //! for every quote.
 
 mod common;
-use common::{Swtpm, ok, text, tool};
+use common::{Swtpm, ok, text, tool, vmseal};
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -27,16 +27,6 @@ fn unb64(v: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(v.as_str().unwrap_or_else(|| panic!("not a string: {v}")))
         .unwrap()
-}
-
-fn vmseal(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmseal"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("VMSEAL_STUB_EFI")
-        .output()
-        .expect("run vmseal")
 }
 
 impl Swtpm {

@@ -3,22 +3,12 @@
 //! + `osslsigncode` (an independent Authenticode implementation), `openssl` (a throwaway key).
 
 mod common;
-use common::{sbsign_digest, tool};
+use common::{sbsign_digest, tool, vmseal};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn vmseal(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmseal"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("VMSEAL_STUB_EFI")
-        .output()
-        .expect("run vmseal")
-}
 
 fn ok(o: &Output) {
     assert!(

@@ -6,20 +6,9 @@
 //! quiet, and `build`/`boot --json` summarise on stdout.
 
 mod common;
-use common::{ok, text};
+use common::{ok, text, vmseal};
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn vmseal(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmseal"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("VMSEAL_STUB_EFI")
-        .output()
-        .expect("run vmseal")
-}
+use std::process::Command;
 
 #[test]
 fn boot_with_the_build_store_uses_the_predicted_firmware_and_diff_names_another() {

@@ -7,9 +7,9 @@
 //! swtpm, Secure Boot on) exactly as predicted, `.pcrpkey` measured by the stub.
 
 mod common;
-use common::{Swtpm, ok, text};
+use common::{Swtpm, ok, text, vmseal};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -19,16 +19,6 @@ const BANKS: [&str; 4] = ["sha1", "sha256", "sha384", "sha512"];
 
 fn repo() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn vmseal(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmseal"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("VMSEAL_STUB_EFI")
-        .output()
-        .expect("run vmseal")
 }
 
 fn run(cmd: &mut Command) -> Output {

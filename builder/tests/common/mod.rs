@@ -195,3 +195,15 @@ impl Drop for Swtpm {
         let _ = self.child.wait();
     }
 }
+
+/// `vmseal ARGS` in `cwd`, with no `SOURCE_DATE_EPOCH` or `VMSEAL_STUB_EFI` from the
+/// environment (the embedded stub, the clock a user would have).
+pub fn vmseal(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmseal"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("VMSEAL_STUB_EFI")
+        .output()
+        .expect("run vmseal")
+}
