@@ -16,10 +16,10 @@ run bash scripts/setup.sh
 
 step "format"
 run cargo fmt --all --check
-# The stub, every no_std partition image and the Linux appliance's agent are cargo
-# workspaces of their own.
+# The stub, every no_std partition image, the Linux appliance's agent and the fuzz targets
+# (built by cargo-fuzz on nightly, not here) are cargo workspaces of their own.
 guests=$(for d in images/*/; do [ -f "$d/Cargo.toml" ] && echo "${d%/}"; done)
-for dir in stub-hypervisor $guests; do
+for dir in stub-hypervisor $guests fuzz; do
     (cd "$dir" && run cargo fmt --check)
 done
 

@@ -9,7 +9,8 @@ use vmseal::attest::evidence::Evidence;
 fuzz_target!(|data: &[u8]| {
     if let Ok(e) = Evidence::parse_bundle(data, "fuzz.json") {
         let text = e.to_bundle().to_string();
-        let again = Evidence::parse_bundle(text.as_bytes(), "fuzz.json").expect("a written bundle parses");
+        let again =
+            Evidence::parse_bundle(text.as_bytes(), "fuzz.json").expect("a written bundle parses");
         assert_eq!(again.to_bundle(), e.to_bundle());
     }
 });

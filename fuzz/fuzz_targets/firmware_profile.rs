@@ -16,7 +16,8 @@ fuzz_target!(|data: &[u8]| {
             package: String::new(),
         };
         if let Ok(p) = Profile::from_log(&log, id, String::new(), "fuzz".into()) {
-            let again = Profile::parse(&p.to_text(), "fuzz.json").expect("a learned profile parses");
+            let again =
+                Profile::parse(&p.to_text(), "fuzz.json").expect("a learned profile parses");
             let banks: Vec<HashAlg> = log.spec_id.algorithms.iter().map(|(a, _)| *a).collect();
             let _ = again.steps(&banks);
         }
