@@ -365,13 +365,9 @@ fn fixtures() -> PathBuf {
     ))
 }
 
-#[test]
-fn the_server_releases_the_secret_only_to_the_tpm_that_booted_as_predicted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let pred_a = build(dir, "a", "console=on mode=a");
-    let pred_b = build(dir, "b", "console=on mode=b");
-    // The firmware-only policy of a Secure Boot off boot (a real OVMF log).
+/// Write `fw.pcrs.json` into `dir`: the firmware-only policy of a real OVMF boot with Secure
+/// Boot off (`vmseal eventlog show --json` of its log). Returns that log's path.
+fn firmware_policy(dir: &Path) -> PathBuf {
     let sb_off = fixtures().join("eventlog-sb-off.bin");
     let o = vmseal(
         &["eventlog", "show", &sb_off.display().to_string(), "--json"],
@@ -379,6 +375,17 @@ fn the_server_releases_the_secret_only_to_the_tpm_that_booted_as_predicted() {
     );
     ok(&o);
     std::fs::write(dir.join("fw.pcrs.json"), &o.stdout).unwrap();
+    sb_off
+}
+
+#[test]
+fn the_server_releases_the_secret_only_to_the_tpm_that_booted_as_predicted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pred_a = build(dir, "a", "console=on mode=a");
+    let pred_b = build(dir, "b", "console=on mode=b");
+    // The firmware-only policy of a Secure Boot off boot (a real OVMF log).
+    let sb_off = firmware_policy(dir);
     let secrets: Vec<(&str, Vec<u8>)> = vec![
         ("a", b"secret of appliance a: 4f1c9e".to_vec()),
         ("b", b"secret of appliance b: 77d0aa".to_vec()),
@@ -562,13 +569,7 @@ fn raw(addr: &str, bytes: &[u8]) -> String {
 fn garbage_and_floods_leave_the_server_serving_and_kill_9_leaves_it_restartable() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let sb_off = fixtures().join("eventlog-sb-off.bin");
-    let o = vmseal(
-        &["eventlog", "show", &sb_off.display().to_string(), "--json"],
-        dir,
-    );
-    ok(&o);
-    std::fs::write(dir.join("fw.pcrs.json"), &o.stdout).unwrap();
+    firmware_policy(dir);
     std::fs::write(dir.join("fw.secret"), b"flood-proof secret").unwrap();
     let args = ["--policy", "fw.pcrs.json", "--secret", "fw.secret"];
     let server = Serve::start(dir, &args);
@@ -734,13 +735,7 @@ fn the_agent_gets_the_secret_with_raw_tpm_commands() {
         .join("../agent/target/x86_64-unknown-linux-musl/release/vmseal-agent");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let sb_off = fixtures().join("eventlog-sb-off.bin");
-    let o = vmseal(
-        &["eventlog", "show", &sb_off.display().to_string(), "--json"],
-        dir,
-    );
-    ok(&o);
-    std::fs::write(dir.join("fw.pcrs.json"), &o.stdout).unwrap();
+    let sb_off = firmware_policy(dir);
     let pred_a = build(dir, "a", "console=on mode=a");
     let secret = b"secret for the agent".to_vec();
     std::fs::write(dir.join("fw.secret"), &secret).unwrap();
